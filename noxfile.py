@@ -34,7 +34,9 @@ PACKAGE_TABLE: dict[str, tuple[str, list[str]]] = {
     "xtalnet": ("xtalnet", ["rsh", "gaunt-elastic", "periodic-conv", "mp-audit"]),
 }
 # Only packages that exist yet take part.
-PACKAGES = [name for name in PACKAGE_TABLE if (ROOT / "packages" / name / "pyproject.toml").exists()]
+PACKAGES = [
+    name for name in PACKAGE_TABLE if (ROOT / "packages" / name / "pyproject.toml").is_file()
+]
 
 
 def _package_dir(name: str) -> Path:
@@ -206,7 +208,8 @@ def gpu(session: nox.Session) -> None:
         "python",
         "-c",
         "import torch, sys; ok = torch.cuda.is_available();"
-        "print('CUDA available:', ok); sys.exit(0 if ok else 'no CUDA device: gpu session refused')",
+        "print('CUDA available:', ok);"
+        "sys.exit(0 if ok else 'no CUDA device: gpu session refused')",
     )
     for package in PACKAGES:
         _install_editable(session, package)
