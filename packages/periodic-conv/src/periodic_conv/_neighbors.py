@@ -1,0 +1,377 @@
+"""Periodic neighbour lists (thesis §2.2) on top of vesin, validated so a graph is never wrong.
+
+An edge ``e`` joins a center atom ``a = center[e]`` to a neighbour ``b*`` = ``neighbor[e]``
+(the index in the unit cell of the periodic image ``b``, the map g(a, b) of eq. 3.7) through
+the integer image shift ``shift[e]``:
+
+    edge_vec[e] = positions[neighbor[e]] - positions[center[e]] + shift[e] @ cell
+
+Edges are sorted by center (then neighbour, then shift) so that per-center reductions are
+contiguous and reproducible. Self-images (an atom next to its own periodic copy) are edges;
+the self pair with zero shift is an edge only with ``self_interaction=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
+
+#: Default limit on the estimated number of edges (about 2.4 GB of int64 indices + shifts).
+DEFAULT_MAX_EDGES = 50_000_000
+#: A cell is rejected when |det(cell)| <= CELL_TOL * |a| |b| |c| (flat or nearly flat).
+DEFAULT_CELL_TOL = 1e-6
+
+
+def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
+    if isinstance(pbc, (bool, np.bool_)):
+        return (bool(pbc),) * 3
+    try:
+        values = tuple(bool(p) for p in pbc)
+    except TypeError as exc:
+        raise TypeError(f"pbc must be a bool or 3 bools, got {pbc!r}") from exc
+    if len(values) != 3:
+        raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r} (length {len(values)})")
+    return values  # type: ignore[return-value]
+
+
+def _validate(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    r_cut: float,
+    pbc: tuple[bool, bool, bool],
+    cell_tol: float,
+    max_edges: int,
+) -> None:
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape [N, 3], got {tuple(positions.shape)}")
+    if cell.shape != (3, 3):
+        raise ValueError(
+            f"cell must have shape [3, 3] (rows = lattice vectors), got {tuple(cell.shape)}"
+        )
+    if not isinstance(r_cut, (int, float)) or isinstance(r_cut, bool):
+        raise TypeError(f"r_cut must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
+    if not math.isfinite(r_cut) or r_cut <= 0:
+        raise ValueError(f"r_cut must be a finite number > 0 (Å), got {r_cut!r}")
+    if not bool(torch.isfinite(positions).all()):
+        bad = torch.nonzero(~torch.isfinite(positions).all(dim=1)).flatten().tolist()[:5]
+        raise ValueError(f"positions must be finite, got non-finite values in rows {bad}")
+    if not bool(torch.isfinite(cell).all()):
+        raise ValueError(f"cell must be finite, got {cell.tolist()}")
+    n = positions.shape[0]
+    if any(pbc):
+        c = cell.detach().to(torch.float64).cpu()
+        det = abs(float(torch.linalg.det(c)))
+        scale = float(torch.linalg.norm(c, dim=1).prod())
+        if not det > cell_tol * scale:
+            raise ValueError(
+                f"cell is flat or nearly flat: |det(cell)| = {det:.3e} Å^3 <= cell_tol * |a||b||c| "
+                f"= {cell_tol * scale:.3e} Å^3 (cell_tol={cell_tol}); a periodic cell needs volume"
+            )
+        volume = det
+    else:
+        span = positions.detach().max(0).values - positions.detach().min(0).values
+        volume = float(torch.prod(span + 2 * r_cut))
+    # Each atom sees about density * (4/3) pi (r_cut + d)^3 atoms, d accounting for the
+    # atoms of the cell itself being spread over one cell (upper-bound flavour, cheap).
+    density = n / volume
+    estimate = int(n * (density * 4.0 / 3.0 * math.pi * r_cut**3 + 1))
+    if estimate > max_edges:
+        raise ValueError(
+            f"r_cut={r_cut} Å would give about {estimate:,} edges for {n} atoms in "
+            f"{volume:.3g} Å^3, above max_edges={max_edges:,}; lower r_cut or raise max_edges"
+        )
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A batch of periodic neighbourhood graphs.
+
+    Attributes
+    ----------
+    positions : Tensor [N, 3]
+        Cartesian positions, Å (kept with their autograd history).
+    cell : Tensor [B, 3, 3]
+        Lattice vectors as rows, Å, one per structure.
+    center, neighbor : Tensor [E] (int64)
+        Center atom a and neighbour b* = g(a, b) of each edge (global atom indices).
+    shift : Tensor [E, 3] (int64)
+        Integer image shift of the neighbour.
+    edge_vec : Tensor [E, 3]
+        ``positions[neighbor] - positions[center] + shift @ cell``, Å; differentiable with
+        respect to ``positions`` and ``cell``.
+    length : Tensor [E]
+        ``|edge_vec|``, Å.
+    counts : Tensor [N] (int64)
+        |N(a)|, the number of edges of each center atom.
+    batch : Tensor [N] (int64)
+        Structure index of each atom.
+    r_cut : float
+        Radial cutoff, Å.
+    numbers : Tensor [N] (int64) or None
+        Atomic numbers when known.
+    """
+
+    positions: torch.Tensor
+    cell: torch.Tensor
+    center: torch.Tensor
+    neighbor: torch.Tensor
+    shift: torch.Tensor
+    edge_vec: torch.Tensor
+    length: torch.Tensor
+    counts: torch.Tensor
+    batch: torch.Tensor
+    r_cut: float
+    numbers: torch.Tensor | None = None
+    pbc: tuple[bool, bool, bool] = (True, True, True)
+    edge_batch: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of atoms N."""
+        return int(self.positions.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        """Number of edges E."""
+        return int(self.center.shape[0])
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of structures B."""
+        return int(self.cell.shape[0])
+
+    @property
+    def isolated(self) -> torch.Tensor:
+        """Indices of isolated atoms (|N(a)| = 0); their convolution output is zero."""
+        return torch.nonzero(self.counts == 0).flatten()
+
+    @property
+    def has_isolated(self) -> bool:
+        """True when at least one atom has no neighbour within r_cut."""
+        return bool((self.counts == 0).any())
+
+    def recompute_vectors(
+        self, positions: torch.Tensor | None = None, cell: torch.Tensor | None = None
+    ) -> Graph:
+        """Same edges, new edge vectors (e.g. positions/cell that require grad, for forces and
+        stress). Topology is not rebuilt: use small displacements only."""
+        positions = self.positions if positions is None else positions
+        cell = self.cell if cell is None else cell
+        if cell.ndim == 2:
+            cell = cell.unsqueeze(0)
+        vec = _edge_vectors(
+            positions, cell, self.center, self.neighbor, self.shift, self.edge_batch
+        )
+        return replace(
+            self,
+            positions=positions,
+            cell=cell,
+            edge_vec=vec,
+            length=torch.linalg.norm(vec, dim=-1),
+        )
+
+    @classmethod
+    def from_structures(
+        cls,
+        structures: Sequence[Any],
+        r_cut: float,
+        *,
+        self_interaction: bool = False,
+        dtype: torch.dtype = torch.float64,
+        max_edges: int = DEFAULT_MAX_EDGES,
+        cell_tol: float = DEFAULT_CELL_TOL,
+    ) -> Graph:
+        """Batch pymatgen ``Structure`` or ASE ``Atoms`` objects into one graph.
+
+        Parameters
+        ----------
+        structures : sequence of pymatgen.core.Structure or ase.Atoms
+            Periodic structures (Å).
+        r_cut : float
+            Radial cutoff, Å.
+        self_interaction, dtype, max_edges, cell_tol
+            As in :func:`neighbor_list`.
+        """
+        if isinstance(structures, (str, bytes)) or not isinstance(structures, Sequence):
+            structures = [structures]  # a single structure is a batch of one
+        if len(structures) == 0:
+            raise ValueError("structures must contain at least one structure, got []")
+        graphs = []
+        for k, s in enumerate(structures):
+            if hasattr(s, "lattice") and hasattr(s, "cart_coords"):  # pymatgen Structure
+                pos = np.array(s.cart_coords, dtype=np.float64)
+                cell = np.array(s.lattice.matrix, dtype=np.float64)
+                numbers = np.asarray(s.atomic_numbers, dtype=np.int64)
+                pbc = tuple(bool(p) for p in getattr(s.lattice, "pbc", (True, True, True)))
+            elif hasattr(s, "get_positions") and hasattr(s, "get_cell"):  # ASE Atoms
+                pos = np.asarray(s.get_positions(), dtype=np.float64)
+                cell = np.asarray(s.get_cell()[:], dtype=np.float64)
+                numbers = np.asarray(s.get_atomic_numbers(), dtype=np.int64)
+                pbc = tuple(bool(p) for p in s.get_pbc())
+            else:
+                raise TypeError(
+                    f"structures[{k}] must be a pymatgen Structure or an ASE Atoms, "
+                    f"got {type(s).__name__}"
+                )
+            graphs.append(
+                neighbor_list(
+                    torch.as_tensor(pos, dtype=dtype),
+                    torch.as_tensor(cell, dtype=dtype),
+                    r_cut,
+                    pbc=pbc,
+                    self_interaction=self_interaction,
+                    max_edges=max_edges,
+                    cell_tol=cell_tol,
+                    numbers=torch.as_tensor(numbers),
+                )
+            )
+        return cls.batch_graphs(graphs)
+
+    @staticmethod
+    def batch_graphs(graphs: Sequence[Graph]) -> Graph:
+        """Concatenate graphs (atom indices offset; one cell per structure)."""
+        if len(graphs) == 1:
+            return graphs[0]
+        r_cuts = {g.r_cut for g in graphs}
+        if len(r_cuts) != 1:
+            raise ValueError(f"graphs must share one r_cut to be batched, got {sorted(r_cuts)}")
+        offsets = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
+        goffs = np.cumsum([0] + [g.num_graphs for g in graphs[:-1]])
+        numbers = None
+        if all(g.numbers is not None for g in graphs):
+            numbers = torch.cat([g.numbers for g in graphs])  # type: ignore[misc]
+        pbcs = {g.pbc for g in graphs}
+        return Graph(
+            positions=torch.cat([g.positions for g in graphs]),
+            cell=torch.cat([g.cell for g in graphs]),
+            center=torch.cat([g.center + int(o) for g, o in zip(graphs, offsets)]),
+            neighbor=torch.cat([g.neighbor + int(o) for g, o in zip(graphs, offsets)]),
+            shift=torch.cat([g.shift for g in graphs]),
+            edge_vec=torch.cat([g.edge_vec for g in graphs]),
+            length=torch.cat([g.length for g in graphs]),
+            counts=torch.cat([g.counts for g in graphs]),
+            batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, goffs)]),
+            edge_batch=torch.cat([g.edge_batch + int(o) for g, o in zip(graphs, goffs)]),
+            r_cut=graphs[0].r_cut,
+            numbers=numbers,
+            pbc=graphs[0].pbc if len(pbcs) == 1 else (True, True, True),
+        )
+
+
+def _edge_vectors(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    center: torch.Tensor,
+    neighbor: torch.Tensor,
+    shift: torch.Tensor,
+    edge_batch: torch.Tensor,
+) -> torch.Tensor:
+    # Written with differentiable ops so forces (d/dpositions) and stress (d/dcell) flow.
+    offset = torch.einsum("ek,ekx->ex", shift.to(positions.dtype), cell[edge_batch])
+    return positions[neighbor] - positions[center] + offset
+
+
+def neighbor_list(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    r_cut: float,
+    *,
+    pbc: bool | Sequence[bool] = (True, True, True),
+    self_interaction: bool = False,
+    max_edges: int = DEFAULT_MAX_EDGES,
+    cell_tol: float = DEFAULT_CELL_TOL,
+    numbers: torch.Tensor | None = None,
+) -> Graph:
+    """All pairs closer than ``r_cut`` in a periodic structure.
+
+    Parameters
+    ----------
+    positions : Tensor [N, 3]
+        Cartesian positions, Å. May require grad: edge vectors keep the autograd history.
+    cell : Tensor [3, 3]
+        Lattice vectors as rows, Å.
+    r_cut : float
+        Radial cutoff, Å; pairs with distance < r_cut are edges.
+    pbc : bool or 3 bools
+        Periodicity along each lattice vector.
+    self_interaction : bool
+        Include the pair (a, a) with zero shift (r = 0 edge).
+    max_edges : int
+        Refuse (ValueError) when the estimated number of edges exceeds this.
+    cell_tol : float
+        Refuse cells with |det(cell)| <= cell_tol * |a||b||c| (flat cells would hang or give a
+        wrong graph in the underlying libraries).
+    numbers : Tensor [N], optional
+        Atomic numbers, stored on the graph.
+
+    Returns
+    -------
+    Graph
+        One structure; edges sorted by center atom.
+    """
+    if not isinstance(positions, torch.Tensor):
+        positions = torch.as_tensor(np.asarray(positions, dtype=np.float64))
+    if not isinstance(cell, torch.Tensor):
+        cell = torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=positions.dtype)
+    if not positions.is_floating_point():
+        raise TypeError(f"positions must be a floating tensor, got dtype {positions.dtype}")
+    cell = cell.to(positions.dtype)
+    pbc_t = _as_pbc(pbc)
+    if isinstance(r_cut, torch.Tensor):
+        r_cut = float(r_cut)
+    _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
+    if numbers is not None and numbers.shape != (positions.shape[0],):
+        raise ValueError(
+            f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
+        )
+
+    import vesin
+
+    pos_np = positions.detach().cpu().to(torch.float64).numpy()
+    cell_np = cell.detach().cpu().to(torch.float64).numpy()
+    if not any(pbc_t):
+        cell_np = np.zeros((3, 3))
+    nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
+    i, j, s = nl.compute(pos_np, cell_np, list(pbc_t), quantities="ijS", copy=True)
+    i = i.astype(np.int64)
+    j = j.astype(np.int64)
+    s = s.astype(np.int64).reshape(-1, 3)
+    n = pos_np.shape[0]
+    if self_interaction:
+        ar = np.arange(n, dtype=np.int64)
+        i = np.concatenate([i, ar])
+        j = np.concatenate([j, ar])
+        s = np.concatenate([s, np.zeros((n, 3), dtype=np.int64)])
+    # Sort by (center, neighbour, shift): contiguous centers, deterministic order.
+    order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
+    i, j, s = i[order], j[order], s[order]
+
+    device = positions.device
+    center = torch.as_tensor(i, device=device)
+    neighbor = torch.as_tensor(j, device=device)
+    shift = torch.as_tensor(s, device=device)
+    edge_batch = torch.zeros(len(i), dtype=torch.long, device=device)
+    cell_b = cell.unsqueeze(0)
+    vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
+    return Graph(
+        positions=positions,
+        cell=cell_b,
+        center=center,
+        neighbor=neighbor,
+        shift=shift,
+        edge_vec=vec,
+        length=torch.linalg.norm(vec, dim=-1),
+        counts=torch.bincount(center, minlength=n),
+        batch=torch.zeros(n, dtype=torch.long, device=device),
+        r_cut=float(r_cut),
+        numbers=numbers,
+        pbc=pbc_t,
+        edge_batch=edge_batch,
+    )

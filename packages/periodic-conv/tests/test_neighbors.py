@@ -1,0 +1,190 @@
+"""Neighbour list vs pymatgen's get_neighbor_list, properties and bad input."""
+
+import numpy as np
+import periodic_conv as pc
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from pymatgen.core import Lattice, Structure
+
+
+def random_cell(rng, scale=4.0, skew=0.35):
+    """A random triclinic cell (rows = lattice vectors) that is far from flat."""
+    return scale * (np.eye(3) + skew * rng.uniform(-1, 1, (3, 3)))
+
+
+def edge_set(i, j, s, d):
+    return {(int(a), int(b), *map(int, sh)): float(x) for a, b, sh, x in zip(i, j, s, d)}
+
+
+def pymatgen_edges(pos, cell, r_cut):
+    st_ = Structure(Lattice(cell), ["H"] * len(pos), pos, coords_are_cartesian=True)
+    i, j, images, d = st_.get_neighbor_list(r_cut)
+    # pymatgen's image is the lattice offset of the neighbour *site* relative to its
+    # fractional coordinate; convert to shifts of our cartesian positions (fractional
+    # coordinates may be wrapped into [0, 1) by pymatgen, which we undo).
+    frac = st_.frac_coords
+    our_frac = np.linalg.solve(cell.T, pos.T).T
+    wrap = np.rint(frac - our_frac).astype(int)
+    shifts = images.astype(int) + wrap[j] - wrap[i]
+    return edge_set(i, j, shifts, d)
+
+
+def ours(pos, cell, r_cut, **kw):
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), r_cut, **kw)
+    return g, edge_set(g.center, g.neighbor, g.shift, g.length.numpy())
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys(), (sorted(a.keys() - b.keys())[:5], sorted(b.keys() - a.keys())[:5])
+    for k in a:
+        assert abs(a[k] - b[k]) < 1e-12
+
+
+@pytest.mark.parametrize("n_atoms", [1, 2, 5])
+def test_matches_pymatgen_random_triclinic(rng, n_atoms):
+    for _ in range(4):
+        cell = random_cell(rng, scale=3.0)
+        pos = rng.uniform(0, 1, (n_atoms, 3)) @ cell
+        r_cut = float(rng.uniform(2.0, 6.0))  # many self-images for 1-2 atoms
+        g, mine = ours(pos, cell, r_cut)
+        assert_same(mine, pymatgen_edges(pos, cell, r_cut))
+        # vectors are consistent with the shifts
+        vec = pos[g.neighbor] - pos[g.center] + g.shift.numpy() @ cell
+        np.testing.assert_allclose(g.edge_vec.numpy(), vec, atol=1e-12)
+        assert np.all(np.diff(g.center.numpy()) >= 0)
+        np.testing.assert_array_equal(g.counts.numpy(), np.bincount(g.center, minlength=n_atoms))
+
+
+def test_single_atom_many_self_images():
+    cell = np.eye(3) * 1.5
+    g, mine = ours(np.zeros((1, 3)), cell, 3.1)
+    assert_same(mine, pymatgen_edges(np.zeros((1, 3)), cell, 3.1))
+    # all lattice points within 3.1 Å of a simple cubic lattice with a = 1.5 Å
+    r = np.arange(-3, 4)
+    pts = np.stack(np.meshgrid(r, r, r), -1).reshape(-1, 3) * 1.5
+    d = np.linalg.norm(pts, axis=1)
+    assert g.num_edges == int(((d < 3.1) & (d > 0)).sum())
+    assert (g.neighbor == 0).all()
+
+
+def test_444_atom_cell(rng):
+    # A 444-atom random cell at a typical crystal density, vs pymatgen.
+    cell = random_cell(rng, scale=16.0, skew=0.2)
+    pos = rng.uniform(0, 1, (444, 3)) @ cell
+    _, mine = ours(pos, cell, 3.5)
+    assert_same(mine, pymatgen_edges(pos, cell, 3.5))
+
+
+def test_self_interaction_adds_zero_shift_pairs(rng):
+    cell = random_cell(rng)
+    pos = rng.uniform(0, 1, (3, 3)) @ cell
+    g0, e0 = ours(pos, cell, 3.0)
+    g1, e1 = ours(pos, cell, 3.0, self_interaction=True)
+    extra = {k: v for k, v in e1.items() if k not in e0}
+    assert extra == {(a, a, 0, 0, 0): 0.0 for a in range(3)}
+    np.testing.assert_array_equal(g1.counts.numpy(), g0.counts.numpy() + 1)
+
+
+def test_partial_pbc_vs_ase(rng):
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list as ase_nl
+
+    cell = np.diag([3.0, 3.5, 20.0])
+    pos = rng.uniform(0, 1, (4, 3)) @ np.diag([3.0, 3.5, 5.0])
+    atoms = Atoms("H4", positions=pos, cell=cell, pbc=(True, True, False))
+    i, j, s, d = ase_nl("ijSd", atoms, 4.0)
+    _, mine = ours(pos, cell, 4.0, pbc=(True, True, False))
+    assert_same(mine, edge_set(i, j, s, d))
+    assert all(k[4] == 0 for k in mine)
+
+
+@given(
+    t=st.lists(st.floats(-20, 20), min_size=3, max_size=3),
+    perm_seed=st.integers(0, 2**31 - 1),
+)
+def test_translation_and_permutation(t, perm_seed):
+    rng = np.random.default_rng(7)
+    cell = random_cell(rng)
+    pos = rng.uniform(0, 1, (4, 3)) @ cell
+    _, base = ours(pos, cell, 3.7)
+    dists = sorted(base.values())
+    # translation: same pairs up to relabelled shifts, same distance multiset per pair
+    _, moved = ours(pos + np.asarray(t), cell, 3.7)
+    np.testing.assert_allclose(sorted(moved.values()), dists, atol=1e-9)
+    by_pair = {}
+    for k, v in base.items():
+        by_pair.setdefault(k[:2], []).append(v)
+    by_pair_m = {}
+    for k, v in moved.items():
+        by_pair_m.setdefault(k[:2], []).append(v)
+    assert by_pair.keys() == by_pair_m.keys()
+    # permutation: edges map through the permutation, shifts unchanged
+    perm = np.random.default_rng(perm_seed).permutation(4)
+    _, permuted = ours(pos[perm], cell, 3.7)
+    # atom k of the permuted structure is atom perm[k] of the original one
+    mapped = {(int(perm[k[0]]), int(perm[k[1]]), *k[2:]): v for k, v in permuted.items()}
+    assert_same(mapped, base)
+
+
+def test_from_structures_batches_pymatgen_and_ase(rng):
+    from ase.build import bulk
+
+    s1 = Structure(Lattice.cubic(3.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    s2 = bulk("Cu", "fcc", a=3.6)
+    g = pc.Graph.from_structures([s1, s2], 3.0)
+    g1 = pc.neighbor_list(torch.tensor(s1.cart_coords), torch.tensor(s1.lattice.matrix), 3.0)
+    assert g.num_graphs == 2 and g.num_nodes == 3
+    assert g.num_edges == g1.num_edges + 12  # fcc: 12 nearest neighbours at 2.55 Å
+    assert g.numbers.tolist() == [11, 17, 29]
+    assert g.batch.tolist() == [0, 0, 1]
+    assert (g.neighbor[g.center == 2] == 2).all()
+    torch.testing.assert_close(
+        g.length[g.center == 2], torch.full((12,), 3.6 / 2**0.5, dtype=torch.float64)
+    )
+
+
+def test_positions_gradient_flows(rng):
+    cell = random_cell(rng)
+    pos = torch.tensor(rng.uniform(0, 1, (3, 3)) @ cell, requires_grad=True)
+    g = pc.neighbor_list(pos, torch.tensor(cell), 3.0)
+    (g.length**2).sum().backward()
+    # d/dpos_a sum_e |r_e|^2 = sum over edges 2 r_e (sign by role): equal and opposite sums
+    assert torch.allclose(pos.grad.sum(0), torch.zeros(3, dtype=torch.float64), atol=1e-10)
+
+
+def test_isolated_atoms_flagged():
+    cell = np.eye(3) * 10.0
+    pos = np.array([[0, 0, 0], [1.0, 0, 0], [5.0, 5.0, 5.0]])
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 2.0)
+    assert g.has_isolated
+    assert g.isolated.tolist() == [2]
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise():
+    pos = torch.zeros(2, 3, dtype=torch.float64)
+    cell = torch.eye(3, dtype=torch.float64) * 3
+    with pytest.raises(ValueError, match="flat"):
+        pc.neighbor_list(pos, torch.tensor([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]]), 2.0)
+    with pytest.raises(ValueError, match="flat"):
+        pc.neighbor_list(pos, torch.tensor([[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 1e-9]]), 2.0)
+    with pytest.raises(ValueError, match="r_cut"):
+        pc.neighbor_list(pos, cell, 0.0)
+    with pytest.raises(ValueError, match="r_cut"):
+        pc.neighbor_list(pos, cell, float("nan"))
+    with pytest.raises(TypeError, match="r_cut"):
+        pc.neighbor_list(pos, cell, "3")
+    with pytest.raises(ValueError, match="positions must be finite"):
+        pc.neighbor_list(torch.tensor([[0.0, float("nan"), 0.0]]), cell, 2.0)
+    with pytest.raises(ValueError, match="positions must have shape"):
+        pc.neighbor_list(torch.zeros(2, 2), cell, 2.0)
+    with pytest.raises(ValueError, match="cell must have shape"):
+        pc.neighbor_list(pos, torch.eye(2), 2.0)
+    with pytest.raises(ValueError, match="max_edges"):
+        pc.neighbor_list(pos, cell, 50.0, max_edges=1000)
+    with pytest.raises(ValueError, match="pbc"):
+        pc.neighbor_list(pos, cell, 2.0, pbc=(True, True))
+    with pytest.raises(TypeError, match="structures"):
+        pc.Graph.from_structures([object()], 2.0)
