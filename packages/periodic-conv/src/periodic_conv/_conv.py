@@ -1,0 +1,193 @@
+"""The PeriodicConvolution module and functional (eq. C.1)."""
+
+from __future__ import annotations
+
+import torch
+
+from periodic_conv._fused_torch import conv_fused_torch
+from periodic_conv._hub import DataHub
+from periodic_conv._paths import PathTable, path_table
+from periodic_conv._reference import conv_reference
+
+__all__ = ["BACKENDS", "NORMALIZATIONS", "PeriodicConvolution", "periodic_convolution"]
+
+BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
+NORMALIZATIONS = ("thesis", "none")
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        from periodic_conv import _ops
+
+        if device.type == "cuda" and _ops.cuda_available():
+            return "cuda"
+        if device.type == "cpu" and _ops.cpp_available():
+            return "cpp"
+        return "torch"
+    return backend
+
+
+def _check(features, hub: DataHub, R, table: PathTable, convention: str, normalization: str):
+    if not isinstance(hub, DataHub):
+        raise TypeError(f"hub must be a periodic_conv.DataHub, got {type(hub).__name__}")
+    if features.ndim != 2 or features.shape != (hub.num_nodes, table.irreps_in.dim):
+        raise ValueError(
+            f"features must have shape [N, dim(irreps_in)] = [{hub.num_nodes}, "
+            f"{table.irreps_in.dim}] for irreps_in={str(table.irreps_in)!r}, "
+            f"got {tuple(features.shape)}"
+        )
+    if R.ndim != 2 or R.shape != (hub.num_edges, table.weight_numel):
+        raise ValueError(
+            f"R must have shape [E, weight_numel] = [{hub.num_edges}, {table.weight_numel}], "
+            f"got {tuple(R.shape)}"
+        )
+    if hub.convention != convention:
+        raise ValueError(
+            f"hub.convention={hub.convention!r} differs from the layer's convention={convention!r}"
+        )
+    if hub.l_max < table.l_filter_max:
+        raise ValueError(
+            f"hub.l_max={hub.l_max} is below the layer's l_filter_max={table.l_filter_max}; "
+            "build the DataHub with l_max >= every layer's l_filter_max"
+        )
+    if normalization == "thesis" and hub.sh_normalization != "integral":
+        raise ValueError(
+            "normalization='thesis' assumes integral-normalised Y (eq. B.18), got "
+            f"hub.sh_normalization={hub.sh_normalization!r}"
+        )
+    if features.dtype != R.dtype or features.dtype != hub.Y.dtype:
+        raise TypeError(
+            f"features, R and hub.Y must share a dtype, got {features.dtype}, {R.dtype}, "
+            f"{hub.Y.dtype}"
+        )
+
+
+def periodic_convolution(
+    features: torch.Tensor,
+    hub: DataHub,
+    R: torch.Tensor,
+    irreps_in,
+    irreps_out,
+    l_filter_max: int,
+    *,
+    convention: str = "thesis",
+    normalization: str = "thesis",
+    backend: str = "auto",
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """Fused Kernel + PeriodicConvolution, eq. C.1.
+
+    Parameters
+    ----------
+    features : Tensor [N, dim(irreps_in)]
+        Input features F^(n), e3nn layout (blocks of [mul, 2l+1]).
+    hub : DataHub
+        Graph, Y and 1/sqrt(|N(a)|) of the input.
+    R : Tensor [E, weight_numel]
+        Radial outputs per edge and path, laid out as described in ``periodic_conv._paths``.
+    irreps_in, irreps_out : str
+        e3nn irreps strings.
+    l_filter_max : int
+        Highest filter degree l.
+    convention : {"thesis", "standard", "e3nn"}
+    normalization : {"thesis", "none"}
+        "thesis": W of eq. B.33-B.36 and 1/sqrt(|N(a)|); "none": plain sums (for comparisons).
+    backend : {"auto", "reference", "torch", "cpp", "cuda"}
+
+    Returns
+    -------
+    Tensor [N, dim(irreps_out)]
+        Isolated atoms (|N(a)| = 0) get exactly zero.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    table = path_table(irreps_in, irreps_out, l_filter_max, convention)
+    _check(features, hub, R, table, convention, normalization)
+    backend = _resolve_backend(backend, features.device)
+    Y = hub.Y[:, : (l_filter_max + 1) ** 2]
+    scale = hub.edge_scale(table, normalization)
+    if backend == "reference":
+        return conv_reference(features, Y, R, hub.src, hub.dst, scale, table)
+    if backend == "torch":
+        return conv_fused_torch(features, Y, R, hub.src, hub.dst, scale, table, chunk)
+    from periodic_conv import _ops
+
+    return _ops.conv_compiled(features, Y, R, hub.src, hub.dst, scale, table, backend)
+
+
+class PeriodicConvolution(torch.nn.Module):
+    """Equivariant periodic convolution with per-edge radial weights (Kernel fused in, eq. C.1).
+
+    Parameters
+    ----------
+    irreps_in, irreps_out : str
+        e3nn irreps strings, e.g. ``"16x0e+16x1o+16x2e"``.
+    l_filter_max : int
+        Highest degree of the spherical-harmonic filter.
+    convention : {"thesis", "standard", "e3nn"}
+        Real spherical-harmonic basis (must match the DataHub's).
+    normalization : {"thesis", "none"}
+        See :func:`periodic_convolution`.
+    backend : {"auto", "reference", "torch", "cpp", "cuda"}
+
+    Attributes
+    ----------
+    weight_numel : int
+        Size of R per edge: sum over paths (l_out, l_in, l) of u(l_out) v(l_in).
+    """
+
+    def __init__(
+        self,
+        irreps_in,
+        irreps_out,
+        l_filter_max: int,
+        *,
+        convention: str = "thesis",
+        normalization: str = "thesis",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+            )
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.table = path_table(irreps_in, irreps_out, l_filter_max, convention)
+        self.irreps_in = str(self.table.irreps_in)
+        self.irreps_out = str(self.table.irreps_out)
+        self.l_filter_max = l_filter_max
+        self.convention = convention
+        self.normalization = normalization
+        self.backend = backend
+
+    @property
+    def weight_numel(self) -> int:
+        return self.table.weight_numel
+
+    @property
+    def paths(self):
+        """The paths (k, i, l, l_out, l_in, u, v, offset) in R's order."""
+        return self.table.paths
+
+    def forward(self, features: torch.Tensor, hub: DataHub, R: torch.Tensor) -> torch.Tensor:
+        return periodic_convolution(
+            features,
+            hub,
+            R,
+            self.table.irreps_in,
+            self.table.irreps_out,
+            self.l_filter_max,
+            convention=self.convention,
+            normalization=self.normalization,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.irreps_in} -> {self.irreps_out}, l_filter_max={self.l_filter_max}, "
+            f"convention={self.convention!r}, normalization={self.normalization!r}, "
+            f"weight_numel={self.weight_numel}, backend={self.backend!r}"
+        )

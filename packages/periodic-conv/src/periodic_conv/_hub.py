@@ -1,0 +1,139 @@
+"""The data hub (thesis §3.3.4): per-input quantities computed once and reused by every layer."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from periodic_conv._neighbors import Graph
+from periodic_conv._paths import CONVENTIONS
+
+__all__ = ["DataHub", "spherical_harmonics"]
+
+SH_NORMALIZATIONS = ("integral", "component", "norm")
+# Y_00 for each normalisation: the value used on r = 0 edges, where the direction is undefined
+# and every Y_lm with l > 0 is set to zero (App. B, caveat after eq. B.18).
+_Y00 = {"integral": 1.0 / math.sqrt(4.0 * math.pi), "component": 1.0, "norm": 1.0}
+
+
+def spherical_harmonics(
+    vectors: torch.Tensor,
+    l_max: int,
+    *,
+    convention: str = "thesis",
+    normalization: str = "integral",
+) -> torch.Tensor:
+    """Real spherical harmonics of edge directions, [E, (l_max+1)^2], l-major (rsh underneath).
+
+    Zero vectors (r = 0, self-interaction) get Y_00 only and a zero gradient, never NaN.
+    """
+    import rsh
+
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if normalization not in SH_NORMALIZATIONS:
+        raise ValueError(
+            f"sh_normalization must be one of {SH_NORMALIZATIONS}, got {normalization!r}"
+        )
+    is_zero = (vectors.detach() == 0).all(dim=-1, keepdim=True)
+    # A safe direction keeps both forward and backward free of 0/0 on r = 0 edges.
+    safe = torch.where(
+        is_zero, torch.tensor([0.0, 0.0, 1.0], dtype=vectors.dtype, device=vectors.device), vectors
+    )
+    y = rsh.spherical_harmonics(
+        safe, l_max, normalize=True, normalization=normalization, convention=convention
+    )
+    y0 = torch.zeros((l_max + 1) ** 2, dtype=y.dtype, device=y.device)
+    y0[0] = _Y00[normalization]
+    return torch.where(is_zero, y0, y)
+
+
+class DataHub:
+    """Input-lifetime data shared by all convolution layers of a network (thesis Fig. 3.5).
+
+    Parameters
+    ----------
+    graph : Graph
+        Neighbour graph (edge vectors may carry autograd history for forces/stress).
+    l_max : int
+        Highest filter degree any layer will use (Y is computed up to it once).
+    convention : {"thesis", "standard", "e3nn"}
+        Real spherical-harmonic basis; must match the layers' convention.
+    sh_normalization : {"integral", "component", "norm"}
+        Normalisation of Y; ``normalization="thesis"`` layers need "integral" (eq. B.18).
+
+    Attributes
+    ----------
+    Y : Tensor [E, (l_max+1)^2]
+        Spherical harmonics of the edge directions (r = 0 edges: Y_00 only).
+    src, dst : Tensor [E]
+        Neighbour b* (message source) and center a (message destination) of each edge.
+    is_self : Tensor [E] bool
+        Edges with r = 0.
+    inv_sqrt_counts : Tensor [N]
+        1/sqrt(|N(a)|), 0 for isolated atoms (their output is zero, no division by zero).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        l_max: int,
+        *,
+        convention: str = "thesis",
+        sh_normalization: str = "integral",
+    ) -> None:
+        if not isinstance(graph, Graph):
+            raise TypeError(f"graph must be a periodic_conv.Graph, got {type(graph).__name__}")
+        if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 0:
+            raise ValueError(f"l_max must be an int >= 0, got {l_max!r}")
+        self.graph = graph
+        self.l_max = l_max
+        self.convention = convention
+        self.sh_normalization = sh_normalization
+        self.src = graph.neighbor
+        self.dst = graph.center
+        self.length = graph.length
+        self.is_self = (graph.edge_vec.detach() == 0).all(dim=-1)
+        self.Y = spherical_harmonics(
+            graph.edge_vec, l_max, convention=convention, normalization=sh_normalization
+        )
+        counts = graph.counts.to(graph.edge_vec.dtype)
+        self.inv_sqrt_counts = torch.where(
+            counts > 0, counts.clamp(min=1).rsqrt(), torch.zeros_like(counts)
+        )
+        self._scale_cache: dict = {}
+
+    @property
+    def num_nodes(self) -> int:
+        return self.graph.num_nodes
+
+    @property
+    def num_edges(self) -> int:
+        return self.graph.num_edges
+
+    @property
+    def isolated(self) -> torch.Tensor:
+        """Indices of atoms with no neighbour (their convolution output is exactly zero)."""
+        return self.graph.isolated
+
+    def edge_scale(self, table, normalization: str) -> torch.Tensor:
+        """Per-edge, per-output-block factor W(l_out, r = 0?) / sqrt(|N(a)|), [E, n_out_blocks].
+
+        Cached per (table, normalization): reused by every layer with the same irreps_out.
+        """
+        key = (id(table), normalization)
+        hit = self._scale_cache.get(key)
+        if hit is not None and hit[0] is table:
+            return hit[1]
+        dtype, device = self.Y.dtype, self.Y.device
+        n_out = len(table.irreps_out)
+        if normalization == "none":
+            scale = torch.ones(self.num_edges, n_out, dtype=dtype, device=device)
+        else:
+            w1 = torch.tensor(table.w_nonzero, dtype=dtype, device=device)
+            w0 = torch.tensor(table.w_zero, dtype=dtype, device=device)
+            w = torch.where(self.is_self[:, None], w0, w1)
+            scale = w * self.inv_sqrt_counts.detach()[self.dst][:, None]
+        self._scale_cache[key] = (table, scale)
+        return scale
