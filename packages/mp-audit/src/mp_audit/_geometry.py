@@ -1,0 +1,159 @@
+"""Pure per-structure geometry: nearest neighbours, crystal graph, cell sphere radii.
+
+Everything here takes plain arrays (cell rows = lattice vectors in Å, Cartesian positions
+in Å) and returns plain numbers, so the map step can run anywhere (process pool, cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import vesin
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components, shortest_path
+
+#: cut-offs of the coverage table (Å), thesis §2.2
+DEFAULT_R_CUTS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+#: cells with |det| below this (Å^3) are reported as zero-volume
+ZERO_VOLUME = 1e-6
+
+
+def _check_cell(cell: np.ndarray) -> np.ndarray:
+    cell = np.asarray(cell, dtype=np.float64)
+    if cell.shape != (3, 3):
+        raise ValueError(f"cell has shape {cell.shape}: expected (3, 3) (rows = lattice vectors)")
+    if not np.all(np.isfinite(cell)):
+        raise ValueError("cell contains non-finite values: expected finite lengths in Å")
+    return cell
+
+
+def inscribed_radius(cell: np.ndarray) -> float:
+    """Radius (Å) of the largest sphere inside the unit-cell parallelepiped.
+
+    The sphere touches the closest pair of opposite faces: ``r = min_i h_i / 2`` with the
+    face distance ``h_i = V / |a_j x a_k|``.
+    """
+    cell = _check_cell(cell)
+    volume = abs(np.linalg.det(cell))
+    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    if volume < ZERO_VOLUME or np.any(areas == 0):
+        return 0.0
+    return float(0.5 * np.min(volume / areas))
+
+
+def enclosing_radius(cell: np.ndarray) -> float:
+    """Radius (Å) of the smallest sphere enclosing the unit-cell parallelepiped.
+
+    A parallelepiped is centrally symmetric, so the minimal ball is centred at its centre
+    (the average of a ball and its mirror image is no larger) and its radius is half the
+    longest of the four body diagonals ``|±a ± b + c|``.
+    """
+    cell = _check_cell(cell)
+    a, b, c = cell
+    diagonals = np.stack([a + b + c, a + b - c, a - b + c, -a + b + c])
+    return float(0.5 * np.max(np.linalg.norm(diagonals, axis=1)))
+
+
+def _pairs(cell: np.ndarray, positions: np.ndarray, cutoff: float):
+    try:
+        # one thread: structures are small and the parallelism lives in the map step
+        calc = vesin.NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
+    except TypeError:  # older vesin without n_threads
+        calc = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    i, j, d = calc.compute(points=positions, box=cell, periodic=True, quantities="ijd")
+    return np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64), np.asarray(d)
+
+
+def nearest_neighbour_distances(cell: np.ndarray, positions: np.ndarray, cutoff: float = 8.0):
+    """Distance (Å) from every atom to its closest other atom or periodic image.
+
+    Atoms with nothing within ``cutoff`` are retried with a doubled cutoff until each has a
+    neighbour (a lattice translation always gives one), so the result is exact.
+    """
+    cell = _check_cell(cell)
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    n = len(positions)
+    nn = np.full(n, np.inf)
+    r = float(cutoff)
+    while True:
+        i, j, d = _pairs(cell, positions, r)
+        np.minimum.at(nn, i, d)
+        np.minimum.at(nn, j, d)
+        if np.all(nn <= r) or n == 0:
+            return nn
+        r *= 2.0
+
+
+def graph_metrics(
+    n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, r_cut: float
+) -> tuple[int, int]:
+    """Connected components and diameter of the crystal graph at ``r_cut``.
+
+    Nodes are the unit-cell atoms; ``a`` and ``b`` (``a != b``) share an edge when any
+    periodic image of ``b`` lies within ``r_cut`` of ``a``. The diameter is the largest
+    shortest-path length in hops; ``-1`` when the graph is disconnected.
+    """
+    keep = (d <= r_cut) & (i != j)
+    if n == 1:
+        return 1, 0
+    adj = csr_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
+    n_comp, _ = connected_components(adj, directed=False)
+    if n_comp > 1:
+        return int(n_comp), -1
+    dist = shortest_path(adj, method="D", directed=False, unweighted=True)
+    return 1, int(dist.max())
+
+
+def geometry_metrics(
+    cell: np.ndarray, positions: np.ndarray, r_cuts: Sequence[float] = DEFAULT_R_CUTS
+) -> dict[str, float]:
+    """All geometric audit numbers of one structure (pure function).
+
+    Parameters
+    ----------
+    cell
+        [3, 3] lattice vectors as rows, Å.
+    positions
+        [N, 3] Cartesian positions, Å.
+    r_cuts
+        Cut-offs (Å) for isolated atoms and the crystal graph.
+
+    Returns
+    -------
+    dict
+        ``volume`` (Å^3), ``inscribed_radius``/``enclosing_radius`` (Å), ``nn_min`` (shortest
+        distance to any neighbour, Å), ``nn_max`` (largest nearest-neighbour distance over
+        atoms, Å: the structure has an isolated atom at ``r_cut`` iff ``nn_max > r_cut``), and
+        per cut-off ``r`` the keys ``isolated_<r>``, ``components_<r>``, ``diameter_<r>``.
+        Zero-volume cells return ``volume`` only, with ``zero_volume = True``.
+    """
+    cell = _check_cell(cell)
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    if len(positions) == 0:
+        raise ValueError("positions is empty: expected at least one atom")
+    r_cuts = [float(r) for r in r_cuts]
+    if not r_cuts or min(r_cuts) <= 0:
+        raise ValueError(f"r_cuts={r_cuts!r}: expected positive cut-offs in Å")
+    volume = float(abs(np.linalg.det(cell)))
+    out: dict[str, float] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
+    if out["zero_volume"]:
+        return out
+    out["inscribed_radius"] = inscribed_radius(cell)
+    out["enclosing_radius"] = enclosing_radius(cell)
+    r_max = max(r_cuts)
+    i, j, d = _pairs(cell, positions, r_max)
+    n = len(positions)
+    nn = np.full(n, np.inf)
+    np.minimum.at(nn, i, d)
+    np.minimum.at(nn, j, d)
+    if not np.all(nn <= r_max):
+        nn = nearest_neighbour_distances(cell, positions, 2.0 * r_max)
+    out["nn_min"] = float(nn.min())
+    out["nn_max"] = float(nn.max())
+    for r in r_cuts:
+        comps, diam = graph_metrics(n, i, j, d, r)
+        out[f"isolated_{r:g}"] = int(np.sum(nn > r))
+        out[f"components_{r:g}"] = comps
+        out[f"diameter_{r:g}"] = diam
+    return out

@@ -1,0 +1,56 @@
+"""Shared fixtures: hypothesis profiles, seed, shared-data path, hand-built structures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from pymatgen.core import Lattice, Structure
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def seed() -> int:
+    return 1234
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    root = os.environ.get("XTAL_SHARED_DATA")
+    if not root:
+        pytest.skip("set XTAL_SHARED_DATA=/path/to/shared/data to run the real-data tests")
+    path = Path(root)
+    if not path.is_dir():
+        pytest.skip(f"XTAL_SHARED_DATA={root} is not a folder")
+    return path
+
+
+@pytest.fixture
+def two_clusters() -> Structure:
+    """Two Na2 dimers 5.5 Å apart in a 30 Å box: disconnected at 5 Å, connected at 6 Å."""
+    coords = [[0, 0, 0], [1.5, 0, 0], [7.0, 0, 0], [8.5, 0, 0]]
+    return Structure(Lattice.cubic(30.0), ["Na"] * 4, coords, coords_are_cartesian=True)
+
+
+@pytest.fixture
+def chain():
+    """Factory: n atoms spaced ``step`` Å along x; periodic ring when ``ring`` else a path."""
+
+    def make(n: int, step: float = 2.0, ring: bool = False) -> Structure:
+        length = n * step if ring else n * step + 12.0
+        lattice = Lattice.orthorhombic(length, 20.0, 20.0)
+        coords = [[k * step, 0, 0] for k in range(n)]
+        return Structure(lattice, ["C"] * n, coords, coords_are_cartesian=True)
+
+    return make

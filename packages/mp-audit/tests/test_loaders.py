@@ -1,0 +1,158 @@
+"""Loaders: every shared file with its row count, builtins, local formats, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import mp_audit
+import pytest
+from pymatgen.core import Lattice, Structure
+
+ROW_COUNTS = {
+    "mp20/train.csv": 847,
+    "mp20/val.csv": 123,
+    "mp20/test.csv": 142,
+    "mp20/extra.csv": 243,
+    "mp_other/matminer_flla_2015.csv.gz": 3938,
+    "mp_other/matminer_dielectric_constant.csv.gz": 1056,
+    "mp_other/chemeleon_mp40_test.csv.gz": 708,
+    "elastic/matminer_elastic_tensor_2015.csv.gz": 1181,
+    "elastic/trachote_mp_elastic_val_clean.json.gz": 1211,
+    "elastic/matten_example_elasticity_tensor_n100.json": 100,
+    "elastic/matcalc_mp_binary_pbe_elasticity_2025.1.json.gz": 3953,
+    "tensors/matminer_piezoelectric_tensor.csv.gz": 941,
+}
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", sorted(ROW_COUNTS))
+def test_every_shared_file_loads_with_its_row_count(shared_data, name):
+    ds = mp_audit.load(shared_data / name)
+    entries = list(ds)
+    assert len(entries) == len(ds) == ROW_COUNTS[name]
+    assert all(isinstance(e.material_id, str) for e in entries)
+    # a sample parses, and the parsed site counts match a stored nsites where there is one
+    for entry, structure, err in ds.head(15).structures():
+        assert err is None, (entry.material_id, err)
+        if entry.props.get("nsites") is not None:
+            assert len(structure) == int(entry.props["nsites"])
+
+
+@pytest.mark.shared_data
+def test_every_shared_file_is_covered(shared_data):
+    found = {
+        str(p.relative_to(shared_data))
+        for p in shared_data.rglob("*")
+        if p.is_file() and p.name != "README.md"
+    }
+    assert found == set(ROW_COUNTS)
+
+
+@pytest.mark.shared_data
+def test_mp20_folder_concatenates_all_splits(shared_data):
+    ds = mp_audit.load(shared_data / "mp20")
+    ids = [e.material_id for e in ds]
+    assert len(ids) == 1355 == len(set(ids))
+    assert ds.meta["files"] == {"extra.csv": 243, "test.csv": 142, "train.csv": 847, "val.csv": 123}
+    assert any(i.startswith("mvc-") for i in ids)
+
+
+@pytest.mark.shared_data
+def test_matminer_values_are_read(shared_data):
+    flla = list(mp_audit.load(shared_data / "mp_other/matminer_flla_2015.csv.gz"))
+    assert flla[0].material_id == "mp-10"
+    assert flla[0].props["formation_energy_per_atom"] == pytest.approx(0.10740506)
+    el = next(iter(mp_audit.load(shared_data / "elastic/matminer_elastic_tensor_2015.csv.gz")))
+    assert len(el.props["elastic_tensor"]) == 6
+    mt = list(mp_audit.load(shared_data / "elastic/matten_example_elasticity_tensor_n100.json"))
+    assert mt[7].material_id == "matten_example_elasticity_tensor_n100.json:7"
+
+
+def test_builtins():
+    protos = mp_audit.load("builtin:prototypes")
+    assert len(protos) == 288
+    assert len({e.material_id for e in protos}) == 288
+    assert protos.parse_failures() == []
+    dcdft = mp_audit.load("builtin:dcdft")
+    assert len(dcdft) == 71
+    fe = next(e for e in dcdft if e.material_id == "dcdft:Fe")
+    s = mp_audit.parse_payload(fe.payload)
+    assert s.composition.reduced_formula == "Fe" and len(s) == 2
+    assert fe.props["K_wien2k"] == pytest.approx(197.652)
+
+
+def _nacl() -> Structure:
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0] * 3, [0.5] * 3]
+    )
+
+
+def test_cdvae_csv_with_a_broken_row_lists_it_by_id(tmp_path):
+    good = _nacl().to(fmt="cif")
+    path = tmp_path / "data.csv"
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "material_id": ["mp-ft", "0012", "mp-bad"],
+            "band_gap": [1.0, 0.0, 2.0],
+            "cif": [good, good, "data_broken\n_cell_length_a 3\nnonsense"],
+        }
+    ).to_csv(path)
+    ds = mp_audit.load(path)
+    ids = [e.material_id for e in ds]
+    assert ids == ["mp-ft", "0012", "mp-bad"]  # never int-parsed
+    failures = ds.parse_failures()
+    assert [f[0] for f in failures] == ["mp-bad"]
+    result = mp_audit.audit(ds, progress=False)
+    issues = result.summary["data_issues"]
+    assert [f["material_id"] for f in issues["parse_failures"]] == ["mp-bad"]
+    assert result.summary["n_geometry"] == 2
+
+
+def test_matminer_csv_with_ref_line_and_repr_dicts(tmp_path):
+    s = _nacl()
+    path = tmp_path / "m.csv"
+    import pandas as pd
+
+    frame = pd.DataFrame({"material_id": ["mp-1", "mp-2"], "structure": [repr(s.as_dict())] * 2})
+    path.write_text("# ref: somebody 2015\n" + frame.to_csv(index=False))
+    entries = list(mp_audit.load(path))
+    assert [e.material_id for e in entries] == ["mp-1", "mp-2"]
+    assert mp_audit.parse_payload(entries[1].payload) == s
+
+
+def test_cif_folder_and_pymatgen_json(tmp_path):
+    s = _nacl()
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for name in ("b", "a"):
+        s.to(filename=str(folder / f"{name}.cif"))
+    ds = mp_audit.load(folder)
+    assert [e.material_id for e in ds] == ["a", "b"]
+    assert ds.parse_failures() == []
+    (tmp_path / "one.json").write_text(json.dumps(s.as_dict()))
+    (tmp_path / "many.json").write_text(json.dumps({"x-1": s.as_dict(), "x-2": s.as_dict()}))
+    (tmp_path / "list.json").write_text(json.dumps([s.as_dict()] * 3))
+    assert len(mp_audit.load(tmp_path / "one.json")) == 1
+    assert [e.material_id for e in mp_audit.load(tmp_path / "many.json")] == ["x-1", "x-2"]
+    assert len(mp_audit.load([tmp_path / "list.json", tmp_path / "one.json"])) == 4
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(ValueError, match="builtin:nope"):
+        mp_audit.load("builtin:nope")
+    with pytest.raises(ValueError, match="not a file or folder"):
+        mp_audit.load(tmp_path / "missing.csv")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(ValueError, match="unsupported suffix"):
+        mp_audit.load(tmp_path / "x.txt")
+    (tmp_path / "nostruct.csv").write_text("material_id,band_gap\nmp-1,0.0\n")
+    with pytest.raises(ValueError, match="no structure column"):
+        mp_audit.load(tmp_path / "nostruct.csv")
+    with pytest.raises(TypeError, match="source="):
+        mp_audit.load(12)
+    with pytest.raises(ValueError, match="n=-1"):
+        mp_audit.load("builtin:dcdft").head(-1)
+    with pytest.raises(ValueError, match="payload"):
+        mp_audit.parse_payload("")
