@@ -1,0 +1,135 @@
+"""Geometry audits against closed forms and independent computations."""
+
+from __future__ import annotations
+
+import itertools
+
+import mp_audit
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymatgen.core import Lattice, Structure
+from scipy.optimize import linprog, minimize
+
+
+def _random_cell(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    while True:
+        cell = rng.normal(size=(3, 3)) * 3 + np.eye(3) * rng.uniform(3, 8, 3)
+        # keep the cells reasonably shaped so the brute-force image search below is complete
+        if abs(np.linalg.det(cell)) > 0.3 * np.prod(np.linalg.norm(cell, axis=1)):
+            return cell
+
+
+def _chebyshev_radius(cell: np.ndarray) -> float:
+    """Largest inscribed ball of the parallelepiped by linear programming."""
+    normals, offsets = [], []
+    for k in range(3):
+        n = np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])
+        n /= np.linalg.norm(n)
+        lo, hi = sorted([0.0, float(n @ cell[k])])
+        normals += [n, -n]
+        offsets += [hi, -lo]
+    a = np.hstack([np.array(normals), np.ones((6, 1))])
+    res = linprog([0, 0, 0, -1], A_ub=a, b_ub=offsets, bounds=[(None, None)] * 4)
+    return float(res.x[3])
+
+
+def _min_enclosing_radius(cell: np.ndarray) -> float:
+    """Smallest ball around the 8 vertices by constrained optimisation (SLSQP)."""
+    verts = np.array([np.array(f) @ cell for f in itertools.product([0, 1], repeat=3)])
+    x0 = np.append(verts.mean(0) + 0.3, 1e3)
+    cons = {"type": "ineq", "fun": lambda x: x[3] - np.sum((verts - x[:3]) ** 2, axis=1)}
+    res = minimize(lambda x: x[3], x0, constraints=[cons], method="SLSQP", tol=1e-12)
+    return float(np.sqrt(res.x[3]))
+
+
+def test_sphere_radii_closed_form():
+    assert mp_audit.inscribed_radius(np.eye(3) * 4.0) == pytest.approx(2.0)
+    assert mp_audit.enclosing_radius(np.eye(3) * 4.0) == pytest.approx(2.0 * np.sqrt(3))
+    cell = np.diag([3.0, 5.0, 11.0])
+    assert mp_audit.inscribed_radius(cell) == pytest.approx(1.5)
+    assert mp_audit.enclosing_radius(cell) == pytest.approx(np.sqrt(9 + 25 + 121) / 2)
+    # hexagonal a, c: distance between the (100) faces is a*sqrt(3)/2; long diagonal
+    a, c = 3.0, 20.0
+    hexa = Lattice.hexagonal(a, c).matrix
+    assert mp_audit.inscribed_radius(hexa) == pytest.approx(a * np.sqrt(3) / 4)
+    assert mp_audit.enclosing_radius(hexa) == pytest.approx(np.sqrt(3 * a**2 + c**2) / 2)
+
+
+@given(st.integers(0, 10_000))
+def test_sphere_radii_against_optimisation(seed):
+    cell = _random_cell(seed)
+    assert mp_audit.inscribed_radius(cell) == pytest.approx(_chebyshev_radius(cell), rel=1e-6)
+    assert mp_audit.enclosing_radius(cell) == pytest.approx(_min_enclosing_radius(cell), rel=1e-5)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 6))
+def test_nearest_neighbour_against_brute_force(seed, n):
+    cell = _random_cell(seed)
+    rng = np.random.default_rng(seed + 1)
+    pos = rng.uniform(size=(n, 3)) @ cell
+    shifts = np.array(list(itertools.product(range(-3, 4), repeat=3))) @ cell
+    expected = np.full(n, np.inf)
+    for a in range(n):
+        for b in range(n):
+            d = np.linalg.norm(pos[b] + shifts - pos[a], axis=1)
+            if a == b:
+                d = d[d > 1e-9]
+            expected[a] = min(expected[a], d.min())
+    got = mp_audit.nearest_neighbour_distances(cell, pos, cutoff=1.0)  # forces the retry path
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_isolated_atom():
+    coords = [[0, 0, 0], [1.5, 0, 0], [10, 10, 10]]
+    s = Structure(Lattice.cubic(20.0), ["H", "H", "He"], coords, coords_are_cartesian=True)
+    m = mp_audit.geometry_metrics(s.lattice.matrix, s.cart_coords)
+    far = np.sqrt(3 * 10**2 - 2 * 10 * 1.5 + 1.5**2)  # He to H at (1.5, 0, 0)
+    assert m["nn_max"] == pytest.approx(min(far, np.sqrt(300)))
+    assert m["nn_min"] == pytest.approx(1.5)
+    assert m["isolated_5"] == 1 and m["isolated_8"] == 1
+    assert m["components_5"] == 2 and m["diameter_5"] == -1
+
+
+def test_two_clusters_disconnected_at_5_connected_at_6(two_clusters):
+    s = two_clusters
+    m = mp_audit.geometry_metrics(s.lattice.matrix, s.cart_coords)
+    assert (m["components_5"], m["diameter_5"], m["isolated_5"]) == (2, -1, 0)
+    # at 6 Å: path 0-1-2-3 (the 7 Å pairs 0-2 and 1-3 stay out)
+    assert (m["components_6"], m["diameter_6"]) == (1, 3)
+    # at 7 Å the 0-2 and 1-3 pairs join: 0-2-3 and 0-1, so the diameter is 2
+    assert m["diameter_7"] == 2
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 13])
+def test_chain_diameter(chain, n):
+    path = chain(n)
+    m = mp_audit.geometry_metrics(path.lattice.matrix, path.cart_coords, r_cuts=[2.5, 4.5])
+    assert m["diameter_2.5"] == n - 1
+    assert m["diameter_4.5"] == int(np.ceil((n - 1) / 2))
+    ring = chain(n, ring=True)
+    m = mp_audit.geometry_metrics(ring.lattice.matrix, ring.cart_coords, r_cuts=[2.5])
+    assert m["diameter_2.5"] == (n // 2 if n > 2 else 1)
+
+
+def test_single_atom_cell():
+    m = mp_audit.geometry_metrics(np.eye(3) * 3.0, [[0, 0, 0]], r_cuts=[2.0, 3.0])
+    assert m["nn_max"] == pytest.approx(3.0)
+    assert m["isolated_2"] == 1 and m["isolated_3"] == 0
+    assert m["diameter_3"] == 0
+
+
+def test_zero_volume_and_bad_input():
+    flat = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]])
+    m = mp_audit.geometry_metrics(flat, [[0, 0, 0]])
+    assert m["zero_volume"] is True and "nn_max" not in m
+    with pytest.raises(ValueError, match="cell has shape"):
+        mp_audit.geometry_metrics(np.eye(2), [[0, 0, 0]])
+    with pytest.raises(ValueError, match="positions is empty"):
+        mp_audit.geometry_metrics(np.eye(3), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="r_cuts"):
+        mp_audit.geometry_metrics(np.eye(3), [[0, 0, 0]], r_cuts=[-1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        mp_audit.inscribed_radius(np.full((3, 3), np.nan))
