@@ -1,0 +1,31 @@
+"""Exact real Gaunt and coupling coefficients, and Cartesian/elastic tensors ⇄ irreps.
+
+Public API
+----------
+real_gaunt, gaunt_tensor, gaunt_tables
+    Real Gaunt coefficients (rsh "standard" real spherical harmonics), exact or float.
+coupling
+    Coupling coefficients of thesis App. A (Frobenius norm 1, equivariant, e3nn-compatible).
+elastic
+    Elastic tensor ⇄ 21 irreducible components (thesis ch. 4, App. E).
+CartesianTensor
+    Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps.
+"""
+
+from . import elastic
+from .__about__ import __version__
+from ._cartesian import CartesianTensor
+from ._coupling import coupling, coupling_sign
+from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt, sphere_quadrature
+
+__all__ = [
+    "CartesianTensor",
+    "__version__",
+    "coupling",
+    "coupling_sign",
+    "elastic",
+    "gaunt_tables",
+    "gaunt_tensor",
+    "real_gaunt",
+    "sphere_quadrature",
+]

@@ -1,0 +1,105 @@
+"""Coupling coefficients of thesis Appendix A (real Clebsch-Gordan / Wigner 3j tensors)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from ._exact import check_l, triangle, wigner_3j
+
+__all__ = ["CONVENTIONS", "coupling", "coupling_sign"]
+
+CONVENTIONS = ("standard", "thesis", "e3nn")
+
+
+def _u_matrix(l: int) -> torch.Tensor:
+    """Unitary U of thesis eq. 3.2: real Y_lm = sum_mu U[m, mu] Y_l^mu (CS complex Y)."""
+    u = torch.zeros(2 * l + 1, 2 * l + 1, dtype=torch.complex128)
+    r = 1 / math.sqrt(2)
+    u[l, l] = 1
+    for mu in range(1, l + 1):
+        u[l + mu, l + mu] = (-1) ** mu * r
+        u[l + mu, l - mu] = r
+        u[l - mu, l - mu] = 1j * r
+        u[l - mu, l + mu] = -1j * (-1) ** mu * r
+    return u
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw(l1: int, l2: int, l3: int) -> torch.Tensor:
+    """Real invariant tensor U⊗U⊗U·3j (times -i when l1+l2+l3 is odd), float64."""
+    w = torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=torch.complex128)
+    for m1 in range(-l1, l1 + 1):
+        for m2 in range(max(-l2, -l3 - m1), min(l2, l3 - m1) + 1):
+            sign, square = wigner_3j(l1, l2, l3, m1, m2, -m1 - m2)
+            if sign:
+                w[m1 + l1, m2 + l2, -m1 - m2 + l3] = sign * math.sqrt(square)
+    t = torch.einsum("ai,bj,ck,ijk->abc", _u_matrix(l1), _u_matrix(l2), _u_matrix(l3), w)
+    # The invariant is real for even l1+l2+l3 and purely imaginary for odd: make it real.
+    out = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag
+    return out / torch.linalg.norm(out)
+
+
+def coupling_sign(l_out: int, l_in: int, l: int, convention: str = "standard") -> int:
+    """Sign that ``coupling`` applies to the normalised tensor Re/Im(U⊗U⊗U·3j).
+
+    The rule is ``(-1)**((l_out + l_in + l) // 2)`` for "standard" and "e3nn", times
+    ``(-1)**(l_out + l_in + l)`` for "thesis" (its harmonics are (-1)^l times standard).
+    For even ``l_out + l_in + l`` this makes the "standard" tensor a positive multiple of
+    the real Gaunt tensor, because sign 3j(l_out l_in l; 0 0 0) = (-1)^((l_out+l_in+l)/2).
+    The same rule reproduces ``e3nn.o3.wigner_3j(l_out, l_in, l)`` exactly, for odd sums
+    too (verified for all l_out, l_in, l <= 10 in the tests).
+    """
+    s = l_out + l_in + l
+    sign = -1 if (s // 2) % 2 else 1
+    if convention == "thesis" and s % 2:
+        sign = -sign
+    return sign
+
+
+def coupling(
+    l_out: int,
+    l_in: int,
+    l: int,
+    *,
+    convention: str = "standard",
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Coupling coefficients C[i, j, m] of thesis App. A, eq. A.1: Z_i = C_ijm F_j K_m.
+
+    Parameters
+    ----------
+    l_out, l_in, l : int
+        Degrees of output, input and filter; must satisfy ``|l_out - l_in| <= l <= l_out + l_in``.
+    convention : {"standard", "thesis", "e3nn"}
+        Basis of all three indices: rsh's "standard" real harmonics (eq. 3.2), the "thesis"
+        ones ((-1)^l times standard, eq. 3.3) or e3nn's. See ``coupling_sign`` for the sign.
+    dtype : torch.dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape [2l_out+1, 2l_in+1, 2l+1], Frobenius norm 1, invariant under
+        D^l_out ⊗ D^l_in ⊗ D^l for the convention's Wigner D matrices (eq. A.6).
+        For even ``l_out + l_in + l`` and the "standard" convention it is the real Gaunt
+        tensor divided by its norm.
+    """
+    check_l(l_out, "l_out")
+    check_l(l_in, "l_in")
+    check_l(l, "l")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if not triangle(l_out, l_in, l):
+        raise ValueError(
+            f"(l_out, l_in, l) = ({l_out}, {l_in}, {l}) violates the triangle rule "
+            "|l_out - l_in| <= l <= l_out + l_in"
+        )
+    # The three conventions share one invariant up to sign: thesis harmonics are (-1)^l times
+    # standard ones, and e3nn's basis is the standard one rotated by the cyclic permutation
+    # (x, y, z) -> (z, x, y), a proper rotation that leaves every invariant tensor unchanged.
+    return (_raw(l_out, l_in, l) * coupling_sign(l_out, l_in, l, convention)).to(dtype)

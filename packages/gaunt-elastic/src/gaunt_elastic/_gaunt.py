@@ -1,0 +1,186 @@
+"""Real Gaunt coefficients: exact (sympy) single entries and fast float tables.
+
+Float tables come from an exact quadrature of products of three real spherical
+harmonics evaluated with ``rsh``: Gauss-Legendre in cos θ times a uniform grid in φ is
+exact for the polynomial degree l1 + l2 + l3 of the integrand, so the only error is
+float64 rounding. Entries that the selection rules (App. D properties 2-5) make zero
+are set to exactly zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy
+import torch
+
+from ._exact import check_l, check_lm, real_gaunt_exact, real_gaunt_float
+
+__all__ = ["gaunt_tables", "gaunt_tensor", "real_gaunt", "sphere_quadrature"]
+
+
+def real_gaunt(
+    l1: int, m1: int, l2: int, m2: int, l3: int, m3: int, *, exact: bool = False
+) -> float | sympy.Expr:
+    """Real Gaunt coefficient ``∫ Y_l1m1 Y_l2m2 Y_l3m3 dΩ`` (rsh "standard" harmonics).
+
+    The "standard" real harmonics are those of thesis eq. 3.2 (Y_1 ∝ (y, z, x) with positive
+    signs, orthonormal on the unit sphere). The "thesis" convention multiplies Y_l by (-1)^l,
+    which cancels here because non-zero coefficients have even l1 + l2 + l3.
+
+    Relation to sympy: ``sympy.physics.wigner.real_gaunt(l1, l2, l3, m1, m2, m3)`` uses
+    harmonics that differ from ours by (-1)^m each, so it equals
+    ``(-1)**(m1 + m2 + m3) * real_gaunt(l1, m1, l2, m2, l3, m3)``.
+
+    Parameters
+    ----------
+    l1, m1, l2, m2, l3, m3 : int
+        Degrees ``l >= 0`` and orders ``|m| <= l``.
+    exact : bool
+        Return an exact sympy expression (a surd divided by sqrt(pi)) instead of a float.
+
+    Returns
+    -------
+    float or sympy.Expr
+        Dimensionless coefficient.
+    """
+    for i, (l, m) in enumerate(((l1, m1), (l2, m2), (l3, m3)), start=1):
+        check_lm(l, m, f"l{i}", f"m{i}")
+    if exact:
+        return real_gaunt_exact(l1, l2, l3, m1, m2, m3)
+    return real_gaunt_float(l1, l2, l3, m1, m2, m3)
+
+
+@functools.lru_cache(maxsize=32)
+def sphere_quadrature(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points [P, 3] and weights [P] integrating polynomials of ``degree`` on S² exactly.
+
+    Gauss-Legendre with ``n = degree // 2 + 1`` nodes in z = cos θ times ``degree + 1``
+    equally spaced φ; weights sum to 4π.
+    """
+    check_l(degree, "degree")
+    n_z = degree // 2 + 1
+    n_phi = degree + 1
+    z, wz = np.polynomial.legendre.leggauss(n_z)
+    phi = 2 * math.pi * np.arange(n_phi) / n_phi
+    rho = np.sqrt(1 - z**2)
+    xyz = np.stack(
+        [
+            np.outer(rho, np.cos(phi)),
+            np.outer(rho, np.sin(phi)),
+            np.outer(z, np.ones_like(phi)),
+        ],
+        axis=-1,
+    ).reshape(-1, 3)
+    w = np.outer(wz, np.full(n_phi, 2 * math.pi / n_phi)).reshape(-1)
+    return torch.from_numpy(xyz), torch.from_numpy(w)
+
+
+@functools.lru_cache(maxsize=32)
+def _sh_on_quadrature(l_max: int, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import rsh
+
+    xyz, w = sphere_quadrature(degree)
+    y = rsh.spherical_harmonics(
+        xyz, l_max, normalize=True, normalization="integral", convention="standard"
+    )
+    return y.to(torch.float64), w
+
+
+def _selection_mask(l1: int, l2: int, l3: int) -> torch.Tensor:
+    """Boolean [2l1+1, 2l2+1, 2l3+1]: entries allowed by App. D properties 2-5."""
+    if (l1 + l2 + l3) % 2 or not (abs(l1 - l2) <= l3 <= l1 + l2):
+        return torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=torch.bool)
+    m1 = torch.arange(-l1, l1 + 1).view(-1, 1, 1)
+    m2 = torch.arange(-l2, l2 + 1).view(1, -1, 1)
+    m3 = torch.arange(-l3, l3 + 1).view(1, 1, -1)
+    negatives = (m1 < 0).long() + (m2 < 0).long() + (m3 < 0).long()
+    a1, a2, a3 = m1.abs(), m2.abs(), m3.abs()
+    # The complex Gaunt needs mu1+mu2+mu3 = 0 for some signs: one |m| is the sum of the others.
+    sums = (a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2)
+    return (negatives % 2 == 0) & sums
+
+
+@functools.lru_cache(maxsize=4096)
+def _gaunt_block(l1: int, l2: int, l3: int) -> torch.Tensor:
+    mask = _selection_mask(l1, l2, l3)
+    if not mask.any():
+        return torch.zeros(mask.shape, dtype=torch.float64)
+    l_max = max(l1, l2, l3)
+    y, w = _sh_on_quadrature(l_max, l1 + l2 + l3)
+    y1 = y[:, l1 * l1 : (l1 + 1) ** 2]
+    y2 = y[:, l2 * l2 : (l2 + 1) ** 2]
+    y3 = y[:, l3 * l3 : (l3 + 1) ** 2] * w[:, None]
+    g = torch.einsum("pa,pb,pc->abc", y1, y2, y3)
+    return torch.where(mask, g, torch.zeros((), dtype=g.dtype))
+
+
+def _check_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """All real Gaunt coefficients of one (l1, l2, l3) block.
+
+    Parameters
+    ----------
+    l1, l2, l3 : int
+        Degrees, each ``>= 0``.
+    dtype : torch.dtype
+        Floating dtype of the result (computed in float64, cached per block).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape [2l1+1, 2l2+1, 2l3+1]; entry [m1+l1, m2+l2, m3+l3] is
+        ``real_gaunt(l1, m1, l2, m2, l3, m3)``. Exactly zero where App. D forbids.
+    """
+    for i, l in enumerate((l1, l2, l3), start=1):
+        check_l(l, f"l{i}")
+    return _gaunt_block(l1, l2, l3).to(_check_dtype(dtype), copy=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _dense_tables(l_max: int) -> torch.Tensor:
+    n = (l_max + 1) ** 2
+    y, w = _sh_on_quadrature(l_max, 3 * l_max)
+    # One matmul: [n*n, P] @ [P, n] instead of ~l_max³ small einsums.
+    pair = (y[:, :, None] * y[:, None, :]).reshape(y.shape[0], n * n)
+    g = (pair.T @ (y * w[:, None])).reshape(n, n, n)
+    ls = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
+    ms = torch.cat([torch.arange(-l, l + 1) for l in range(l_max + 1)])
+    l1, l2, l3 = ls.view(-1, 1, 1), ls.view(1, -1, 1), ls.view(1, 1, -1)
+    a1, a2, a3 = ms.abs().view(-1, 1, 1), ms.abs().view(1, -1, 1), ms.abs().view(1, 1, -1)
+    negatives = (ms < 0).long()
+    negatives = negatives.view(-1, 1, 1) + negatives.view(1, -1, 1) + negatives.view(1, 1, -1)
+    mask = (
+        ((l1 + l2 + l3) % 2 == 0)
+        & ((l1 - l2).abs() <= l3)
+        & (l3 <= l1 + l2)
+        & (negatives % 2 == 0)
+        & ((a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2))
+    )
+    return torch.where(mask, g, torch.zeros((), dtype=g.dtype))
+
+
+def gaunt_tables(l_max: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Dense table of all real Gaunt coefficients with l1, l2, l3 <= ``l_max``.
+
+    Parameters
+    ----------
+    l_max : int
+        Largest degree, ``>= 0``.
+    dtype : torch.dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape [n, n, n] with ``n = (l_max+1)²``, l-major index ``l*l + l + m`` on each axis.
+    """
+    check_l(l_max, "l_max")
+    return _dense_tables(l_max).to(_check_dtype(dtype), copy=True)

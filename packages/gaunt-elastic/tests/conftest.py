@@ -1,0 +1,54 @@
+"""Shared fixtures: hypothesis profiles, a seed, the shared MP data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def seed() -> int:
+    """Fixed seed; also seeds torch's global generator."""
+    torch.manual_seed(1234)
+    return 1234
+
+
+@pytest.fixture
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``$XTAL_SHARED_DATA`` (the real MP files); skips with instructions when unset."""
+    path = os.environ.get("XTAL_SHARED_DATA")
+    if not path or not Path(path).is_dir():
+        pytest.skip(
+            "real MP data not available: set XTAL_SHARED_DATA=/path/to/shared/data "
+            "(the folder beside the repo) to run this test"
+        )
+    return Path(path)
+
+
+def random_rotation(generator: torch.Generator) -> torch.Tensor:
+    """Haar-random proper rotation (float64) via QR of a Gaussian matrix."""
+    a = torch.randn(3, 3, dtype=torch.float64, generator=generator)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+@pytest.fixture
+def rotation(generator: torch.Generator):
+    """A callable returning fresh random rotations."""
+    return lambda: random_rotation(generator)
