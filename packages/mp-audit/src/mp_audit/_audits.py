@@ -206,15 +206,23 @@ def moments(values: Iterable[float]) -> dict[str, float]:
         return out
     mean = float(x.mean())
     dev = x - mean
-    m2 = float(np.mean(dev**2))
     out["mean"] = mean
+    scale = float(np.abs(dev).max())
     if n > 1:
-        out["std"] = math.sqrt(m2 * n / (n - 1))
-    if n > 2 and m2 > 0:
-        g1 = float(np.mean(dev**3)) / m2**1.5
+        out["std"] = (
+            scale * math.sqrt(float(np.mean((dev / scale) ** 2)) * n / (n - 1)) if scale else 0.0
+        )
+    # shape statistics are scale free: normalise first so tiny spreads do not underflow;
+    # a spread at round-off level of the values means a constant sample (undefined shape)
+    if scale <= 1e-13 * float(np.abs(x).max()) or scale == 0:
+        return out
+    d = dev / scale
+    m2 = float(np.mean(d**2))
+    if n > 2:
+        g1 = float(np.mean(d**3)) / m2**1.5
         out["skew"] = math.sqrt(n * (n - 1)) / (n - 2) * g1
-    if n > 3 and m2 > 0:
-        g2 = float(np.mean(dev**4)) / m2**2 - 3.0
+    if n > 3:
+        g2 = float(np.mean(d**4)) / m2**2 - 3.0
         out["kurtosis"] = (n - 1) / ((n - 2) * (n - 3)) * ((n + 1) * g2 + 6.0)
     return out
 
