@@ -1,0 +1,30 @@
+import os
+
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def seed() -> int:
+    """Fixed seed: every test that draws random numbers starts from it."""
+    torch.manual_seed(1234)
+    return 1234
+
+
+@pytest.fixture
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def points(generator: torch.Generator) -> torch.Tensor:
+    """Random float64 points of various radii, plus points on the axes."""
+    x = torch.randn(64, 3, dtype=torch.float64, generator=generator)
+    x = x * torch.rand(64, 1, dtype=torch.float64, generator=generator).mul(3).add(0.1)
+    axes = torch.tensor([[0, 0, 1.0], [0, 0, -2.0], [1.5, 0, 0], [0, -0.5, 0]], dtype=torch.float64)
+    return torch.cat([x, axes])
