@@ -17,6 +17,7 @@ from ._audits import (
     voigt_reuss_bounds,
 )
 from ._dataset import Dataset, Entry, from_entries, from_structures, parse_payload
+from ._figures import make_figures
 from ._geometry import (
     DEFAULT_R_CUTS,
     enclosing_radius,
@@ -27,12 +28,14 @@ from ._geometry import (
 )
 from ._loaders import load
 from ._pipeline import AuditResult, audit, map_entries
+from ._report import THESIS, comparison_rows, write_report
 
 __all__ = [
     "DEFAULT_R_CUTS",
     "EXPECTED_RUN_TYPES",
     "NOBLE_GASES",
     "RADIOACTIVE",
+    "THESIS",
     "AuditResult",
     "Dataset",
     "Entry",
@@ -40,6 +43,7 @@ __all__ = [
     "audit",
     "audit_entry",
     "band_gap_stats",
+    "comparison_rows",
     "coverage_table",
     "elastic_checks",
     "element_presence",
@@ -50,6 +54,7 @@ __all__ = [
     "graph_metrics",
     "inscribed_radius",
     "load",
+    "make_figures",
     "map_entries",
     "moments",
     "nearest_neighbour_distances",
@@ -58,4 +63,5 @@ __all__ = [
     "recommendation_json",
     "summarize",
     "voigt_reuss_bounds",
+    "write_report",
 ]

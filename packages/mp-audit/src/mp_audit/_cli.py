@@ -1,0 +1,113 @@
+"""``mp-audit fetch|audit|recommend|report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .__about__ import __version__
+
+
+def _common(p: argparse.ArgumentParser, sources: bool = True) -> None:
+    if sources:
+        p.add_argument(
+            "source",
+            nargs="+",
+            help="'mp', builtin:prototypes, builtin:dcdft, a CSV/JSON file or a folder",
+        )
+        p.add_argument("--jobs", type=int, default=1, help="worker processes (0 = all cores)")
+        p.add_argument("--limit", type=int, default=None, help="only the first N entries")
+        p.add_argument("--target", type=float, default=0.98, help="coverage to reach (0-1]")
+        p.add_argument(
+            "--r-cut",
+            type=float,
+            nargs="+",
+            default=[3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            help="cut-offs of the coverage table (Å)",
+        )
+    p.add_argument("--cache-dir", default=None, help="MP cache folder (default: user cache dir)")
+    p.add_argument(
+        "--api-key", default=None, help="MP API key (default: MP_API_KEY, pymatgen settings)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mp-audit", description="The Materials Project data audit of thesis chapter 2."
+    )
+    parser.add_argument("--version", action="version", version=f"mp-audit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download the Materials Project into the local cache")
+    _common(fetch, sources=False)
+    fetch.add_argument("--chunk-size", type=int, default=1000, help="materials per cache chunk")
+    fetch.add_argument("--elasticity", action="store_true", help="also fetch elastic tensors")
+    audit = sub.add_parser("audit", help="run every audit, print (or write) summary JSON")
+    _common(audit)
+    audit.add_argument("--out", default=None, help="write the summary JSON here")
+    rec = sub.add_parser("recommend", help="print the recommendation JSON that xtalnet reads")
+    _common(rec)
+    report = sub.add_parser("report", help="summary.json, figures, report.html and report.md")
+    _common(report)
+    report.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def _run_audit(args: argparse.Namespace) -> Any:
+    from ._pipeline import audit
+
+    source = args.source[0] if len(args.source) == 1 else list(args.source)
+    return audit(
+        source,
+        r_cuts=args.r_cut,
+        target=args.target,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        limit=args.limit,
+        api_key=args.api_key,
+        cache_dir=args.cache_dir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "fetch":
+            from ._mp import fetch_mp
+
+            info = fetch_mp(
+                api_key=args.api_key,
+                cache_dir=args.cache_dir,
+                chunk_size=args.chunk_size,
+                elasticity=args.elasticity,
+                progress=not args.no_progress,
+            )
+            print(json.dumps(info, indent=2))
+            return 0
+        result = _run_audit(args)
+        if args.command == "audit":
+            text = json.dumps(result.summary, indent=2, default=str)
+            if args.out:
+                with open(args.out, "w") as fh:
+                    fh.write(text)
+            else:
+                print(text)
+        elif args.command == "recommend":
+            print(json.dumps(result.recommendation, indent=2))
+        else:
+            from ._report import write_report
+
+            paths = write_report(result, args.out)
+            print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        return 0
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:
+        print(f"mp-audit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The CLI end to end on builtin data (and on an MP-20 split when the shared data is there)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mp_audit._cli import main
+
+REC_KEYS = {
+    "schema",
+    "source",
+    "n_structures",
+    "target_coverage",
+    "r_cut",
+    "layers",
+    "coverage",
+    "coverage_table",
+    "band_gap",
+    "formation_energy",
+}
+
+
+def test_report_on_prototypes(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert (
+        main(["report", "builtin:prototypes", "--out", str(out), "--jobs", "2", "--no-progress"])
+        == 0
+    )
+    written = json.loads(capsys.readouterr().out)
+    for name in ("summary.json", "report.html", "report.md", "recommendation.json"):
+        assert (out / name).stat().st_size > 0
+    pngs = sorted(out.glob("*.png"))
+    expected = {"nearest_neighbour", "graph_diameter", "inscribed_radius", "enclosing_radius",
+                "coverage", "nsites", "elements"}  # fmt: skip
+    assert (
+        {p.stem for p in pngs}
+        == expected
+        == set(written) - {"summary", "recommendation", "markdown", "html"}
+    )
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    payload = json.loads((out / "summary.json").read_text())
+    assert set(payload) == {"summary", "recommendation", "thesis"}
+    summary = payload["summary"]
+    assert summary["n_entries"] == 288 and summary["n_geometry"] == 288
+    rec = payload["recommendation"]
+    assert REC_KEYS <= set(rec)
+    assert rec["coverage_table"]["r_cut"] == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert len(rec["coverage_table"]["fraction"]) == 6
+    assert all(len(row) == 8 for row in rec["coverage_table"]["fraction"])
+    assert rec["coverage"] >= 0.98
+    page = (out / "report.html").read_text()
+    # self-contained: every figure inlined, no external file referenced
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert 'src="' not in page.replace('src="data:', "")
+    md = (out / "report.md").read_text()
+    assert all(f"]({p.name})" in md for p in pngs)
+
+
+def test_recommend_and_audit_print_json(tmp_path, capsys):
+    assert main(["recommend", "builtin:dcdft", "--no-progress", "--target", "0.9"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["target_coverage"] == 0.9 and REC_KEYS <= set(rec)
+    target = tmp_path / "s.json"
+    assert (
+        main(["audit", "builtin:dcdft", "--limit", "5", "--out", str(target), "--no-progress"]) == 0
+    )
+    assert json.loads(target.read_text())["n_entries"] == 5
+
+
+def test_cli_errors(capsys):
+    assert main(["audit", "builtin:nope", "--no-progress"]) == 2
+    assert "builtin:nope" in capsys.readouterr().err
+    assert main(["recommend", "builtin:dcdft", "--target", "2", "--no-progress"]) == 2
+    assert "target=2.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "builtin:dcdft"])  # --out is required
+
+
+@pytest.mark.shared_data
+def test_report_on_an_mp20_split(shared_data, tmp_path):
+    out = tmp_path / "mp20"
+    assert (
+        main(["report", str(shared_data / "mp20/val.csv"), "--out", str(out), "--no-progress"]) == 0
+    )
+    names = {p.stem for p in out.glob("*.png")}
+    assert {
+        "band_gap",
+        "sqrt_band_gap",
+        "formation_energy",
+        "formation_energy_by_run_type",
+    } <= names
+    rec = json.loads((out / "recommendation.json").read_text())
+    assert 0 < rec["band_gap"]["p"] < 1 and rec["band_gap"]["mu"] > 0
