@@ -114,7 +114,7 @@ def periodic_convolution(
         return conv_fused_torch(features, Y, R, hub.src, hub.dst, scale, table, chunk)
     from periodic_conv import _ops
 
-    return _ops.conv_compiled(features, Y, R, hub.src, hub.dst, scale, table, backend)
+    return _ops.conv_compiled(features, Y, R, hub, scale, table, backend)
 
 
 class PeriodicConvolution(torch.nn.Module):

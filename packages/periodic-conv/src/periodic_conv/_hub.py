@@ -103,6 +103,24 @@ class DataHub:
             counts > 0, counts.clamp(min=1).rsqrt(), torch.zeros_like(counts)
         )
         self._scale_cache: dict = {}
+        self._csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row_ptr by center, edge order by neighbour, row_ptr by neighbour), built once.
+
+        The compiled backends reduce in these fixed orders, which makes them deterministic.
+        """
+        if self._csr is None:
+            n = self.num_nodes
+            if self.num_edges > 1 and bool((self.dst[1:] < self.dst[:-1]).any()):
+                raise ValueError("hub edges must be sorted by center (as Graph builds them)")
+            row_ptr = torch.zeros(n + 1, dtype=torch.long, device=self.dst.device)
+            row_ptr[1:] = torch.bincount(self.dst, minlength=n).cumsum(0)
+            src_perm = torch.sort(self.src, stable=True).indices
+            src_ptr = torch.zeros(n + 1, dtype=torch.long, device=self.src.device)
+            src_ptr[1:] = torch.bincount(self.src, minlength=n).cumsum(0)
+            self._csr = (row_ptr, src_perm, src_ptr)
+        return self._csr
 
     @property
     def num_nodes(self) -> int:

@@ -1,19 +1,177 @@
-"""Compiled backends (cpp/cuda): not built yet in this version; auto falls back to torch."""
+"""Compiled backends: build/load the C++ (and CUDA) extension, torch.library registrations.
+
+The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extension.load``
+into ``$PERIODIC_CONV_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/xtalnet/torch-<ver>/
+periodic_conv-<sha>/`` (sha of the sources), and an existing build there is loaded with
+``torch.ops.load_library`` without rebuilding. Without a compiler the ``torch`` backend is
+used and ONE warning says why.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
 import torch
+
+from periodic_conv._paths import PathTable
+
+__all__ = ["conv_compiled", "cpp_available", "cuda_available", "load_extension"]
+
+_CSRC = Path(__file__).parent / "csrc"
+_CPU_SOURCES = ["conv_cpu.cpp"]
+_HEADERS = ["conv_kernel.h", "conv_ops.h"]
+_NAME = "periodic_conv_ops"
+
+
+def _cache_dir() -> Path:
+    files = sorted(_CPU_SOURCES + _HEADERS + ["conv_cuda.cu"])
+    sha = hashlib.sha256()
+    for f in files:
+        p = _CSRC / f
+        if p.exists():
+            sha.update(f.encode() + p.read_bytes())
+    root = os.environ.get("PERIODIC_CONV_CACHE")
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+        root = os.path.join(base, "xtalnet", f"torch-{torch.__version__.split('+')[0]}")
+    return Path(root) / f"periodic_conv-{sha.hexdigest()[:16]}"
+
+
+@functools.lru_cache(maxsize=1)
+def load_extension() -> bool:
+    """Build (once) and load the C++ operators; False (with one warning) if that fails."""
+    if hasattr(torch.ops.periodic_conv, "conv_fwd"):
+        return True
+    build = _cache_dir()
+    so = build / f"{_NAME}.so"
+    try:
+        if not so.exists():
+            from torch.utils import cpp_extension
+
+            build.mkdir(parents=True, exist_ok=True)
+            cpp_extension.load(
+                name=_NAME,
+                sources=[str(_CSRC / s) for s in _CPU_SOURCES],
+                extra_cflags=["-O3", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                extra_include_paths=[str(_CSRC)],
+                build_directory=str(build),
+                is_python_module=False,
+                verbose=False,
+            )
+        else:
+            torch.ops.load_library(str(so))
+    except Exception as exc:
+        warnings.warn(
+            f"periodic_conv: could not build/load the C++ extension ({type(exc).__name__}: "
+            f"{exc}); using the plain-torch backend. Install a C++ compiler for the cpp backend.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    _register()
+    return True
 
 
 def cpp_available() -> bool:
-    return False
+    return load_extension()
 
 
 def cuda_available() -> bool:
+    # The CUDA launcher is compile-checked (nox -s cuda_compile) but not built here.
     return False
 
 
-def conv_compiled(F, Y, R, src, dst, scale, table, backend: str) -> torch.Tensor:
-    raise NotImplementedError(
-        f"backend={backend!r} is not available in this build; use backend='torch' or 'auto'"
-    )
+# ----------------------------------------------------------------------------- tables
+@functools.lru_cache(maxsize=64)
+def _table_tensors(table: PathTable, dtype: torch.dtype, device: torch.device):
+    """Network-lifetime tensors (thesis §3.3.4): path rows, block pointers, flat C, offsets."""
+    rows, cs, c_off = [], [], 0
+    for p, C in zip(table.paths, table.couplings):
+        rows.append([p.k, p.i, p.l, p.l_out, p.l_in, p.u, p.v, p.offset, c_off])
+        cs.append(C.flatten())
+        c_off += C.numel()
+    paths = torch.tensor(rows, dtype=torch.long, device=device)
+    n_out = len(table.irreps_out)
+    kptr = torch.zeros(n_out + 1, dtype=torch.long)
+    for p in table.paths:
+        kptr[p.k + 1] += 1
+    kptr = kptr.cumsum(0).to(device)
+    cflat = torch.cat(cs).to(dtype=dtype, device=device)
+    in_off = torch.tensor(table.in_offsets, dtype=torch.long, device=device)
+    out_off = torch.tensor(table.out_offsets, dtype=torch.long, device=device)
+    return paths, kptr, cflat, in_off, out_off
+
+
+# ----------------------------------------------------------------------------- registration
+_REGISTERED = False
+
+
+def _register() -> None:
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
+
+    @torch.library.register_fake("periodic_conv::conv_fwd")
+    def _fwd_fake(F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, kptr, cflat,
+                  in_off, out_off, dim_out, deterministic):  # fmt: skip
+        return F.new_empty(F.shape[0], dim_out)
+
+    @torch.library.register_fake("periodic_conv::conv_bwd")
+    def _bwd_fake(G, F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, cflat,
+                  in_off, out_off, need_F, need_Y, need_R):  # fmt: skip
+        return (
+            F.new_empty(F.shape if need_F else (0,)),
+            Y.new_empty(Y.shape if need_Y else (0,)),
+            R.new_empty(R.shape if need_R else (0,)),
+        )
+
+    def _setup(ctx, inputs, output):
+        (F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, _, cflat, in_off, out_off,
+         _, _) = inputs  # fmt: skip
+        ctx.save_for_backward(
+            F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, cflat, in_off, out_off
+        )
+
+    def _backward(ctx, G):
+        (F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, cflat, in_off,
+         out_off) = ctx.saved_tensors  # fmt: skip
+        need_F, need_Y, need_R = ctx.needs_input_grad[:3]
+        dF, dY, dR = torch.ops.periodic_conv.conv_bwd(
+            G.contiguous(), F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, cflat,
+            in_off, out_off, need_F, need_Y, need_R,
+        )  # fmt: skip
+        return (
+            dF if need_F else None,
+            dY if need_Y else None,
+            dR if need_R else None,
+            *([None] * 13),
+        )
+
+    torch.library.register_autograd("periodic_conv::conv_fwd", _backward, setup_context=_setup)
+
+
+def conv_compiled(F, Y, R, hub, scale, table: PathTable, backend: str,
+                  deterministic: bool = True) -> torch.Tensor:  # fmt: skip
+    """Run the compiled fused op (cpp on CPU tensors); CSR index arrays come from the hub."""
+    if backend == "cuda":
+        raise RuntimeError(
+            "backend='cuda' is compile-checked only in this version (no GPU build); "
+            "use backend='torch' on CUDA tensors"
+        )
+    if not load_extension():
+        raise RuntimeError("backend='cpp' is unavailable: the C++ extension did not build")
+    if F.device.type != "cpu":
+        raise ValueError(f"backend='cpp' needs CPU tensors, got features on {F.device}")
+    row_ptr, src_perm, src_ptr = hub.csr()
+    paths, kptr, cflat, in_off, out_off = _table_tensors(table, F.dtype, F.device)
+    return torch.ops.periodic_conv.conv_fwd(
+        F.contiguous(), Y.contiguous(), R.contiguous(), hub.src, hub.dst, scale.contiguous(),
+        row_ptr, src_perm, src_ptr, paths, kptr, cflat, in_off, out_off, table.irreps_out.dim,
+        deterministic,
+    )  # fmt: skip
