@@ -27,6 +27,7 @@ from ._geometry import (
     nearest_neighbour_distances,
 )
 from ._loaders import load
+from ._mp import MPFetchError, default_cache_dir, fetch_mp, read_cache, resolve_api_key
 from ._pipeline import AuditResult, audit, map_entries
 from ._report import THESIS, comparison_rows, write_report
 
@@ -39,15 +40,18 @@ __all__ = [
     "AuditResult",
     "Dataset",
     "Entry",
+    "MPFetchError",
     "__version__",
     "audit",
     "audit_entry",
     "band_gap_stats",
     "comparison_rows",
     "coverage_table",
+    "default_cache_dir",
     "elastic_checks",
     "element_presence",
     "enclosing_radius",
+    "fetch_mp",
     "from_entries",
     "from_structures",
     "geometry_metrics",
@@ -59,8 +63,10 @@ __all__ = [
     "moments",
     "nearest_neighbour_distances",
     "parse_payload",
+    "read_cache",
     "recommend",
     "recommendation_json",
+    "resolve_api_key",
     "summarize",
     "voigt_reuss_bounds",
     "write_report",
