@@ -52,17 +52,21 @@ def wigner_3j(l1: int, l2: int, l3: int, m1: int, m2: int, m3: int) -> Surd:
     prefactor = f(l1 + m1) * f(l1 - m1) * f(l2 + m2) * f(l2 - m2) * f(l3 + m3) * f(l3 - m3)
     k_min = max(0, l2 - l3 - m1, l1 - l3 + m2)
     k_max = min(l1 + l2 - l3, l1 - m1, l2 + m2)
-    total = Fraction(0)
-    for k in range(k_min, k_max + 1):
-        den = (
-            f(k)
-            * f(l3 - l2 + k + m1)
-            * f(l3 - l1 + k - m2)
-            * f(l1 + l2 - l3 - k)
-            * f(l1 - k - m1)
-            * f(l2 - k + m2)
-        )
-        total += Fraction((-1) ** k, den)
+    dens = [
+        f(k)
+        * f(l3 - l2 + k + m1)
+        * f(l3 - l1 + k - m2)
+        * f(l1 + l2 - l3 - k)
+        * f(l1 - k - m1)
+        * f(l2 - k + m2)
+        for k in range(k_min, k_max + 1)
+    ]
+    if not dens:
+        return (0, Fraction(0))
+    # Integer sum over a common denominator: much faster than adding Fractions.
+    common = math.lcm(*dens)
+    numerator = sum((-1) ** (k_min + i) * (common // den) for i, den in enumerate(dens))
+    total = Fraction(numerator, common)
     if total == 0:
         return (0, Fraction(0))
     sign = (-1) ** ((l1 - l2 - m3) % 2) * (1 if total > 0 else -1)
