@@ -7,7 +7,7 @@ import rsh
 import torch
 from rsh._reference import reference_sh
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "cpp"]
 
 e3nn_o3 = pytest.importorskip("e3nn.o3")
 

@@ -4,7 +4,7 @@ import pytest
 import rsh
 import torch
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "cpp"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,7 +13,7 @@ import torch
 sp = pytest.importorskip("sympy")
 mpmath = pytest.importorskip("mpmath")
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "cpp"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Backend selection and the per-backend forward / gradient functions.
+"""Backend selection and dispatch to the torch / cpp / cuda implementations.
 
 All backends compute the standard convention with integral normalization on the
 (already permuted) points; ``_api`` applies conventions and normalizations.
@@ -8,62 +8,55 @@ from __future__ import annotations
 
 import torch
 
-from ._reference import reference_sh
+from . import _ext, _torch_backend
+from ._generated_torch import L_MAX
 
-L_MAX = 16
-
-
-def _cpp_available() -> bool:
-    return False
-
-
-def _cuda_available() -> bool:
-    return False
+__all__ = ["L_MAX", "forward", "forward_and_gradient", "resolve"]
 
 
 def resolve(backend: str, xyz: torch.Tensor) -> str:
-    """Turn ``auto`` into a concrete backend and check the device fits the backend."""
+    """Turn ``auto`` into a concrete backend and check that the device fits the backend."""
     is_cuda = xyz.device.type == "cuda"
     if backend == "auto":
         if is_cuda:
             backend = "cuda"
-        elif xyz.device.type == "cpu" and _cpp_available():
-            backend = "cpp"
+        elif xyz.device.type == "cpu" and _ext.available():
+            return "cpp"
         else:
             return "torch"
     if backend == "cuda":
         if not is_cuda:
             raise ValueError(f"backend='cuda' needs a CUDA tensor, got xyz on {xyz.device}")
-        if not _cuda_available():
+        if not _ext.cuda_available():
             raise RuntimeError(
-                "xyz is a CUDA tensor but the rsh CUDA extension is not built: install a CUDA "
-                "build of torch with nvcc on PATH (CUDA_HOME set) so rsh can compile "
-                "src/rsh/csrc/*.cu on first use, or pass backend='torch'"
+                "xyz is a CUDA tensor but the rsh CUDA extension is not built: use a CUDA "
+                "build of torch with nvcc on PATH (set CUDA_HOME) so that rsh compiles "
+                "src/rsh/csrc/rsh_cuda.cu on first use, or pass backend='torch'"
             )
     if backend == "cpp":
         if xyz.device.type != "cpu":
             raise ValueError(f"backend='cpp' needs a CPU tensor, got xyz on {xyz.device}")
-        if not _cpp_available():
-            raise RuntimeError("backend='cpp' requested but the rsh C++ extension did not build")
+        if not _ext.available():
+            raise RuntimeError(
+                "backend='cpp' requested but the rsh C++ extension could not be built "
+                "(see the earlier warning); install g++ or use backend='torch'"
+            )
     return backend
 
 
 def forward(xyz: torch.Tensor, l_max: int, normalize: bool, backend: str) -> torch.Tensor:
-    return reference_sh(xyz, l_max, normalize)
-
-
-def _jacobian(xyz: torch.Tensor, l_max: int, normalize: bool) -> torch.Tensor:
-    def one(p: torch.Tensor) -> torch.Tensor:
-        return reference_sh(p, l_max, normalize)
-
-    flat = xyz.reshape(-1, 3)
-    if flat.shape[0] == 0:
-        return xyz.new_zeros(*xyz.shape[:-1], 3, (l_max + 1) ** 2)
-    jac = torch.func.vmap(torch.func.jacrev(one))(flat)  # [N, K, 3]
-    return jac.transpose(-1, -2).reshape(*xyz.shape[:-1], 3, (l_max + 1) ** 2)
+    if backend == "torch":
+        return _torch_backend.forward(xyz, l_max, normalize)
+    lead = xyz.shape[:-1]
+    y = torch.ops.rsh.sh(xyz.reshape(-1, 3), l_max, normalize)
+    return y.reshape(*lead, y.shape[-1])
 
 
 def forward_and_gradient(
     xyz: torch.Tensor, l_max: int, normalize: bool, backend: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return reference_sh(xyz, l_max, normalize), _jacobian(xyz, l_max, normalize)
+    if backend == "torch":
+        return _torch_backend.forward_and_gradient(xyz, l_max, normalize)
+    lead = xyz.shape[:-1]
+    y, dy = torch.ops.rsh.sh_grad(xyz.reshape(-1, 3), l_max, normalize)
+    return y.reshape(*lead, y.shape[-1]), dy.reshape(*lead, 3, dy.shape[-1])

@@ -1,0 +1,90 @@
+// CUDA launcher: the same generated per-point math as the C++ launcher, one thread per
+// point in a grid-stride loop.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "rsh_point.h"
+
+namespace {
+
+template <typename T>
+__global__ void sh_kernel(const T* __restrict__ p, int64_t n, int l_max, bool normalize,
+                          T* __restrict__ out) {
+  const int64_t K = (l_max + 1) * (l_max + 1);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    rsh_point::forward<T>(p + 3 * i, l_max, normalize, out + K * i);
+  }
+}
+
+template <typename T>
+__global__ void sh_grad_kernel(const T* __restrict__ p, int64_t n, int l_max, bool normalize,
+                               T* __restrict__ out, T* __restrict__ d) {
+  const int64_t K = (l_max + 1) * (l_max + 1);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    rsh_point::forward_grad<T>(p + 3 * i, l_max, normalize, out + K * i, d + 3 * K * i);
+  }
+}
+
+void check_input(const at::Tensor& xyz, int64_t l_max) {
+  TORCH_CHECK(xyz.is_cuda(), "rsh: xyz must be a CUDA tensor");
+  TORCH_CHECK(xyz.dim() == 2 && xyz.size(1) == 3, "rsh: xyz must have shape [N, 3], got ",
+              xyz.sizes());
+  TORCH_CHECK(xyz.scalar_type() == at::kFloat || xyz.scalar_type() == at::kDouble,
+              "rsh: xyz must be float32 or float64, got ", xyz.scalar_type());
+  TORCH_CHECK(l_max >= 0 && l_max <= RSH_L_MAX, "rsh: l_max must be in [0, ", RSH_L_MAX,
+              "], got ", l_max);
+}
+
+constexpr int kThreads = 128;
+
+int blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 65535 ? (b > 0 ? b : 1) : 65535);
+}
+
+at::Tensor sh_cuda(const at::Tensor& xyz_in, int64_t l_max, bool normalize) {
+  check_input(xyz_in, l_max);
+  const c10::cuda::CUDAGuard guard(xyz_in.device());
+  const auto xyz = xyz_in.contiguous();
+  const int64_t n = xyz.size(0), K = (l_max + 1) * (l_max + 1);
+  auto out = at::empty({n, K}, xyz.options());
+  if (n == 0) return out;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "rsh_sh_cuda", [&] {
+    sh_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+        xyz.data_ptr<scalar_t>(), n, static_cast<int>(l_max), normalize,
+        out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> sh_grad_cuda(const at::Tensor& xyz_in, int64_t l_max,
+                                                bool normalize) {
+  check_input(xyz_in, l_max);
+  const c10::cuda::CUDAGuard guard(xyz_in.device());
+  const auto xyz = xyz_in.contiguous();
+  const int64_t n = xyz.size(0), K = (l_max + 1) * (l_max + 1);
+  auto out = at::empty({n, K}, xyz.options());
+  auto d = at::empty({n, 3, K}, xyz.options());
+  if (n == 0) return {out, d};
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "rsh_sh_grad_cuda", [&] {
+    sh_grad_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+        xyz.data_ptr<scalar_t>(), n, static_cast<int>(l_max), normalize,
+        out.data_ptr<scalar_t>(), d.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {out, d};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rsh, CUDA, m) {
+  m.impl("sh", &sh_cuda);
+  m.impl("sh_grad", &sh_grad_cuda);
+}
