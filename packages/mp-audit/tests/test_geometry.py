@@ -133,3 +133,19 @@ def test_zero_volume_and_bad_input():
         mp_audit.geometry_metrics(np.eye(3), [[0, 0, 0]], r_cuts=[-1.0])
     with pytest.raises(ValueError, match="non-finite"):
         mp_audit.inscribed_radius(np.full((3, 3), np.nan))
+
+
+@given(st.integers(1, 130), st.floats(0.0, 0.08), st.integers(0, 10_000))
+def test_graph_metrics_against_networkx(n, density, seed):
+    import networkx as nx
+
+    rng = np.random.default_rng(seed)
+    m = int(density * n * n) + n // 2
+    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+    d = rng.uniform(0, 6, m)  # edges with d > 5 must be ignored at r_cut = 5
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from((a, b) for a, b, x in zip(i, j, d) if x <= 5 and a != b)
+    comps = nx.number_connected_components(g)
+    expected = (comps, nx.diameter(g) if comps == 1 else -1)
+    assert mp_audit.graph_metrics(n, i, j, d, 5.0) == expected

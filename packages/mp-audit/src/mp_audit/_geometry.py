@@ -28,18 +28,40 @@ def _check_cell(cell: np.ndarray) -> np.ndarray:
     return cell
 
 
+def _face_normals(cell: np.ndarray) -> np.ndarray:
+    # rows b x c, c x a, a x b written out: np.cross costs more than the maths on 3x3
+    a, b, c = cell
+    return np.array(
+        [
+            [b[1] * c[2] - b[2] * c[1], b[2] * c[0] - b[0] * c[2], b[0] * c[1] - b[1] * c[0]],
+            [c[1] * a[2] - c[2] * a[1], c[2] * a[0] - c[0] * a[2], c[0] * a[1] - c[1] * a[0]],
+            [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]],
+        ]
+    )
+
+
+def _inscribed(cell: np.ndarray) -> float:
+    normals = _face_normals(cell)
+    volume = abs(float(normals[2] @ cell[2]))
+    areas = np.sqrt(np.einsum("ij,ij->i", normals, normals))
+    if volume < ZERO_VOLUME or areas.min() == 0:
+        return 0.0
+    return 0.5 * volume / float(areas.max())
+
+
+def _enclosing(cell: np.ndarray) -> float:
+    a, b, c = cell
+    diagonals = np.array([a + b + c, a + b - c, a - b + c, -a + b + c])
+    return 0.5 * float(np.sqrt(np.einsum("ij,ij->i", diagonals, diagonals).max()))
+
+
 def inscribed_radius(cell: np.ndarray) -> float:
     """Radius (Å) of the largest sphere inside the unit-cell parallelepiped.
 
     The sphere touches the closest pair of opposite faces: ``r = min_i h_i / 2`` with the
     face distance ``h_i = V / |a_j x a_k|``.
     """
-    cell = _check_cell(cell)
-    volume = abs(np.linalg.det(cell))
-    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    if volume < ZERO_VOLUME or np.any(areas == 0):
-        return 0.0
-    return float(0.5 * np.min(volume / areas))
+    return _inscribed(_check_cell(cell))
 
 
 def enclosing_radius(cell: np.ndarray) -> float:
@@ -49,10 +71,7 @@ def enclosing_radius(cell: np.ndarray) -> float:
     (the average of a ball and its mirror image is no larger) and its radius is half the
     longest of the four body diagonals ``|±a ± b + c|``.
     """
-    cell = _check_cell(cell)
-    a, b, c = cell
-    diagonals = np.stack([a + b + c, a + b - c, a - b + c, -a + b + c])
-    return float(0.5 * np.max(np.linalg.norm(diagonals, axis=1)))
+    return _enclosing(_check_cell(cell))
 
 
 def _pairs(cell: np.ndarray, positions: np.ndarray, cutoff: float):
@@ -65,6 +84,19 @@ def _pairs(cell: np.ndarray, positions: np.ndarray, cutoff: float):
     return np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64), np.asarray(d)
 
 
+def _per_atom_min(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Smallest pair distance per atom (inf when an atom has no pair)."""
+    nn = np.full(n, np.inf)
+    if len(d) == 0:
+        return nn
+    idx = np.concatenate([i, j])
+    dd = np.concatenate([d, d])
+    order = np.lexsort((dd, idx))
+    first = np.unique(idx[order], return_index=True)
+    nn[first[0]] = dd[order][first[1]]
+    return nn
+
+
 def nearest_neighbour_distances(cell: np.ndarray, positions: np.ndarray, cutoff: float = 8.0):
     """Distance (Å) from every atom to its closest other atom or periodic image.
 
@@ -74,12 +106,10 @@ def nearest_neighbour_distances(cell: np.ndarray, positions: np.ndarray, cutoff:
     cell = _check_cell(cell)
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     n = len(positions)
-    nn = np.full(n, np.inf)
     r = float(cutoff)
     while True:
         i, j, d = _pairs(cell, positions, r)
-        np.minimum.at(nn, i, d)
-        np.minimum.at(nn, j, d)
+        nn = _per_atom_min(n, i, j, d)
         if np.all(nn <= r) or n == 0:
             return nn
         r *= 2.0
@@ -97,12 +127,39 @@ def graph_metrics(
     keep = (d <= r_cut) & (i != j)
     if n == 1:
         return 1, 0
+    if n <= DENSE_MAX:
+        return _dense_graph_metrics(n, i[keep], j[keep])
     adj = csr_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
     n_comp, _ = connected_components(adj, directed=False)
     if n_comp > 1:
         return int(n_comp), -1
     dist = shortest_path(adj, method="D", directed=False, unweighted=True)
     return 1, int(dist.max())
+
+
+#: up to this many atoms the graph is searched with dense boolean algebra (no scipy overhead)
+DENSE_MAX = 96
+
+
+def _dense_graph_metrics(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, int]:
+    """Breadth-first search from every node at once with dense matrices (small graphs)."""
+    adj = np.zeros((n, n), dtype=np.float32)
+    adj[i, j] = 1.0
+    adj[j, i] = 1.0
+    seen = np.eye(n, dtype=bool)
+    frontier = seen.astype(np.float32)
+    steps = 0
+    while True:
+        new = ((frontier @ adj) > 0) & ~seen
+        if not new.any():
+            break
+        seen |= new
+        frontier = new.astype(np.float32)
+        steps += 1
+    if seen.all():
+        return 1, steps
+    # rows of ``seen`` are the components; count the distinct ones
+    return len(np.unique(seen, axis=0)), -1
 
 
 def geometry_metrics(
@@ -139,14 +196,12 @@ def geometry_metrics(
     out: dict[str, float] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
     if out["zero_volume"]:
         return out
-    out["inscribed_radius"] = inscribed_radius(cell)
-    out["enclosing_radius"] = enclosing_radius(cell)
+    out["inscribed_radius"] = _inscribed(cell)
+    out["enclosing_radius"] = _enclosing(cell)
     r_max = max(r_cuts)
     i, j, d = _pairs(cell, positions, r_max)
     n = len(positions)
-    nn = np.full(n, np.inf)
-    np.minimum.at(nn, i, d)
-    np.minimum.at(nn, j, d)
+    nn = _per_atom_min(n, i, j, d)
     if not np.all(nn <= r_max):
         nn = nearest_neighbour_distances(cell, positions, 2.0 * r_max)
     out["nn_min"] = float(nn.min())
