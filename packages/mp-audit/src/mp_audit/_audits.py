@@ -328,7 +328,10 @@ def summarize(
         "theoretical_none": sorted(table.loc[theo.isna(), "material_id"]),
         "deprecated": sorted(table.loc[dep.map(lambda v: v is True), "material_id"]),
         "unexpected_run_types": dict(Counter(r for r in rt if r not in expected_run_types)),
-        "n_unexpected_run_type": int(sum(r not in expected_run_types for r in rt)),
+        # "absent" when the source has no run types at all (0 would claim a clean check)
+        "n_unexpected_run_type": int(sum(r not in expected_run_types for r in rt))
+        if len(rt)
+        else "absent",
         "zero_volume": sorted(table.loc[table.get("zero_volume", False) == True, "material_id"])  # noqa: E712
         if "zero_volume" in table
         else [],
