@@ -45,7 +45,7 @@ def _package_dir(name: str) -> Path:
 
 def _install_torch(session: nox.Session) -> Path:
     """Install the pinned torch and return a constraints file that keeps it pinned."""
-    constraints = Path(session.create_tmp()) / "constraints.txt"
+    constraints = Path(session.create_tmp()).resolve() / "constraints.txt"
     constraints.write_text(f"torch=={TORCH_VERSION}\n")
     session.install(f"torch=={TORCH_VERSION}")
     return constraints
@@ -90,7 +90,7 @@ def isolated(session: nox.Session, package: str) -> None:
     wheel, which proves the wheel ships everything it needs (csrc, generated code,
     py.typed) and that its declared dependencies are enough.
     """
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()
     dist = tmp / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.install("hatch")
@@ -138,17 +138,25 @@ def cuda_compile(session: nox.Session) -> None:
     if not sources:
         session.skip("no .cu sources yet")
     _install_torch(session)
+    session.install("numpy")  # torch warns on import without it, and the warning pollutes stdout
     includes = session.run(
         "python",
+        "-W",
+        "ignore",
         "-c",
         "import torch.utils.cpp_extension as c, sysconfig;"
         "print('\\n'.join([*c.include_paths(), sysconfig.get_paths()['include']]))",
         silent=True,
     )
     abi = session.run(
-        "python", "-c", "import torch; print(int(torch.compiled_with_cxx11_abi()))", silent=True
+        "python",
+        "-W",
+        "ignore",
+        "-c",
+        "import torch; print(int(torch.compiled_with_cxx11_abi()))",
+        silent=True,
     )
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()
     shim = tmp / "shim" / "c10" / "cuda" / "impl"
     shim.mkdir(parents=True, exist_ok=True)
     (shim / "cuda_cmake_macros.h").write_text(CUDA_SHIM)
