@@ -15,15 +15,8 @@ L_F = 3
 
 
 def conventions():
-    """Conventions to test: e3nn always; the others need gaunt_elastic's couplings."""
-    out = ["e3nn"]
-    try:
-        import gaunt_elastic  # noqa: F401
-
-        out.append("thesis")
-    except ImportError:
-        pass
-    return out
+    """e3nn (wigner_3j from e3nn) and thesis (rsh + gaunt_elastic) bases."""
+    return ["e3nn", "thesis"]
 
 
 def structure(n=3, r_cut=3.5, self_interaction=True, seed=0, positions=None):
@@ -325,7 +318,6 @@ def test_bad_inputs_raise():
 
 
 def test_hub_convention_mismatch_raises():
-    pytest.importorskip("gaunt_elastic")
     g = structure(n=2)
     conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="thesis")
     F, R = inputs(g, conv)

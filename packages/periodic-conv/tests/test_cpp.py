@@ -126,3 +126,30 @@ def test_torch_compile_fullgraph(case):
     gc = torch.autograd.grad(compiled(F, Y, R), [F, Y, R])
     for a, b in zip(ge, gc):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+
+
+@pytest.mark.cuda
+def test_cuda_equals_reference(case):
+    if not _ops.cuda_available():
+        pytest.fail("CUDA test selected but no CUDA build/device is available")
+    g, conv, F, R = case
+    ref = _grads(conv, g, F, R, "reference")
+    dev = torch.device("cuda")
+    gd = g.recompute_vectors(g.positions.to(dev), g.cell.to(dev))
+    gd = pc.Graph(**{**gd.__dict__, "center": g.center.to(dev), "neighbor": g.neighbor.to(dev),
+                     "shift": g.shift.to(dev), "counts": g.counts.to(dev),
+                     "batch": g.batch.to(dev), "edge_batch": g.edge_batch.to(dev)})  # fmt: skip
+    for det in (True, False):
+        hub = pc.DataHub(gd, L_F, convention="e3nn")
+        out = pc.periodic_convolution(
+            F.to(dev),
+            hub,
+            R.to(dev),
+            IR_IN,
+            IR_OUT,
+            L_F,
+            convention="e3nn",
+            backend="cuda",
+            deterministic=det,
+        )
+        torch.testing.assert_close(out.cpu(), ref[0], atol=1e-12, rtol=0)

@@ -76,6 +76,7 @@ def periodic_convolution(
     normalization: str = "thesis",
     backend: str = "auto",
     chunk: int | None = None,
+    deterministic: bool = True,
 ) -> torch.Tensor:
     """Fused Kernel + PeriodicConvolution, eq. C.1.
 
@@ -95,6 +96,13 @@ def periodic_convolution(
     normalization : {"thesis", "none"}
         "thesis": W of eq. B.33-B.36 and 1/sqrt(|N(a)|); "none": plain sums (for comparisons).
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
+        "auto": cuda for CUDA tensors, cpp for CPU tensors when the extension builds, else
+        torch. Double backward (e.g. training on forces) needs "torch" or "reference".
+    chunk : int, optional
+        Edges per chunk of the torch backend (default: about 32 MB of temporaries).
+    deterministic : bool
+        cuda backend only: fixed-order reductions (default) instead of atomicAdd.
+        The cpp backend is always bitwise reproducible for any thread count.
 
     Returns
     -------
@@ -114,7 +122,7 @@ def periodic_convolution(
         return conv_fused_torch(features, Y, R, hub.src, hub.dst, scale, table, chunk)
     from periodic_conv import _ops
 
-    return _ops.conv_compiled(features, Y, R, hub, scale, table, backend)
+    return _ops.conv_compiled(features, Y, R, hub, scale, table, backend, deterministic)
 
 
 class PeriodicConvolution(torch.nn.Module):

@@ -1,0 +1,256 @@
+"""Benchmark of periodic-conv: fused convolution vs e3nn, and the neighbour list.
+
+    nox -s bench -- periodic-conv [--quick]
+
+Convolution: each (case, implementation, mode) runs in its own process so that its peak
+memory (VmHWM after resetting it through /proc/self/clear_refs, minus the resident set before
+the call) is its own. Cases: the thesis case (100 atoms, ~12 neighbours, 16x per l = 0..4 in
+and out, filter l <= 8, float64), the same in float32, and a 444-atom cell. Implementations:
+``cpp``, ``torch`` (fused), ``reference`` (K materialised) and e3nn (TensorProduct with per-edge
+weights + scatter, the same maths). Neighbour list: our wrapper vs bare vesin vs pymatgen
+``get_all_neighbors``, in this process. Medians over repeats; the table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+IRREPS = "16x0+16x1+16x2+16x3+16x4"
+L_FILTER = 8
+DENSITY = 100 / 12.0**3  # atoms per Å^3: 100 atoms in a 12 Å cube
+R_CUT = 3.7  # Å: about 12 neighbours at this density
+CASES = {
+    "thesis f64": dict(n=100, dtype="float64"),
+    "thesis f32": dict(n=100, dtype="float32"),
+    "444 atoms f64": dict(n=444, dtype="float64"),
+}
+
+
+def structure(n: int, seed: int = 0):
+    """n atoms on a jittered simple-cubic grid in a cube at DENSITY (no overlapping atoms)."""
+    rng = np.random.default_rng(seed)
+    side = (n / DENSITY) ** (1 / 3)
+    k = int(np.ceil(n ** (1 / 3)))
+    grid = np.stack(np.meshgrid(*[np.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pick = rng.choice(len(grid), n, replace=False)
+    frac = (grid[pick] + 0.5 + rng.uniform(-0.25, 0.25, (n, 3))) / k
+    return frac * side, np.eye(3) * side
+
+
+def _vm(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
+    import gc
+
+    import periodic_conv as pc
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    dtype = getattr(torch, CASES[case]["dtype"])
+    pos, cell = structure(CASES[case]["n"])
+    g = pc.neighbor_list(torch.tensor(pos, dtype=dtype), torch.tensor(cell, dtype=dtype), R_CUT)
+    conv = pc.PeriodicConvolution(IRREPS, IRREPS, L_FILTER, convention="e3nn",
+                                  backend=impl if impl != "e3nn" else "torch")  # fmt: skip
+    hub = pc.DataHub(g, L_FILTER, convention="e3nn")
+    gen = torch.Generator().manual_seed(0)
+    dim = pc.parse_irreps(IRREPS).dim
+    F = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
+    R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
+    G = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
+    if impl == "e3nn":
+        from e3nn import o3
+
+        # The thesis irreps carry no parity, so every l is a path. Labelling everything
+        # even ("e") makes e3nn accept all of them; parity labels do not change the numbers.
+        irr = "+".join(f"16x{l}e" for l in range(5))
+        sh = o3.Irreps("+".join(f"1x{l}e" for l in range(L_FILTER + 1)))
+        # the same paths as ours, each e3nn 'uvw' instruction with per-edge weights
+        instr = [(p.i, p.l, p.k, "uvw", True) for p in conv.paths]
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        tp = o3.TensorProduct(irr, sh, irr, instr, irrep_normalization="none",
+                              path_normalization="none", shared_weights=False,
+                              internal_weights=False)  # fmt: skip
+        torch.set_default_dtype(old)
+        R = torch.randn(g.num_edges, tp.weight_numel, generator=gen, dtype=dtype)
+        Y = hub.Y
+        scale = hub.inv_sqrt_counts[hub.dst][:, None]
+
+        def call(F, R):
+            msg = tp(F[hub.src], Y, R) * scale
+            return torch.zeros(F.shape[0], dim, dtype=dtype).index_add(0, hub.dst, msg)
+    else:
+
+        def call(F, R):
+            return conv(F, hub, R)
+
+    def once():
+        if mode == "fwd":
+            with torch.no_grad():
+                return call(F, R)
+        Fg = F.clone().requires_grad_(True)
+        Rg = R.clone().requires_grad_(True)
+        out = call(Fg, Rg)
+        out.backward(G)
+        return Rg.grad
+
+    once()  # warm-up (builds the extension / e3nn code once)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    gc.collect()
+    ok = _reset_peak()
+    base = _vm("VmRSS")
+    once()
+    peak = _vm("VmHWM") - base if ok else float("nan")
+    return dict(case=case, impl=impl, mode=mode, time_s=float(np.median(times)),
+                peak_bytes=peak, r_bytes=R.numel() * R.element_size(),
+                k_bytes=g.num_edges * dim * dim * R.element_size(), edges=g.num_edges,
+                mean_neighbors=g.num_edges / g.num_nodes)  # fmt: skip
+
+
+def neighbor_bench(repeats: int) -> list[dict]:
+    import periodic_conv as pc
+    import torch
+    import vesin
+    from pymatgen.core import Lattice, Structure
+
+    rows = []
+    for n in (100, 444):
+        pos, cell = structure(n)
+        tp, tc = torch.tensor(pos), torch.tensor(cell)
+        s = Structure(Lattice(cell), ["Si"] * n, pos, coords_are_cartesian=True)
+        r_cut = 5.0  # the thesis's recommended cutoff (§2.2.1)
+
+        def ours(tp=tp, tc=tc, r_cut=r_cut):
+            return pc.neighbor_list(tp, tc, r_cut)
+
+        def bare(pos=pos, cell=cell, r_cut=r_cut):
+            nl = vesin.NeighborList(cutoff=r_cut, full_list=True)
+            return nl.compute(pos, cell, True, quantities="ijSd")
+
+        def pmg(s=s, r_cut=r_cut):
+            return s.get_all_neighbors(r_cut)
+
+        res = {}
+        for name, f in [("ours", ours), ("vesin", bare), ("pymatgen", pmg)]:
+            f()
+            ts = []
+            for _ in range(repeats if name != "pymatgen" else max(1, repeats // 3)):
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            res[name] = float(np.median(ts))
+        rows.append(dict(n=n, r_cut=r_cut, edges=ours().num_edges, **res))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="thesis f64 case only, fewer repeats")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--impls", default="cpp,torch,reference,e3nn")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    args = ap.parse_args()
+    if args.variant:
+        case, impl, mode, repeats = json.loads(args.variant)
+        print("RESULT " + json.dumps(run_variant(case, impl, mode, repeats)), flush=True)
+        return
+
+    import torch
+
+    cases = ["thesis f64"] if args.quick else args.cases.split(",")
+    repeats = 2 if args.quick else 3
+    results = []
+    for case in cases:
+        for impl in args.impls.split(","):
+            if impl == "reference" and CASES[case]["n"] > 100:
+                continue  # K alone would need E * dim^2 numbers (~7 GB); reported as estimate
+            for mode in ("fwd", "fwd+bwd"):
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    json.dumps([case, impl, mode, repeats]),
+                ]
+                # Large blocks always come from mmap and go back to the OS when freed, so the
+                # resident set before the measured call holds no allocator cache.
+                env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+                p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+                if p.returncode != 0 or not line:
+                    print(f"{case} {impl} {mode} FAILED:\n{p.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                r = json.loads(line[0][7:])
+                results.append(r)
+                msg = f"{case:14s} {impl:9s} {mode:8s} {r['time_s']:9.4f} s"
+                msg += f" {r['peak_bytes'] / 2**20:9.1f} MiB"
+                print(msg, file=sys.stderr, flush=True)
+    nl = neighbor_bench(5 if args.quick else 9)
+
+    mib = 2**20
+    threads = os.environ.get("BENCH_THREADS", "2")
+    print(
+        f"\nperiodic-conv benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads"
+    )
+    print(
+        "\n| case | impl | mode | time (s) | vs e3nn | peak (MiB) | peak / e3nn | peak / size(R) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    by = {(r["case"], r["impl"], r["mode"]): r for r in results}
+    for r in results:
+        e = by.get((r["case"], "e3nn", r["mode"]))
+        speed = f"{e['time_s'] / r['time_s']:.2f}x" if e else "-"
+        mem = f"{r['peak_bytes'] / e['peak_bytes']:.2f}" if e and e["peak_bytes"] > 0 else "-"
+        print(
+            f"| {r['case']} | {r['impl']} | {r['mode']} | {r['time_s']:.4f} | {speed} | "
+            f"{r['peak_bytes'] / mib:.1f} | {mem} | {r['peak_bytes'] / r['r_bytes']:.2f} |"
+        )
+    for case in cases:
+        r = next((x for x in results if x["case"] == case), None)
+        if r:
+            print(
+                f"\n{case}: E = {r['edges']} edges ({r['mean_neighbors']:.1f} per atom), "
+                f"size(R) = {r['r_bytes'] / mib:.1f} MiB, K would be {r['k_bytes'] / mib:.1f} MiB"
+            )
+    print(
+        "\n| atoms | r_cut (Å) | edges | ours (ms) | bare vesin (ms) | ours / vesin | "
+        "pymatgen get_all_neighbors (ms) | pymatgen / ours |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in nl:
+        print(
+            f"| {r['n']} | {r['r_cut']} | {r['edges']} | {r['ours'] * 1e3:.2f} | "
+            f"{r['vesin'] * 1e3:.2f} | {r['ours'] / r['vesin']:.2f} | {r['pymatgen'] * 1e3:.1f} | "
+            f"{r['pymatgen'] / r['ours']:.0f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
