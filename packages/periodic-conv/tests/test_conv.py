@@ -134,12 +134,14 @@ def test_gradcheck_features_R_positions(backend):
     F.requires_grad_(True)
     R.requires_grad_(True)
     pos = g0.positions.clone().requires_grad_(True)
+    cell = g0.cell.clone().requires_grad_(True)
 
-    def f(F, R, pos):
-        hub = pc.DataHub(g0.recompute_vectors(pos), 2, convention="e3nn")
+    def f(F, R, pos, cell):
+        hub = pc.DataHub(g0.recompute_vectors(pos, cell), 2, convention="e3nn")
         return conv(F, hub, R)
 
-    assert torch.autograd.gradcheck(f, (F, R, pos), atol=1e-8)
+    # positions -> forces, cell -> stress (through the image shifts and rsh's gradient)
+    assert torch.autograd.gradcheck(f, (F, R, pos, cell), atol=1e-8)
 
 
 def test_gradgradcheck_torch_path():

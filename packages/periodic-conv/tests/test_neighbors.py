@@ -128,6 +128,14 @@ def test_translation_and_permutation(t, perm_seed):
     assert_same(mapped, base)
 
 
+def test_non_periodic_matches_brute_force(rng):
+    pos = rng.uniform(0, 6, (7, 3))
+    _, mine = ours(pos, np.zeros((3, 3)), 3.0, pbc=False)
+    d = np.linalg.norm(pos[None] - pos[:, None], axis=-1)
+    i, j = np.nonzero((d < 3.0) & ~np.eye(7, dtype=bool))
+    assert_same(mine, edge_set(i, j, np.zeros((len(i), 3), int), d[i, j]))
+
+
 def test_from_structures_batches_pymatgen_and_ase(rng):
     from ase.build import bulk
 
