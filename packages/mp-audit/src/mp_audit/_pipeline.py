@@ -67,7 +67,8 @@ def map_entries(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r}: expected an int >= 1")
     fn = functools.partial(audit_entry, r_cuts=tuple(float(r) for r in r_cuts))
-    records: list[dict[str, Any]] = []
+    # each chunk becomes a small columnar frame at once: 150k dicts would cost far more
+    frames: list[pd.DataFrame] = []
     bar = tqdm(
         total=dataset.size, desc=f"audit {dataset.name}", unit="struct", disable=not progress
     )
@@ -82,14 +83,14 @@ def map_entries(
                 out = [fn(e) for e in chunk]
             else:
                 out = pool.map(fn, chunk, chunksize=max(1, len(chunk) // (4 * jobs)))
-            records.extend(out)
+            frames.append(pd.DataFrame.from_records(out))
             bar.update(len(chunk))
     finally:
         bar.close()
         if pool is not None:
             pool.close()
             pool.join()
-    table = pd.DataFrame.from_records(records)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(table) == 0:
         table = pd.DataFrame(columns=["material_id", "parse_error"])
     for key in ("band_gap", "formation_energy_per_atom", "energy_above_hull"):
