@@ -50,6 +50,8 @@ def test_opcheck(points, normalize):
     for l_max in (0, 4):
         torch.library.opcheck(torch.ops.rsh.sh.default, (x, l_max, normalize))
         torch.library.opcheck(torch.ops.rsh.sh_grad.default, (x, l_max, normalize))
+        g = torch.randn(10, (l_max + 1) ** 2, dtype=x.dtype, requires_grad=True)
+        torch.library.opcheck(torch.ops.rsh.sh_vjp.default, (x, g, l_max, normalize))
 
 
 @cpp
@@ -61,6 +63,15 @@ def test_cpp_double_backward(points):
 
     assert torch.autograd.gradcheck(f, (x,))
     assert torch.autograd.gradgradcheck(f, (x,))
+    # forces-style: second derivative through the fused backward
+    v = x.detach().clone().requires_grad_()
+    (gc,) = torch.autograd.grad(f(v).pow(2).sum(), v, create_graph=True)
+    (ggc,) = torch.autograd.grad(gc.pow(2).sum(), v)
+    w = x.detach().clone().requires_grad_()
+    ft = rsh.spherical_harmonics(w, 4, backend="torch").pow(2).sum()
+    (gt,) = torch.autograd.grad(ft, w, create_graph=True)
+    (ggt,) = torch.autograd.grad(gt.pow(2).sum(), w)
+    torch.testing.assert_close(ggc, ggt)
 
     def g(v):
         return rsh.spherical_harmonics_and_gradient(v, 4, normalize=False, backend="cpp")

@@ -1,8 +1,8 @@
 """Fake kernels and autograd for the ``rsh::sh`` / ``rsh::sh_grad`` ops (torch.library).
 
-Backward of ``sh`` calls ``sh_grad`` (generated gradient kernel). Backward of ``sh_grad``
-(needed for double backward, e.g. forces) is a vector-Jacobian product through the
-generated plain-torch code, so it is itself differentiable.
+Backward of ``sh`` calls ``sh_vjp`` (generated gradient kernel contracted per point).
+Backward of ``sh_grad`` and ``sh_vjp`` (needed for double backward, e.g. forces) is a
+vector-Jacobian product through the generated plain-torch code, so it is differentiable.
 """
 
 from __future__ import annotations
@@ -33,10 +33,33 @@ def _setup(ctx, inputs, output):
     ctx.normalize = normalize
 
 
+def _sh_vjp_fake(xyz, grad, l_max, normalize):
+    return xyz.new_empty((xyz.shape[0], 3))
+
+
 def _sh_backward(ctx, grad):
     (xyz,) = ctx.saved_tensors
-    _, dy = torch.ops.rsh.sh_grad(xyz, ctx.l_max, ctx.normalize)
-    return (dy * grad.unsqueeze(-2)).sum(-1), None, None
+    # Fused kernel: contracts dY with grad per point, never writes [N, 3, K].
+    return torch.ops.rsh.sh_vjp(xyz, grad.contiguous(), ctx.l_max, ctx.normalize), None, None
+
+
+def _setup_vjp(ctx, inputs, output):
+    xyz, grad, l_max, normalize = inputs
+    ctx.save_for_backward(xyz, grad)
+    ctx.l_max = l_max
+    ctx.normalize = normalize
+
+
+def _sh_vjp_backward(ctx, gg):
+    xyz, grad = ctx.saved_tensors
+
+    def f(p, g):
+        _, dy = _torch_backend.forward_and_gradient(p, ctx.l_max, ctx.normalize)
+        return (dy * g.unsqueeze(-2)).sum(-1)
+
+    _, vjp = torch.func.vjp(f, xyz, grad)
+    gp, gg_grad = vjp(gg)
+    return gp, gg_grad, None, None
 
 
 def _sh_grad_backward(ctx, grad_y, grad_dy):
@@ -60,4 +83,6 @@ def register() -> None:
     torch.library.register_fake("rsh::sh_grad")(_sh_grad_fake)
     torch.library.register_autograd("rsh::sh", _sh_backward, setup_context=_setup)
     torch.library.register_autograd("rsh::sh_grad", _sh_grad_backward, setup_context=_setup)
+    torch.library.register_fake("rsh::sh_vjp")(_sh_vjp_fake)
+    torch.library.register_autograd("rsh::sh_vjp", _sh_vjp_backward, setup_context=_setup_vjp)
     _registered = True

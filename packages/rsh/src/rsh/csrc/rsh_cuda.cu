@@ -29,6 +29,16 @@ __global__ void sh_grad_kernel(const T* __restrict__ p, int64_t n, int l_max, bo
   }
 }
 
+template <typename T>
+__global__ void sh_vjp_kernel(const T* __restrict__ p, const T* __restrict__ g, int64_t n,
+                              int l_max, bool normalize, T* __restrict__ gx) {
+  const int64_t K = (l_max + 1) * (l_max + 1);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    rsh_point::vjp<T>(p + 3 * i, g + K * i, l_max, normalize, gx + 3 * i);
+  }
+}
+
 void check_input(const at::Tensor& xyz, int64_t l_max) {
   TORCH_CHECK(xyz.is_cuda(), "rsh: xyz must be a CUDA tensor");
   TORCH_CHECK(xyz.dim() == 2 && xyz.size(1) == 3, "rsh: xyz must have shape [N, 3], got ",
@@ -82,9 +92,32 @@ std::tuple<at::Tensor, at::Tensor> sh_grad_cuda(const at::Tensor& xyz_in, int64_
   return {out, d};
 }
 
+at::Tensor sh_vjp_cuda(const at::Tensor& xyz_in, const at::Tensor& grad_in, int64_t l_max,
+                       bool normalize) {
+  check_input(xyz_in, l_max);
+  const c10::cuda::CUDAGuard guard(xyz_in.device());
+  const int64_t n = xyz_in.size(0), K = (l_max + 1) * (l_max + 1);
+  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == n && grad_in.size(1) == K,
+              "rsh: grad must have shape [N, (l_max+1)^2], got ", grad_in.sizes());
+  TORCH_CHECK(grad_in.scalar_type() == xyz_in.scalar_type(), "rsh: grad dtype must match xyz");
+  const auto xyz = xyz_in.contiguous();
+  const auto grad = grad_in.contiguous();
+  auto gx = at::empty({n, 3}, xyz.options());
+  if (n == 0) return gx;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "rsh_sh_vjp_cuda", [&] {
+    sh_vjp_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+        xyz.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), n, static_cast<int>(l_max),
+        normalize, gx.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return gx;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rsh, CUDA, m) {
   m.impl("sh", &sh_cuda);
   m.impl("sh_grad", &sh_grad_cuda);
+  m.impl("sh_vjp", &sh_vjp_cuda);
 }

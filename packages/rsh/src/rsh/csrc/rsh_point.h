@@ -70,4 +70,20 @@ RSH_HD void forward_grad(const T* p, const int l_max, const bool normalize, T* o
   for (int i = 0; i < 3; ++i) d[i * K] = T(0);  // Y_00 is constant
 }
 
+// Vector-Jacobian product of one point: gx[i] = sum_k g[k] dY_k/dx_i, without writing dY
+// to memory (the backward of Y = sh(x) only needs this contraction).
+template <typename T>
+RSH_HD void vjp(const T* p, const T* g, const int l_max, const bool normalize, T* gx) {
+  constexpr int KM = (RSH_L_MAX + 1) * (RSH_L_MAX + 1);
+  T out[KM];
+  T d[3 * KM];
+  const int K = (l_max + 1) * (l_max + 1);
+  forward_grad<T>(p, l_max, normalize, out, d);
+  for (int i = 0; i < 3; ++i) {
+    T s = T(0);
+    for (int k = 0; k < K; ++k) s += d[i * K + k] * g[k];
+    gx[i] = s;
+  }
+}
+
 }  // namespace rsh_point
