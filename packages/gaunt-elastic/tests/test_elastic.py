@@ -177,6 +177,7 @@ def test_errors(generator):
     bad[..., 0, 1, 2, 2] += 5.0
     with pytest.raises(ValueError, match=r"minor \(ijkl = jikl\).*deviation 5"):
         el.cartesian_to_irreps(bad)
+    el.cartesian_to_irreps(bad, validate=False)  # opt-out of the check does not raise
     s = el.cartesian_to_irreps(bad, symmetrize=True)
     assert torch.allclose(el.irreps_to_cartesian(s), el.symmetrize(bad), atol=1e-12)
     major = c.clone()
@@ -270,3 +271,21 @@ def test_matten_full_tensors(shared_data):
     s = el.cartesian_to_irreps(full)
     assert torch.allclose(el.irreps_to_cartesian(s), full, atol=1e-10)
     assert math.isfinite(float(s.abs().max()))
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2**31 - 1))
+def test_cartesian_to_irreps_equivariant(seed):
+    # Rotating C as a rank-4 tensor rotates S block-wise by the thesis-convention Wigner D
+    # for l = 0, 2, 0, 2, 4.
+    import rsh
+
+    g = torch.Generator().manual_seed(seed)
+    R = rsh.testing.random_rotation(dtype=torch.float64, generator=g)
+    c = random_elastic(2, g)
+    c_rot = torch.einsum("ia,jb,kc,ld,nabcd->nijkl", R, R, R, R, c)
+    d = torch.block_diag(*[rsh.wigner_D(l, R, convention="thesis") for l in (0, 2, 0, 2, 4)])
+    d_irreps = rsh.testing.irreps_wigner_D(el.IRREPS, R, convention="thesis")
+    assert torch.allclose(d, d_irreps, atol=1e-14)
+    s, s_rot = el.cartesian_to_irreps(c), el.cartesian_to_irreps(c_rot)
+    assert torch.allclose(s_rot, s @ d.T, atol=1e-10 * float(c.abs().max()))

@@ -66,3 +66,5 @@ def test_errors():
         ge.gaunt_tensor(1, -2, 1)
     with pytest.raises(TypeError, match="l_max"):
         ge.gaunt_tables(2.5)
+    with pytest.raises(ValueError, match="l3 must be <="):
+        ge.gaunt_tensor(10, 10, 20)

@@ -128,6 +128,16 @@ def _gaunt_block(l1: int, l2: int, l3: int) -> torch.Tensor:
     return torch.where(mask, g, torch.zeros((), dtype=g.dtype))
 
 
+def _check_rsh_range(l: int, name: str) -> None:
+    import rsh
+
+    if l > rsh.L_MAX:
+        raise ValueError(
+            f"{name} must be <= {rsh.L_MAX} (rsh.L_MAX, the largest degree the float tables "
+            f"can evaluate), got {name}={l}; use real_gaunt(..., exact=True) beyond that"
+        )
+
+
 def _check_dtype(dtype: object) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -152,6 +162,7 @@ def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float6
     """
     for i, l in enumerate((l1, l2, l3), start=1):
         check_l(l, f"l{i}")
+        _check_rsh_range(l, f"l{i}")
     _check_dtype(dtype)
     if max(l1, l2, l3) <= _DENSE_L_MAX:
         # Slicing the one dense table (built in one matmul) beats ~1000 small products.
@@ -201,4 +212,5 @@ def gaunt_tables(l_max: int, *, dtype: torch.dtype = torch.float64) -> torch.Ten
         Shape [n, n, n] with ``n = (l_max+1)²``, l-major index ``l*l + l + m`` on each axis.
     """
     check_l(l_max, "l_max")
+    _check_rsh_range(l_max, "l_max")
     return _dense_tables(l_max).to(_check_dtype(dtype), copy=True)
