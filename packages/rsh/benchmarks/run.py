@@ -62,14 +62,14 @@ def one_sample(fn, x: torch.Tensor, grad_out: torch.Tensor | None, inner: int) -
     return (time.perf_counter() - t0) / inner
 
 
-def bench_case(n, l_max, dtype, mode, names, repeats, gen):
+def bench_case(n, l_max, dtype, mode, names, repeats, gen, budget=3e5):
     x = torch.randn(n, 3, dtype=dtype, generator=gen).to(dtype)
     impls = {k: v for k, v in make_impls(l_max).items() if k in names}
     grad_out = None
     if mode == "fwd+bwd":
         x.requires_grad_()
         grad_out = torch.randn(n, (l_max + 1) ** 2, dtype=dtype, generator=gen)
-    inner = max(1, int(3e5 // (n * max(l_max, 1))))
+    inner = max(1, int(budget // (n * max(l_max, 1))))  # ~equal work per sample
     for fn in impls.values():  # warm-up (and C++ build) outside the timings
         one_sample(fn, x, grad_out, 1)
     times: dict[str, list[float]] = {k: [] for k in impls}
@@ -100,13 +100,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.quick:
-        ns = args.n or [1000, 20000]
+        ns = args.n or [2000]
         ls = args.l_max or [2, 6, 10]
-        repeats = args.repeats or 5
+        repeats = args.repeats or 3
+        budget = 3e4
     else:
         ns = args.n or [1000, 100000, 1000000]
         ls = args.l_max or [1, 2, 4, 6, 8, 10, 12]
         repeats = args.repeats or 7
+        budget = 3e5
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     rows = []
@@ -114,7 +116,8 @@ def main() -> None:
         for l_max in ls:
             for dt in args.dtype:
                 for mode in args.mode:
-                    rows += bench_case(n, l_max, getattr(torch, dt), mode, args.impl, repeats, gen)
+                    dtype = getattr(torch, dt)
+                    rows += bench_case(n, l_max, dtype, mode, args.impl, repeats, gen, budget)
                     print(f"done N={n} l_max={l_max} {dt} {mode}", flush=True)
     print()
     print(
