@@ -52,6 +52,7 @@ def _fig_graph_diameter(table, summary, ax) -> None:
     values, counts = np.unique(clipped, return_counts=True)
     colors = ["#C44E52" if v < 0 else "#4C72B0" for v in values]
     ax.bar(values, counts, color=colors)
+    ax.set_yscale("log")  # the tail (disconnected, large diameters) is what matters here
     ax.set_xticks(range(-1, 10))
     ax.set_xlabel(f"diameter at r_cut = {r:g} Å (hops), clipped at 9")
     ax.set_ylabel("structures")

@@ -101,7 +101,7 @@ def comparison_rows(summary: dict[str, Any]) -> list[list[str]]:
     sz = summary.get("sizes")
     if sz:
         rows += [
-            ["atoms per cell > 100", f"{100 * sz['fraction_above_100']:.1f}%", "3.1%"],
+            ["atoms per cell > 100", f"{100 * sz['fraction_above_100']:.2f}%", "3.1%"],
             ["max atoms per cell", _fmt(sz["max"]), "444"],
         ]
     return rows
