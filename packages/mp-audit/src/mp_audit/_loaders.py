@@ -248,8 +248,8 @@ def _concat(parts: list[Dataset], name: str | None = None) -> Dataset:
     files: dict[str, int] = {}
     for p in parts:
         files.update(p.meta.get("files", {}))
-    sizes = [p.size for p in parts]
-    size = None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+    sizes = [p.size for p in parts if p.size is not None]
+    size = sum(sizes) if len(sizes) == len(parts) else None
     ds = Dataset(name or " + ".join(p.name for p in parts), factory, size, {"files": files})
     for p in parts:
         ds.load_failures.extend(p.load_failures)
