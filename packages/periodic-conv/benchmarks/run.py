@@ -176,6 +176,8 @@ def main() -> None:
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--impls", default="cpp,torch,reference,e3nn")
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    ap.add_argument("--modes", default="fwd,fwd+bwd")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if args.variant:
         case, impl, mode, repeats = json.loads(args.variant)
@@ -185,13 +187,13 @@ def main() -> None:
     import torch
 
     cases = ["thesis f64"] if args.quick else args.cases.split(",")
-    repeats = 2 if args.quick else 3
+    repeats = 2 if args.quick else args.repeats
     results = []
     for case in cases:
         for impl in args.impls.split(","):
             if impl == "reference" and CASES[case]["n"] > 100:
                 continue  # K alone would need E * dim^2 numbers (~7 GB); reported as estimate
-            for mode in ("fwd", "fwd+bwd"):
+            for mode in args.modes.split(","):
                 cmd = [
                     sys.executable,
                     __file__,
