@@ -87,6 +87,16 @@ def test_cpp_bitwise_reproducible_for_1_and_2_threads(case):
         assert torch.equal(a, b)
 
 
+def test_double_backward_raises_instead_of_silently_wrong(case):
+    g, conv, F, R = case
+    conv.backend = "cpp"
+    F = F.clone().requires_grad_(True)
+    out = conv(F, pc.DataHub(g, L_F, convention="e3nn"), R)
+    (dF,) = torch.autograd.grad(out.square().sum(), F, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        dF.sum().backward()
+
+
 def _op_args(case):
     g, conv, F, R = case
     hub = pc.DataHub(g, L_F, convention="e3nn")

@@ -164,6 +164,21 @@ def _register() -> None:
 
     torch.library.register_autograd("periodic_conv::conv_fwd", _backward, setup_context=_setup)
 
+    def _no_double_backward(ctx, *grads):
+        # Without this, a second derivative through the compiled backward would be silently
+        # missing (treated as constant); fail loudly instead.
+        raise RuntimeError(
+            "double backward is not implemented by the cpp/cuda backends; use backend='torch' "
+            "(e.g. for training on forces)"
+        )
+
+    def _no_setup(ctx, inputs, output):
+        return None
+
+    torch.library.register_autograd(
+        "periodic_conv::conv_bwd", _no_double_backward, setup_context=_no_setup
+    )
+
 
 def conv_compiled(F, Y, R, hub, scale, table: PathTable, backend: str,
                   deterministic: bool = True) -> torch.Tensor:  # fmt: skip
