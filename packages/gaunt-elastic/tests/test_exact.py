@@ -119,8 +119,14 @@ def test_bad_l_m_raise(args, match):
 
 
 def test_bad_types_raise():
+    import numpy as np
+
     with pytest.raises(TypeError, match="l1"):
         real_gaunt(1.0, 0, 1, 0, 0, 0)
+    with pytest.raises(TypeError, match="m3"):
+        real_gaunt(1, 0, 1, 0, 0, True)
+    # numpy integers are integers
+    assert real_gaunt(np.int64(1), 1, 1, 1, 2, 2) == real_gaunt(1, 1, 1, 1, 2, 2)
     with pytest.raises(TypeError, match="dtype"):
         ge.gaunt_tensor(1, 1, 0, dtype=__import__("torch").int64)
 

@@ -99,6 +99,7 @@ def coupling(
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    l_out, l_in, l = int(l_out), int(l_in), int(l)
     if not triangle(l_out, l_in, l):
         raise ValueError(
             f"(l_out, l_in, l) = ({l_out}, {l_in}, {l}) violates the triangle rule "

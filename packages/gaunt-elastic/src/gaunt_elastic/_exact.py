@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from fractions import Fraction
 
 import sympy
@@ -22,7 +23,13 @@ _SQRT_HALF_SQUARE = Fraction(1, 2)
 def check_lm(l: object, m: object, lname: str = "l", mname: str = "m") -> None:
     """Raise a clear error unless ``l >= 0`` and ``|m| <= l`` are integers."""
     for name, value in ((lname, l), (mname, m)):
-        if isinstance(value, bool) or not isinstance(value, int | sympy.Integer):
+        try:
+            operator.index(value)  # int, numpy integer, sympy Integer
+        except TypeError:
+            value_ok = False
+        else:
+            value_ok = not isinstance(value, bool)
+        if not value_ok:
             raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     if l < 0:  # type: ignore[operator]
         raise ValueError(f"{lname} must be >= 0, got {lname}={l}")

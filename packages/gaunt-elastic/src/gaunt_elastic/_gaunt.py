@@ -48,6 +48,7 @@ def real_gaunt(
     """
     for i, (l, m) in enumerate(((l1, m1), (l2, m2), (l3, m3)), start=1):
         check_lm(l, m, f"l{i}", f"m{i}")
+    l1, m1, l2, m2, l3, m3 = (int(v) for v in (l1, m1, l2, m2, l3, m3))
     if exact:
         return real_gaunt_exact(l1, l2, l3, m1, m2, m3)
     return real_gaunt_float(l1, l2, l3, m1, m2, m3)
@@ -164,6 +165,7 @@ def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float6
         check_l(l, f"l{i}")
         _check_rsh_range(l, f"l{i}")
     _check_dtype(dtype)
+    l1, l2, l3 = int(l1), int(l2), int(l3)
     if max(l1, l2, l3) <= _DENSE_L_MAX:
         # Slicing the one dense table (built in one matmul) beats ~1000 small products.
         g = _dense_tables(_DENSE_L_MAX)
@@ -213,4 +215,4 @@ def gaunt_tables(l_max: int, *, dtype: torch.dtype = torch.float64) -> torch.Ten
     """
     check_l(l_max, "l_max")
     _check_rsh_range(l_max, "l_max")
-    return _dense_tables(l_max).to(_check_dtype(dtype), copy=True)
+    return _dense_tables(int(l_max)).to(_check_dtype(dtype), copy=True)
