@@ -87,3 +87,21 @@ def test_reference_direct_sphericart(points):
     torch.testing.assert_close(
         reference_sh(points, 16), sct.SphericalHarmonics(16)(points), atol=1e-11, rtol=0
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("convention", ["standard", "e3nn"])
+def test_quadrature_orthonormality(backend, convention):
+    from rsh._quadrature import sphere_quadrature
+
+    # Gauss-Legendre x uniform-φ product rule, exact for degree 2 L_MAX polynomials.
+    pts, w = sphere_quadrature(2 * rsh.L_MAX)
+    torch.testing.assert_close(w.sum(), torch.tensor(4 * math.pi, dtype=torch.float64))
+    y = rsh.spherical_harmonics(pts, rsh.L_MAX, convention=convention, backend=backend)
+    gram = y.T @ (w[:, None] * y)
+    eye = torch.eye(y.shape[-1], dtype=torch.float64)
+    torch.testing.assert_close(gram, eye, atol=1e-12, rtol=0)
+    yc = rsh.spherical_harmonics(pts, 4, normalization="component", backend=backend)
+    torch.testing.assert_close(
+        yc.T @ (w[:, None] * yc) / (4 * math.pi), eye[:25, :25], atol=1e-12, rtol=0
+    )
