@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-CFLAGS = ["-O3", "-std=c++17"]
+CFLAGS = ["-O3", "-std=c++17", "-fopenmp-simd"]
 CUDA_FLAGS = ["-O3", "--expt-relaxed-constexpr"]
 
 _lock = threading.Lock()

@@ -1,6 +1,8 @@
 // C++ launcher: the generated per-point math, parallel over points (at::parallel_for,
 // OpenMP in the torch CPU builds). Declares the rsh ops once with TORCH_LIBRARY.
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -17,6 +19,79 @@ void check_input(const at::Tensor& xyz, int64_t l_max) {
               "], got ", l_max);
 }
 
+// Forward over points [begin, end) in blocks: the normalisation (sqrt, division, r = 0
+// rule as a select) runs as one loop over the block so that it vectorises across points,
+// then the generated polynomial is evaluated point by point. LM >= 0 fixes l_max at
+// compile time (flatten inlines the generated code, its `if (l_max < l) return;` chain
+// folds away and the point loop becomes one straight-line body); LM = -1 reads lm_rt.
+constexpr int64_t kBlock = 64;
+
+#if defined(__GNUC__)
+#define RSH_FLATTEN __attribute__((flatten))
+#else
+#define RSH_FLATTEN
+#endif
+
+template <typename T, int LM>
+RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, const int64_t end,
+                               const int lm_rt, T* __restrict__ o) {
+  const int lm = LM >= 0 ? LM : lm_rt;
+  const int64_t K = (lm + 1) * (lm + 1);
+  alignas(64) T ux[kBlock], uy[kBlock], uz[kBlock];
+  alignas(64) unsigned char at_origin[kBlock];
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t nb = std::min(kBlock, end - b);
+    const T* pb = p + 3 * b;
+    T* ob = o + K * b;
+#pragma omp simd
+    for (int64_t i = 0; i < nb; ++i) {
+      const T x = pb[3 * i], y = pb[3 * i + 1], z = pb[3 * i + 2];
+      const T r = std::sqrt(x * x + y * y + z * z);
+      const bool zero = r == T(0);  // NaN compares false: a NaN row stays NaN
+      const T inv = zero ? T(0) : T(1) / r;
+      ux[i] = x * inv;
+      uy[i] = y * inv;
+      uz[i] = z * inv;
+      at_origin[i] = zero;
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < nb; ++i) {
+      rsh_generated::solid<T, false>(ux[i], uy[i], uz[i], lm, ob + K * i);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+      if (at_origin[i]) {  // rare: Y_00 keeps its constant, the rest is 0
+        T* row = ob + K * i;
+        row[0] = rsh_point::y00<T>();
+        for (int64_t k = 1; k < K; ++k) row[k] = T(0);
+      }
+    }
+  }
+}
+
+template <typename T>
+void forward_dispatch(const T* p, int64_t begin, int64_t end, int lm, T* o) {
+  switch (lm) {
+#define RSH_CASE(L)                                \
+  case L:                                          \
+    forward_range<T, L>(p, begin, end, lm, o); \
+    return;
+    RSH_CASE(0)
+    RSH_CASE(1)
+    RSH_CASE(2)
+    RSH_CASE(3)
+    RSH_CASE(4)
+    RSH_CASE(5)
+    RSH_CASE(6)
+    RSH_CASE(7)
+    RSH_CASE(8)
+    RSH_CASE(9)
+    RSH_CASE(10)
+#undef RSH_CASE
+    default:
+      forward_range<T, -1>(p, begin, end, lm, o);
+  }
+}
+
 at::Tensor sh_cpu(const at::Tensor& xyz_in, int64_t l_max, bool normalize) {
   check_input(xyz_in, l_max);
   const auto xyz = xyz_in.contiguous();
@@ -26,9 +101,13 @@ at::Tensor sh_cpu(const at::Tensor& xyz_in, int64_t l_max, bool normalize) {
     const scalar_t* p = xyz.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int lm = static_cast<int>(l_max);
-    at::parallel_for(0, n, 512, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+      if (normalize) {
+        forward_dispatch<scalar_t>(p, begin, end, lm, o);
+        return;
+      }
       for (int64_t i = begin; i < end; ++i) {
-        rsh_point::forward<scalar_t>(p + 3 * i, lm, normalize, o + K * i);
+        rsh_point::forward<scalar_t>(p + 3 * i, lm, false, o + K * i);
       }
     });
   });
