@@ -26,23 +26,13 @@ CONVENTIONS = ("thesis", "standard", "e3nn")
 def coupling(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
     """Coupling coefficients C[i, j, m] (float64, Frobenius norm 1) of App. A.
 
-    ``convention="e3nn"`` uses ``e3nn.o3.wigner_3j`` (e3nn's basis, exact e3nn signs);
-    the other conventions use ``gaunt_elastic.coupling``.
+    From ``gaunt_elastic.coupling`` in every convention; for ``convention="e3nn"`` those are
+    exactly ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op equals e3nn's TensorProduct.
     """
-    if convention == "e3nn":
-        try:
-            from e3nn import o3
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "convention='e3nn' needs e3nn: pip install 'periodic-conv[e3nn]'"
-            ) from exc
-        # e3nn's wigner_3j(l1, l2, l3) indexes (in1, in2, out) = (l_in, l, l_out)
-        c = o3.wigner_3j(l_in, l, l_out, dtype=torch.float64).permute(2, 0, 1)
-    else:
-        import gaunt_elastic
+    import gaunt_elastic
 
-        c = torch.as_tensor(gaunt_elastic.coupling(l_out, l_in, l, convention=convention))
-        c = c.to(torch.float64)
+    c = torch.as_tensor(gaunt_elastic.coupling(l_out, l_in, l, convention=convention))
+    c = c.to(torch.float64)
     return c.contiguous()
 
 
