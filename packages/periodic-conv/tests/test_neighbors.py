@@ -57,6 +57,22 @@ def test_matches_pymatgen_random_triclinic(rng, n_atoms):
         np.testing.assert_array_equal(g.counts.numpy(), np.bincount(g.center, minlength=n_atoms))
 
 
+@pytest.mark.parametrize("self_interaction", [False, True])
+def test_vectors_same_with_and_without_autograd(rng, self_interaction):
+    # Without autograd the vectors come from vesin, with it from differentiable torch ops.
+    cell = random_cell(rng)
+    pos = rng.uniform(0, 1, (7, 3)) @ cell
+    plain = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 4.5,
+                             self_interaction=self_interaction)  # fmt: skip
+    p = torch.tensor(pos, requires_grad=True)
+    traced = pc.neighbor_list(p, torch.tensor(cell), 4.5, self_interaction=self_interaction)
+    assert traced.edge_vec.requires_grad
+    for name in ("center", "neighbor", "shift", "counts"):
+        assert torch.equal(getattr(plain, name), getattr(traced, name)), name
+    torch.testing.assert_close(plain.edge_vec, traced.edge_vec.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(plain.length, traced.length.detach(), atol=1e-12, rtol=0)
+
+
 def test_single_atom_many_self_images():
     cell = np.eye(3) * 1.5
     g, mine = ours(np.zeros((1, 3)), cell, 3.1)

@@ -6,9 +6,10 @@ the integer image shift ``shift[e]``:
 
     edge_vec[e] = positions[neighbor[e]] - positions[center[e]] + shift[e] @ cell
 
-Edges are sorted by center (then neighbour, then shift) so that per-center reductions are
-contiguous and reproducible. Self-images (an atom next to its own periodic copy) are edges;
-the self pair with zero shift is an edge only with ``self_interaction=True``.
+Edges are grouped by center (in vesin's deterministic order within a center) so that
+per-center reductions are contiguous and reproducible. Self-images (an atom next to its own
+periodic copy) are edges; the self pair with zero shift is an edge only with
+``self_interaction=True``.
 """
 
 from __future__ import annotations
@@ -284,23 +285,16 @@ def _edge_vectors(
     return positions[neighbor] - positions[center] + offset
 
 
-def _edge_order(i: np.ndarray, j: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
-    """Permutation sorting edges by (center, neighbour, shift): contiguous centers and an
-    order that does not depend on the library underneath.
+def _center_order(i: np.ndarray, n: int) -> np.ndarray | None:
+    """Stable permutation grouping edges by center, or None when they already are.
 
-    The five keys are packed into one int64 when they fit (5x faster than ``np.lexsort``,
-    which dominated the wrapper's cost); a stable sort suits vesin's output, already
-    grouped by center.
+    The stable sort keeps vesin's deterministic order within each center. With fewer than
+    2^16 atoms the key is cast to uint16, for which numpy's stable sort is a radix sort.
     """
-    if len(i) == 0:
-        return np.zeros(0, dtype=np.int64)
-    low = int(s.min())
-    span = int(s.max()) - low + 1
-    if float(n) * n * span**3 < 2.0**62:
-        key = (i * n + j) * span + (s[:, 0] - low)
-        key = (key * span + (s[:, 1] - low)) * span + (s[:, 2] - low)
-        return np.argsort(key, kind="stable")
-    return np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
+    if len(i) < 2 or bool((i[1:] >= i[:-1]).all()):
+        return None
+    key = i.astype(np.uint16) if n < 2**16 else i
+    return np.argsort(key, kind="stable")
 
 
 def neighbor_list(
@@ -364,7 +358,11 @@ def neighbor_list(
     if not any(pbc_t):
         cell_np = np.zeros((3, 3))
     nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
-    i, j, s = nl.compute(pos_np, cell_np, list(pbc_t), quantities="ijS", copy=True)
+    # Without autograd the edge vectors and lengths come straight from vesin; with it they
+    # are recomputed below from differentiable ops so forces and stress flow.
+    differentiable = positions.requires_grad or cell.requires_grad
+    quantities = "ijS" if differentiable else "ijSDd"
+    i, j, s, *vd = nl.compute(pos_np, cell_np, list(pbc_t), quantities=quantities, copy=True)
     i = i.astype(np.int64)
     j = j.astype(np.int64)
     s = s.astype(np.int64).reshape(-1, 3)
@@ -374,8 +372,13 @@ def neighbor_list(
         i = np.concatenate([i, ar])
         j = np.concatenate([j, ar])
         s = np.concatenate([s, np.zeros((n, 3), dtype=np.int64)])
-    order = _edge_order(i, j, s, n)
-    i, j, s = i[order], j[order], s[order]
+        if vd:
+            vd = [np.concatenate([vd[0].reshape(-1, 3), np.zeros((n, 3))]),
+                  np.concatenate([vd[1], np.zeros(n)])]  # fmt: skip
+    order = _center_order(i, n)
+    if order is not None:
+        i, j, s = i[order], j[order], s[order]
+        vd = [a[order] for a in vd]
 
     device = positions.device
     center = torch.as_tensor(i, device=device)
@@ -383,7 +386,12 @@ def neighbor_list(
     shift = torch.as_tensor(s, device=device)
     edge_batch = torch.zeros(len(i), dtype=torch.long, device=device)
     cell_b = cell.unsqueeze(0)
-    vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
+    if vd:
+        vec = torch.as_tensor(vd[0].reshape(-1, 3), dtype=positions.dtype, device=device)
+        length = torch.as_tensor(vd[1], dtype=positions.dtype, device=device)
+    else:
+        vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
+        length = torch.linalg.norm(vec, dim=-1)
     return Graph(
         positions=positions,
         cell=cell_b,
@@ -391,7 +399,7 @@ def neighbor_list(
         neighbor=neighbor,
         shift=shift,
         edge_vec=vec,
-        length=torch.linalg.norm(vec, dim=-1),
+        length=length,
         counts=torch.bincount(center, minlength=n),
         batch=torch.zeros(n, dtype=torch.long, device=device),
         r_cut=float(r_cut),
