@@ -38,31 +38,36 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
   const int lm = LM >= 0 ? LM : lm_rt;
   const int64_t K = (lm + 1) * (lm + 1);
   alignas(64) T ux[kBlock], uy[kBlock], uz[kBlock];
-  alignas(64) unsigned char at_origin[kBlock];
   for (int64_t b = begin; b < end; b += kBlock) {
     const int64_t nb = std::min(kBlock, end - b);
     const T* pb = p + 3 * b;
     T* ob = o + K * b;
-#pragma omp simd
+    // Branch-free: 1/r is computed even at r = 0 (inf, discarded by the select) so that the
+    // loop vectorises (needs -fno-trapping-math -fno-math-errno, see _ext.py); origin rows
+    // are counted instead of flagged in a bool array, which blocked vectorisation.
+    T n_origin = T(0);
+#pragma omp simd reduction(+ : n_origin)
     for (int64_t i = 0; i < nb; ++i) {
       const T x = pb[3 * i], y = pb[3 * i + 1], z = pb[3 * i + 2];
       const T r = std::sqrt(x * x + y * y + z * z);
-      const bool zero = r == T(0);  // NaN compares false: a NaN row stays NaN
-      const T inv = zero ? T(0) : T(1) / r;
+      const T q = T(1) / r;
+      const T inv = r == T(0) ? T(0) : q;  // NaN compares false: a NaN row stays NaN
+      n_origin += r == T(0) ? T(1) : T(0);
       ux[i] = x * inv;
       uy[i] = y * inv;
       uz[i] = z * inv;
-      at_origin[i] = zero;
     }
-#pragma omp simd
     for (int64_t i = 0; i < nb; ++i) {
       rsh_generated::solid<T, false>(ux[i], uy[i], uz[i], lm, ob + K * i);
     }
-    for (int64_t i = 0; i < nb; ++i) {
-      if (at_origin[i]) {  // rare: Y_00 keeps its constant, the rest is 0
-        T* row = ob + K * i;
-        row[0] = rsh_point::y00<T>();
-        for (int64_t k = 1; k < K; ++k) row[k] = T(0);
+    if (n_origin != T(0)) {  // rare: Y_00 keeps its constant, the rest is 0
+      for (int64_t i = 0; i < nb; ++i) {
+        const T* q = pb + 3 * i;
+        if (std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]) == T(0)) {
+          T* row = ob + K * i;
+          row[0] = rsh_point::y00<T>();
+          for (int64_t k = 1; k < K; ++k) row[k] = T(0);
+        }
       }
     }
   }
