@@ -93,9 +93,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (~1 minute)")
     parser.add_argument("--n", type=int, nargs="+", default=None)
     parser.add_argument("--l-max", type=int, nargs="+", default=None)
-    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--mode", nargs="+", default=["fwd", "fwd+bwd"])
-    parser.add_argument("--impl", nargs="+", default=["rsh-cpp", "rsh-torch", "sphericart", "e3nn"])
+    parser.add_argument(
+        "--dtype", nargs="+", default=["float32", "float64"], choices=["float32", "float64"]
+    )
+    parser.add_argument("--mode", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    impls = ["rsh-cpp", "rsh-torch", "sphericart", "e3nn"]
+    parser.add_argument("--impl", nargs="+", default=impls, choices=impls)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

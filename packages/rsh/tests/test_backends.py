@@ -33,6 +33,28 @@ def test_backends_agree(points, normalize, dtype):
         torch.testing.assert_close(da / gscale, db / gscale, atol=tol, rtol=0)
 
 
+@cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpp_low_l_special_rows_and_tails(dtype):
+    # l_max = 1 has its own SIMD path (4 or 2 points per step, scalar tail): every length
+    # 1..11 and origin / NaN / inf rows at every lane position must match the torch backend.
+    gen = torch.Generator().manual_seed(1)
+    for n in range(1, 12):
+        x = torch.randn(n, 3, generator=gen, dtype=torch.float64).to(dtype)
+        x[n // 2] = 0.0
+        if n > 2:
+            x[n - 1, 1] = float("nan")
+        if n > 4:
+            x[1, 2] = float("inf")
+        for l_max in (0, 1, 2):
+            a = rsh.spherical_harmonics(x, l_max, backend="cpp")
+            b = rsh.spherical_harmonics(x, l_max, backend="torch")
+            torch.testing.assert_close(a, b, equal_nan=True, atol=1e-6, rtol=1e-6)
+            assert torch.equal(a[n // 2, 1:], torch.zeros_like(a[n // 2, 1:]))
+            ya, _ = rsh.spherical_harmonics_and_gradient(x, l_max, backend="cpp")
+            torch.testing.assert_close(ya, a, equal_nan=True, atol=0, rtol=0)
+
+
 def test_auto_backend_and_module(points):
     want = "cpp" if _ext.available() else "torch"
     from rsh._backends import resolve

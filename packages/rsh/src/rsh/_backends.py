@@ -44,6 +44,11 @@ def resolve(backend: str, xyz: torch.Tensor) -> str:
     return backend
 
 
+def cpp_available() -> bool:
+    """True when the C++ ops are loaded (builds them on the first call)."""
+    return _ext.available()
+
+
 def forward(xyz: torch.Tensor, l_max: int, normalize: bool, backend: str) -> torch.Tensor:
     if backend == "torch":
         return _torch_backend.forward(xyz, l_max, normalize)

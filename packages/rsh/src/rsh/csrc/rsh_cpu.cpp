@@ -5,6 +5,12 @@
 #include <cmath>
 #include <torch/extension.h>
 #include <torch/library.h>
+#include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 #include "rsh_point.h"
 
@@ -85,6 +91,82 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
   }
 }
 
+// l_max = 1 is memory-bound, so it gets a fused SSE2 path (baseline x86-64, no -march
+// needed): de-interleave 4 (float) or 2 (double) points with shuffles, normalise, and write
+// the [Y00, Y1-1, Y10, Y11] rows with a transpose. No origin pass: with 1/r masked to 0 at
+// r = 0 the l = 1 entries are 0 already. Same operation order as the generated code,
+// c·(x·(1/r)), so Y stays bitwise equal to the other paths. A NaN row stays NaN.
+template <typename T>
+inline void forward_l1_point(const T* p, T* o) {
+  const T x = p[0], y = p[1], z = p[2];
+  const T r = std::sqrt(x * x + y * y + z * z);
+  const T inv = r == T(0) ? T(0) : T(1) / r;
+  const T c1 = T(0.4886025119029199215863846);  // sqrt(3 / (4 pi))
+  o[0] = rsh_point::y00<T>();
+  o[1] = c1 * (y * inv);
+  o[2] = c1 * (z * inv);
+  o[3] = c1 * (x * inv);
+}
+
+template <typename T>
+void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m128 c0 = _mm_set1_ps(rsh_point::y00<float>());
+    const __m128 c1 = _mm_set1_ps(0.4886025119029199215863846f);
+    const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1.0f);
+    for (; begin + 4 <= end; begin += 4) {
+      const float* q = p + 3 * begin;
+      const __m128 v0 = _mm_loadu_ps(q), v1 = _mm_loadu_ps(q + 4), v2 = _mm_loadu_ps(q + 8);
+      // v0 = x0 y0 z0 x1 | v1 = y1 z1 x2 y2 | v2 = z2 x3 y3 z3
+      const __m128 a = _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 1, 3, 0));  // x0 x1 z1 x2
+      const __m128 b = _mm_shuffle_ps(v1, v2, _MM_SHUFFLE(2, 1, 3, 0));  // y1 y2 x3 y3
+      const __m128 c = _mm_shuffle_ps(v0, v2, _MM_SHUFFLE(3, 0, 2, 1));  // y0 z0 z2 z3
+      const __m128 d = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 3, 2));    // z1 x2 y1 x3
+      const __m128 x = _mm_shuffle_ps(a, d, _MM_SHUFFLE(3, 1, 1, 0));
+      const __m128 f = _mm_shuffle_ps(c, b, _MM_SHUFFLE(0, 0, 0, 0));    // y0 y0 y1 y1
+      const __m128 y = _mm_shuffle_ps(f, b, _MM_SHUFFLE(3, 1, 2, 0));
+      const __m128 g = _mm_shuffle_ps(c, a, _MM_SHUFFLE(2, 2, 1, 1));    // z0 z0 z1 z1
+      const __m128 z = _mm_shuffle_ps(g, c, _MM_SHUFFLE(3, 2, 2, 0));
+      const __m128 r = _mm_sqrt_ps(
+          _mm_add_ps(_mm_add_ps(_mm_mul_ps(x, x), _mm_mul_ps(y, y)), _mm_mul_ps(z, z)));
+      const __m128 inv = _mm_and_ps(_mm_cmpneq_ps(r, zero), _mm_div_ps(one, r));
+      __m128 row0 = c0, row1 = _mm_mul_ps(c1, _mm_mul_ps(y, inv));
+      __m128 row2 = _mm_mul_ps(c1, _mm_mul_ps(z, inv)), row3 = _mm_mul_ps(c1, _mm_mul_ps(x, inv));
+      _MM_TRANSPOSE4_PS(row0, row1, row2, row3);
+      float* w = o + 4 * begin;
+      _mm_storeu_ps(w, row0);
+      _mm_storeu_ps(w + 4, row1);
+      _mm_storeu_ps(w + 8, row2);
+      _mm_storeu_ps(w + 12, row3);
+    }
+  } else {
+    const __m128d c0 = _mm_set1_pd(rsh_point::y00<double>());
+    const __m128d c1 = _mm_set1_pd(0.4886025119029199215863846);
+    const __m128d zero = _mm_setzero_pd(), one = _mm_set1_pd(1.0);
+    for (; begin + 2 <= end; begin += 2) {
+      const double* q = p + 3 * begin;
+      const __m128d v0 = _mm_loadu_pd(q), v1 = _mm_loadu_pd(q + 2), v2 = _mm_loadu_pd(q + 4);
+      // v0 = x0 y0 | v1 = z0 x1 | v2 = y1 z1
+      const __m128d x = _mm_shuffle_pd(v0, v1, 2), y = _mm_shuffle_pd(v0, v2, 1);
+      const __m128d z = _mm_shuffle_pd(v1, v2, 2);
+      const __m128d r = _mm_sqrt_pd(
+          _mm_add_pd(_mm_add_pd(_mm_mul_pd(x, x), _mm_mul_pd(y, y)), _mm_mul_pd(z, z)));
+      const __m128d inv = _mm_and_pd(_mm_cmpneq_pd(r, zero), _mm_div_pd(one, r));
+      const __m128d ey = _mm_mul_pd(c1, _mm_mul_pd(y, inv));
+      const __m128d ez = _mm_mul_pd(c1, _mm_mul_pd(z, inv));
+      const __m128d ex = _mm_mul_pd(c1, _mm_mul_pd(x, inv));
+      double* w = o + 4 * begin;
+      _mm_storeu_pd(w, _mm_unpacklo_pd(c0, ey));
+      _mm_storeu_pd(w + 2, _mm_unpacklo_pd(ez, ex));
+      _mm_storeu_pd(w + 4, _mm_unpackhi_pd(c0, ey));
+      _mm_storeu_pd(w + 6, _mm_unpackhi_pd(ez, ex));
+    }
+  }
+#endif
+  for (; begin < end; ++begin) forward_l1_point<T>(p + 3 * begin, o + 4 * begin);
+}
+
 template <typename T>
 void forward_dispatch(const T* p, int64_t begin, int64_t end, int lm, T* o) {
   switch (lm) {
@@ -93,7 +175,9 @@ void forward_dispatch(const T* p, int64_t begin, int64_t end, int lm, T* o) {
     forward_range<T, L>(p, begin, end, lm, o); \
     return;
     RSH_CASE(0)
-    RSH_CASE(1)
+    case 1:
+      forward_l1<T>(p, begin, end, o);
+      return;
     RSH_CASE(2)
     RSH_CASE(3)
     RSH_CASE(4)
