@@ -1,5 +1,10 @@
 """Backends agree; the ops pass opcheck, torch.compile(fullgraph=True) and double backward."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import rsh
 import torch
@@ -33,26 +38,46 @@ def test_backends_agree(points, normalize, dtype):
         torch.testing.assert_close(da / gscale, db / gscale, atol=tol, rtol=0)
 
 
-@cpp
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_cpp_low_l_special_rows_and_tails(dtype):
-    # l_max = 1 has its own SIMD path (4 or 2 points per step, scalar tail): every length
-    # 1..11 and origin / NaN / inf rows at every lane position must match the torch backend.
+def _check_low_l_special_rows(dtype):
+    # l_max = 1 has its own SIMD paths (8/4 points per AVX step, 4/2 per SSE2 step, scalar
+    # tail): every length 1..19 with origin / NaN / inf rows at several lane positions must
+    # match the torch backend, and Y from sh_grad bit for bit.
     gen = torch.Generator().manual_seed(1)
-    for n in range(1, 12):
+    for n in range(1, 20):
         x = torch.randn(n, 3, generator=gen, dtype=torch.float64).to(dtype)
-        x[n // 2] = 0.0
         if n > 2:
             x[n - 1, 1] = float("nan")
+            x[(2 * n) // 3, 0] = float("nan")
         if n > 4:
             x[1, 2] = float("inf")
+        zero_rows = sorted({n // 2, n // 3})
+        x[zero_rows] = 0.0
         for l_max in (0, 1, 2):
             a = rsh.spherical_harmonics(x, l_max, backend="cpp")
             b = rsh.spherical_harmonics(x, l_max, backend="torch")
             torch.testing.assert_close(a, b, equal_nan=True, atol=1e-6, rtol=1e-6)
-            assert torch.equal(a[n // 2, 1:], torch.zeros_like(a[n // 2, 1:]))
+            assert torch.equal(a[zero_rows, 1:], torch.zeros_like(a[zero_rows, 1:]))
             ya, _ = rsh.spherical_harmonics_and_gradient(x, l_max, backend="cpp")
             torch.testing.assert_close(ya, a, equal_nan=True, atol=0, rtol=0)
+
+
+@cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpp_low_l_special_rows_and_tails(dtype):
+    _check_low_l_special_rows(dtype)
+
+
+@cpp
+def test_cpp_low_l_sse2_path():
+    # The AVX choice is made once per process, so the SSE2 path runs in a child process.
+    here = str(Path(__file__).parent)
+    code = (
+        f"import sys, torch; sys.path.insert(0, {here!r}); import test_backends as t; "
+        "t._check_low_l_special_rows(torch.float64); t._check_low_l_special_rows(torch.float32)"
+    )
+    env = dict(os.environ, RSH_DISABLE_AVX="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_auto_backend_and_module(points):

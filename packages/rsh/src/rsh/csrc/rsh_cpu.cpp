@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <type_traits>
@@ -10,6 +11,14 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #include <xmmintrin.h>
+#endif
+// AVX is used through a function attribute and a run-time CPU check (the build itself stays
+// baseline x86-64), so the same library runs on CPUs without AVX.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define RSH_HAVE_AVX 1
+#include <immintrin.h>
+#else
+#define RSH_HAVE_AVX 0
 #endif
 
 #include "rsh_point.h"
@@ -91,7 +100,7 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
   }
 }
 
-// l_max = 1 is memory-bound, so it gets a fused SSE2 path (baseline x86-64, no -march
+// l_max = 1 is memory-bound, so it gets fused AVX / SSE2 paths (baseline x86-64, no -march
 // needed): de-interleave 4 (float) or 2 (double) points with shuffles, normalise, and write
 // the [Y00, Y1-1, Y10, Y11] rows with a transpose. No origin pass: with 1/r masked to 0 at
 // r = 0 the l = 1 entries are 0 already. Same operation order as the generated code,
@@ -108,8 +117,100 @@ inline void forward_l1_point(const T* p, T* o) {
   o[3] = c1 * (x * inv);
 }
 
+#if RSH_HAVE_AVX
+// The same as the SSE2 loops below with 8 (float) or 4 (double) points per step: each
+// 128-bit lane holds the SSE2 layout of 4 (2) points, so the in-lane shuffles are the same.
+// target("avx") only (no FMA): the products and sums round exactly as in the other paths.
+__attribute__((target("avx"))) int64_t forward_l1_avx(const float* p, int64_t begin,
+                                                      const int64_t end, float* o) {
+  const __m256 c0 = _mm256_set1_ps(rsh_point::y00<float>());
+  const __m256 c1 = _mm256_set1_ps(0.4886025119029199215863846f);
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  for (; begin + 8 <= end; begin += 8) {
+    const float* q = p + 3 * begin;
+    const __m256 v0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(q)),
+                                           _mm_loadu_ps(q + 12), 1);
+    const __m256 v1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(q + 4)),
+                                           _mm_loadu_ps(q + 16), 1);
+    const __m256 v2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(q + 8)),
+                                           _mm_loadu_ps(q + 20), 1);
+    const __m256 a = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 1, 3, 0));
+    const __m256 b = _mm256_shuffle_ps(v1, v2, _MM_SHUFFLE(2, 1, 3, 0));
+    const __m256 c = _mm256_shuffle_ps(v0, v2, _MM_SHUFFLE(3, 0, 2, 1));
+    const __m256 d = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 3, 2));
+    const __m256 x = _mm256_shuffle_ps(a, d, _MM_SHUFFLE(3, 1, 1, 0));
+    const __m256 f = _mm256_shuffle_ps(c, b, _MM_SHUFFLE(0, 0, 0, 0));
+    const __m256 y = _mm256_shuffle_ps(f, b, _MM_SHUFFLE(3, 1, 2, 0));
+    const __m256 g = _mm256_shuffle_ps(c, a, _MM_SHUFFLE(2, 2, 1, 1));
+    const __m256 z = _mm256_shuffle_ps(g, c, _MM_SHUFFLE(3, 2, 2, 0));
+    const __m256 r = _mm256_sqrt_ps(_mm256_add_ps(
+        _mm256_add_ps(_mm256_mul_ps(x, x), _mm256_mul_ps(y, y)), _mm256_mul_ps(z, z)));
+    const __m256 inv =
+        _mm256_and_ps(_mm256_cmp_ps(r, zero, _CMP_NEQ_UQ), _mm256_div_ps(one, r));
+    const __m256 e1 = _mm256_mul_ps(c1, _mm256_mul_ps(y, inv));
+    const __m256 e2 = _mm256_mul_ps(c1, _mm256_mul_ps(z, inv));
+    const __m256 e3 = _mm256_mul_ps(c1, _mm256_mul_ps(x, inv));
+    // In-lane 4x4 transpose: row k holds point k (low lane) and point k + 4 (high lane).
+    const __m256 t0 = _mm256_unpacklo_ps(c0, e1), t1 = _mm256_unpacklo_ps(e2, e3);
+    const __m256 t2 = _mm256_unpackhi_ps(c0, e1), t3 = _mm256_unpackhi_ps(e2, e3);
+    const __m256 r0 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 r1 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 r2 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 r3 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    float* w = o + 4 * begin;
+    _mm256_storeu_ps(w, _mm256_permute2f128_ps(r0, r1, 0x20));
+    _mm256_storeu_ps(w + 8, _mm256_permute2f128_ps(r2, r3, 0x20));
+    _mm256_storeu_ps(w + 16, _mm256_permute2f128_ps(r0, r1, 0x31));
+    _mm256_storeu_ps(w + 24, _mm256_permute2f128_ps(r2, r3, 0x31));
+  }
+  return begin;
+}
+
+__attribute__((target("avx"))) int64_t forward_l1_avx(const double* p, int64_t begin,
+                                                      const int64_t end, double* o) {
+  const __m256d c0 = _mm256_set1_pd(rsh_point::y00<double>());
+  const __m256d c1 = _mm256_set1_pd(0.4886025119029199215863846);
+  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+  for (; begin + 4 <= end; begin += 4) {
+    const double* q = p + 3 * begin;
+    const __m256d v0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(q)),
+                                            _mm_loadu_pd(q + 6), 1);
+    const __m256d v1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(q + 2)),
+                                            _mm_loadu_pd(q + 8), 1);
+    const __m256d v2 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(q + 4)),
+                                            _mm_loadu_pd(q + 10), 1);
+    const __m256d x = _mm256_shuffle_pd(v0, v1, 10), y = _mm256_shuffle_pd(v0, v2, 5);
+    const __m256d z = _mm256_shuffle_pd(v1, v2, 10);
+    const __m256d r = _mm256_sqrt_pd(_mm256_add_pd(
+        _mm256_add_pd(_mm256_mul_pd(x, x), _mm256_mul_pd(y, y)), _mm256_mul_pd(z, z)));
+    const __m256d inv =
+        _mm256_and_pd(_mm256_cmp_pd(r, zero, _CMP_NEQ_UQ), _mm256_div_pd(one, r));
+    const __m256d ey = _mm256_mul_pd(c1, _mm256_mul_pd(y, inv));
+    const __m256d ez = _mm256_mul_pd(c1, _mm256_mul_pd(z, inv));
+    const __m256d ex = _mm256_mul_pd(c1, _mm256_mul_pd(x, inv));
+    const __m256d a = _mm256_unpacklo_pd(c0, ey), b = _mm256_unpacklo_pd(ez, ex);
+    const __m256d c = _mm256_unpackhi_pd(c0, ey), d = _mm256_unpackhi_pd(ez, ex);
+    double* w = o + 4 * begin;
+    _mm256_storeu_pd(w, _mm256_permute2f128_pd(a, b, 0x20));
+    _mm256_storeu_pd(w + 4, _mm256_permute2f128_pd(c, d, 0x20));
+    _mm256_storeu_pd(w + 8, _mm256_permute2f128_pd(a, b, 0x31));
+    _mm256_storeu_pd(w + 12, _mm256_permute2f128_pd(c, d, 0x31));
+  }
+  return begin;
+}
+
+// RSH_DISABLE_AVX=1 forces the SSE2 path (the tests run both).
+bool use_avx() {
+  static const bool use = __builtin_cpu_supports("avx") && std::getenv("RSH_DISABLE_AVX") == nullptr;
+  return use;
+}
+#endif
+
 template <typename T>
 void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
+#if RSH_HAVE_AVX
+  if (use_avx()) begin = forward_l1_avx(p, begin, end, o);
+#endif
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
     const __m128 c0 = _mm_set1_ps(rsh_point::y00<float>());
