@@ -49,7 +49,12 @@ def _validate(
     pbc: tuple[bool, bool, bool],
     cell_tol: float,
     max_edges: int,
-) -> None:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check the input; return positions and cell as float64 numpy arrays (for vesin).
+
+    The numerical checks run in numpy and plain Python floats: on a 3x3 cell and a few
+    hundred positions the fixed cost of torch ops (isfinite, det, norm) would dominate.
+    """
     if positions.ndim != 2 or positions.shape[1] != 3:
         raise ValueError(f"positions must have shape [N, 3], got {tuple(positions.shape)}")
     if cell.shape != (3, 3):
@@ -60,16 +65,23 @@ def _validate(
         raise TypeError(f"r_cut must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
     if not math.isfinite(r_cut) or r_cut <= 0:
         raise ValueError(f"r_cut must be a finite number > 0 (Å), got {r_cut!r}")
-    if not bool(torch.isfinite(positions).all()):
-        bad = torch.nonzero(~torch.isfinite(positions).all(dim=1)).flatten().tolist()[:5]
+    pos = positions.detach().cpu().to(torch.float64).numpy()
+    cel = cell.detach().cpu().to(torch.float64).numpy()
+    if not np.isfinite(pos).all():
+        bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))[:5].tolist()
         raise ValueError(f"positions must be finite, got non-finite values in rows {bad}")
-    if not bool(torch.isfinite(cell).all()):
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cel.tolist()
+    if not all(math.isfinite(x) for x in (ax, ay, az, bx, by, bz, cx, cy, cz)):
         raise ValueError(f"cell must be finite, got {cell.tolist()}")
-    n = positions.shape[0]
+    n = pos.shape[0]
     if any(pbc):
-        c = cell.detach().to(torch.float64).cpu()
-        det = abs(float(torch.linalg.det(c)))
-        scale = float(torch.linalg.norm(c, dim=1).prod())
+        # |det| as the triple product a . (b x c); scale = |a||b||c| (Hadamard bound on |det|)
+        det = abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
+        scale = (
+            math.sqrt(ax * ax + ay * ay + az * az)
+            * math.sqrt(bx * bx + by * by + bz * bz)
+            * math.sqrt(cx * cx + cy * cy + cz * cz)
+        )
         if not det > cell_tol * scale:
             raise ValueError(
                 f"cell is flat or nearly flat: |det(cell)| = {det:.3e} Å^3 <= cell_tol * |a||b||c| "
@@ -77,8 +89,8 @@ def _validate(
             )
         volume = det
     else:
-        span = positions.detach().max(0).values - positions.detach().min(0).values
-        volume = float(torch.prod(span + 2 * r_cut))
+        span = pos.max(0) - pos.min(0) if n else np.zeros(3)
+        volume = float(np.prod(span + 2 * r_cut))
     # Each atom sees about density * (4/3) pi (r_cut + d)^3 atoms, d accounting for the
     # atoms of the cell itself being spread over one cell (upper-bound flavour, cheap).
     density = n / volume
@@ -88,6 +100,7 @@ def _validate(
             f"r_cut={r_cut} Å would give about {estimate:,} edges for {n} atoms in "
             f"{volume:.3g} Å^3, above max_edges={max_edges:,}; lower r_cut or raise max_edges"
         )
+    return pos, cel
 
 
 @dataclass(frozen=True)
@@ -285,16 +298,70 @@ def _edge_vectors(
     return positions[neighbor] - positions[center] + offset
 
 
-def _center_order(i: np.ndarray, n: int) -> np.ndarray | None:
-    """Stable permutation grouping edges by center, or None when they already are.
+def _group_numpy(
+    pairs: np.ndarray,
+    shifts: np.ndarray,
+    vectors: np.ndarray | None,
+    distances: np.ndarray | None,
+    n: int,
+    self_interaction: bool,
+) -> tuple[np.ndarray, ...]:
+    """Group vesin's edges by center, stably (vesin's order within a center), in numpy.
 
-    The stable sort keeps vesin's deterministic order within each center. With fewer than
-    2^16 atoms the key is cast to uint16, for which numpy's stable sort is a radix sort.
+    ``pairs`` [E, 2] and ``shifts`` [E, 3] may be views into vesin's buffers: every array
+    returned owns its memory. With ``self_interaction`` the (a, a, 0) edge comes last in the
+    group of a. Returns center, neighbor, shift (int64), vectors, distances (float64 or None)
+    and counts |N(a)| (int64).
     """
+    i = pairs[:, 0].view(np.int64)  # uint64 -> int64 reinterpretation, no copy
+    j = pairs[:, 1].view(np.int64)
+    if self_interaction:
+        ar = np.arange(n, dtype=np.int64)
+        i = np.concatenate([i, ar])
+        j = np.concatenate([j, ar])
+        shifts = np.concatenate([shifts, np.zeros((n, 3), dtype=shifts.dtype)])
+        if vectors is not None and distances is not None:
+            vectors = np.concatenate([vectors, np.zeros((n, 3))])
+            distances = np.concatenate([distances, np.zeros(n)])
+    counts = np.bincount(i, minlength=n)
+    # The edges of center a are rows counts[:a].sum() ... of the result, so center is a
+    # repeat of 0..n-1 (cheaper than gathering i).
+    center = np.repeat(np.arange(n, dtype=np.int64), counts)
     if len(i) < 2 or bool((i[1:] >= i[:-1]).all()):
-        return None
-    key = i.astype(np.uint16) if n < 2**16 else i
-    return np.argsort(key, kind="stable")
+        neighbor = np.array(j, dtype=np.int64)  # copy: j may view vesin's buffer
+        shift = shifts.astype(np.int64)
+        if vectors is not None and distances is not None:
+            # vesin converts (copies) vectors/distances to the output dtype; copy only if not
+            vectors = vectors if vectors.flags.owndata else vectors.copy()
+            distances = distances if distances.flags.owndata else distances.copy()
+    else:
+        # Stable sort keeps vesin's order within a center; with fewer than 2^16 atoms the key
+        # is cast to uint16, for which numpy's stable sort is a radix sort. np.take is several
+        # times faster than fancy indexing for the 2-D arrays.
+        order = np.argsort(i.astype(np.uint16) if n < 2**16 else i, kind="stable")
+        neighbor = np.take(j, order)
+        shift = np.take(shifts, order, axis=0).astype(np.int64)
+        if vectors is not None and distances is not None:
+            vectors = np.take(vectors, order, axis=0)
+            distances = np.take(distances, order)
+    return center, neighbor, shift, vectors, distances, counts
+
+
+#: Private switch for tests and benchmarks: "cpp" (compiled counting sort), "numpy", or
+#: "auto" (cpp when the extension is already loaded or built, never compiling it from here).
+_GROUP_BACKEND = "auto"
+
+
+def _use_cpp() -> bool:
+    if _GROUP_BACKEND == "numpy":
+        return False
+    from periodic_conv import _ops
+
+    if _GROUP_BACKEND == "cpp":
+        if not _ops.load_extension():
+            raise RuntimeError("_GROUP_BACKEND='cpp' but the C++ extension is unavailable")
+        return True
+    return _ops.extension_ready()
 
 
 def neighbor_list(
@@ -345,7 +412,7 @@ def neighbor_list(
     pbc_t = _as_pbc(pbc)
     if isinstance(r_cut, torch.Tensor):
         r_cut = float(r_cut)
-    _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
+    pos_np, cell_np = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
     if numbers is not None and numbers.shape != (positions.shape[0],):
         raise ValueError(
             f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
@@ -353,45 +420,45 @@ def neighbor_list(
 
     import vesin
 
-    pos_np = positions.detach().cpu().to(torch.float64).numpy()
-    cell_np = cell.detach().cpu().to(torch.float64).numpy()
+    n = pos_np.shape[0]
     if not any(pbc_t):
         cell_np = np.zeros((3, 3))
     nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
     # Without autograd the edge vectors and lengths come straight from vesin; with it they
     # are recomputed below from differentiable ops so forces and stress flow.
     differentiable = positions.requires_grad or cell.requires_grad
-    quantities = "ijS" if differentiable else "ijSDd"
-    i, j, s, *vd = nl.compute(pos_np, cell_np, list(pbc_t), quantities=quantities, copy=True)
-    i = i.astype(np.int64)
-    j = j.astype(np.int64)
-    s = s.astype(np.int64).reshape(-1, 3)
-    n = pos_np.shape[0]
-    if self_interaction:
-        ar = np.arange(n, dtype=np.int64)
-        i = np.concatenate([i, ar])
-        j = np.concatenate([j, ar])
-        s = np.concatenate([s, np.zeros((n, 3), dtype=np.int64)])
-        if vd:
-            vd = [np.concatenate([vd[0].reshape(-1, 3), np.zeros((n, 3))]),
-                  np.concatenate([vd[1], np.zeros(n)])]  # fmt: skip
-    order = _center_order(i, n)
-    if order is not None:
-        i, j, s = i[order], j[order], s[order]
-        vd = [a[order] for a in vd]
+    # copy=False: pairs and shifts are views into `nl`'s buffers, alive as long as `nl` is;
+    # the grouping below copies them into arrays of their own.
+    pairs, shifts, *vd = nl.compute(
+        pos_np, cell_np, list(pbc_t), quantities="PS" if differentiable else "PSDd", copy=False
+    )
+    if _use_cpp():
+        out = torch.ops.periodic_conv.group_by_center(
+            torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
+            torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
+            torch.from_numpy(np.ascontiguousarray(vd[0], dtype=np.float64)) if vd else None,
+            torch.from_numpy(np.ascontiguousarray(vd[1], dtype=np.float64)) if vd else None,
+            n,
+            self_interaction,
+        )
+    else:
+        out = tuple(
+            None if a is None else torch.from_numpy(a)
+            for a in _group_numpy(pairs, shifts, *(vd if vd else (None, None)), n, self_interaction)
+        )
+    del nl, pairs, shifts, vd  # the views into vesin's buffers die with `nl`
 
     device = positions.device
-    center = torch.as_tensor(i, device=device)
-    neighbor = torch.as_tensor(j, device=device)
-    shift = torch.as_tensor(s, device=device)
-    edge_batch = torch.zeros(len(i), dtype=torch.long, device=device)
+    if device.type != "cpu":
+        out = tuple(None if a is None else a.to(device) for a in out)
+    center, neighbor, shift, vec, length, counts = out
+    edge_batch = torch.zeros(len(center), dtype=torch.long, device=device)
     cell_b = cell.unsqueeze(0)
-    if vd:
-        vec = torch.as_tensor(vd[0].reshape(-1, 3), dtype=positions.dtype, device=device)
-        length = torch.as_tensor(vd[1], dtype=positions.dtype, device=device)
-    else:
+    if differentiable:
         vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
         length = torch.linalg.norm(vec, dim=-1)
+    elif vec.dtype != positions.dtype:
+        vec, length = vec.to(positions.dtype), length.to(positions.dtype)
     return Graph(
         positions=positions,
         cell=cell_b,
@@ -400,7 +467,7 @@ def neighbor_list(
         shift=shift,
         edge_vec=vec,
         length=length,
-        counts=torch.bincount(center, minlength=n),
+        counts=counts,
         batch=torch.zeros(n, dtype=torch.long, device=device),
         r_cut=float(r_cut),
         numbers=numbers,

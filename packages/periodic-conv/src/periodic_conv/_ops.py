@@ -19,10 +19,16 @@ import torch
 
 from periodic_conv._paths import PathTable
 
-__all__ = ["conv_compiled", "cpp_available", "cuda_available", "load_extension"]
+__all__ = [
+    "conv_compiled",
+    "cpp_available",
+    "cuda_available",
+    "extension_ready",
+    "load_extension",
+]
 
 _CSRC = Path(__file__).parent / "csrc"
-_CPU_SOURCES = ["conv_cpu.cpp"]
+_CPU_SOURCES = ["conv_cpu.cpp", "neighbors_cpu.cpp"]
 _HEADERS = ["conv_kernel.h", "conv_ops.h"]
 _NAME = "periodic_conv_ops"
 
@@ -47,10 +53,16 @@ def _cache_dir() -> Path:
     return Path(root) / f"periodic_conv-{flavour}-{sha.hexdigest()[:16]}"
 
 
+#: True once the operators are loaded in this process (by any of the functions below).
+_LOADED = False
+
+
 @functools.lru_cache(maxsize=1)
 def load_extension() -> bool:
     """Build (once) and load the C++ operators; False (with one warning) if that fails."""
+    global _LOADED
     if hasattr(torch.ops.periodic_conv, "conv_fwd"):
+        _LOADED = True
         return True
     build = _cache_dir()
     so = build / f"{_NAME}.so"
@@ -83,7 +95,20 @@ def load_extension() -> bool:
         )
         return False
     _register()
+    _LOADED = True
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def _built() -> bool:
+    return (_cache_dir() / f"{_NAME}.so").exists()
+
+
+def extension_ready() -> bool:
+    """True when the operators are loaded, loading an existing build but never compiling one
+    (for callers such as ``neighbor_list`` that have a fallback and must not block for the
+    first build)."""
+    return _LOADED or (_built() and load_extension())
 
 
 def cpp_available() -> bool:

@@ -1,0 +1,141 @@
+// Grouping of a neighbour list by center atom: a stable counting sort in one histogram pass and
+// one scatter pass (vesin's order is kept within each center). It replaces an argsort and five
+// gathers in numpy, whose fixed costs were most of neighbor_list's time on top of vesin.
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace periodic_conv {
+namespace {
+
+void check_input(const at::Tensor& t, at::ScalarType dtype, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must have dtype ", dtype, ", got ",
+              t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+// pairs [E, 2] int64 (center, neighbour), shifts [E, 3] int32, vectors [E, 3] and distances
+// [E] float64 (or both None when not wanted). With self_interaction the edge (a, a, 0) comes
+// last among the edges of a. Returns center, neighbor, shift (int64), vectors, distances and
+// counts [n] (int64); every output is a new tensor (the inputs may view vesin's buffers).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
+                    const std::optional<at::Tensor>& vectors_opt,
+                    const std::optional<at::Tensor>& distances_opt, int64_t n,
+                    bool self_interaction) {
+  check_input(pairs, at::kLong, "pairs");
+  check_input(shifts, at::kInt, "shifts");
+  TORCH_CHECK(pairs.dim() == 2 && pairs.size(1) == 2, "pairs must have shape [E, 2], got ",
+              pairs.sizes());
+  const int64_t E = pairs.size(0);
+  TORCH_CHECK(shifts.dim() == 2 && shifts.size(0) == E && shifts.size(1) == 3,
+              "shifts must have shape [", E, ", 3], got ", shifts.sizes());
+  TORCH_CHECK(n >= 0, "n must be >= 0, got ", n);
+  const bool with_vd = vectors_opt.has_value() && distances_opt.has_value();
+  TORCH_CHECK(vectors_opt.has_value() == distances_opt.has_value(),
+              "vectors and distances must be given together");
+  const at::Tensor vectors = with_vd ? *vectors_opt : at::Tensor();
+  const at::Tensor distances = with_vd ? *distances_opt : at::Tensor();
+  if (with_vd) {
+    check_input(vectors, at::kDouble, "vectors");
+    check_input(distances, at::kDouble, "distances");
+    TORCH_CHECK(vectors.dim() == 2 && vectors.size(0) == E && vectors.size(1) == 3,
+                "vectors must have shape [", E, ", 3], got ", vectors.sizes());
+    TORCH_CHECK(distances.dim() == 1 && distances.size(0) == E, "distances must have shape [",
+                E, "], got ", distances.sizes());
+  }
+  const int64_t* p = pairs.data_ptr<int64_t>();
+  const int32_t* s = shifts.data_ptr<int32_t>();
+  const int64_t extra = self_interaction ? n : 0;
+  const int64_t Eo = E + extra;
+  const auto lopt = pairs.options();
+
+  // histogram (with a bounds check: a wrong index would be a wrong graph)
+  at::Tensor counts = at::zeros({n}, lopt);
+  int64_t* cnt = counts.data_ptr<int64_t>();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = p[2 * e], b = p[2 * e + 1];
+    TORCH_CHECK(a >= 0 && a < n && b >= 0 && b < n, "pair ", e, " = (", a, ", ", b,
+                ") is out of range for ", n, " atoms");
+    ++cnt[a];
+  }
+  if (self_interaction) {
+    for (int64_t a = 0; a < n; ++a) ++cnt[a];
+  }
+  // exclusive prefix sum: the first row of each center; center itself is filled per segment
+  std::vector<int64_t> cursor(static_cast<size_t>(n));
+  at::Tensor center = at::empty({Eo}, lopt);
+  int64_t* c = center.data_ptr<int64_t>();
+  int64_t start = 0;
+  for (int64_t a = 0; a < n; ++a) {
+    cursor[a] = start;
+    std::fill(c + start, c + start + cnt[a], a);
+    start += cnt[a];
+  }
+
+  at::Tensor neighbor = at::empty({Eo}, lopt);
+  at::Tensor shift = at::empty({Eo, 3}, lopt);
+  const auto dopt = pairs.options().dtype(at::kDouble);
+  at::Tensor vec = with_vd ? at::empty({Eo, 3}, dopt) : at::empty({0, 3}, dopt);
+  at::Tensor len = with_vd ? at::empty({Eo}, dopt) : at::empty({0}, dopt);
+  int64_t* nb = neighbor.data_ptr<int64_t>();
+  int64_t* sh = shift.data_ptr<int64_t>();
+  if (with_vd) {
+    const double* D = vectors.data_ptr<double>();
+    const double* d = distances.data_ptr<double>();
+    double* vo = vec.data_ptr<double>();
+    double* lo = len.data_ptr<double>();
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t k = cursor[p[2 * e]]++;
+      nb[k] = p[2 * e + 1];
+      sh[3 * k] = s[3 * e];
+      sh[3 * k + 1] = s[3 * e + 1];
+      sh[3 * k + 2] = s[3 * e + 2];
+      vo[3 * k] = D[3 * e];
+      vo[3 * k + 1] = D[3 * e + 1];
+      vo[3 * k + 2] = D[3 * e + 2];
+      lo[k] = d[e];
+    }
+  } else {
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t k = cursor[p[2 * e]]++;
+      nb[k] = p[2 * e + 1];
+      sh[3 * k] = s[3 * e];
+      sh[3 * k + 1] = s[3 * e + 1];
+      sh[3 * k + 2] = s[3 * e + 2];
+    }
+  }
+  if (self_interaction) {
+    // (a, a, 0) is the last row of the group of a: the rows before it hold vesin's edges
+    int64_t end = 0;
+    for (int64_t a = 0; a < n; ++a) {
+      end += cnt[a];
+      const int64_t k = end - 1;
+      nb[k] = a;
+      sh[3 * k] = sh[3 * k + 1] = sh[3 * k + 2] = 0;
+      if (with_vd) {
+        double* vo = vec.data_ptr<double>();
+        vo[3 * k] = vo[3 * k + 1] = vo[3 * k + 2] = 0.0;
+        len.data_ptr<double>()[k] = 0.0;
+      }
+    }
+  }
+  return {center, neighbor, shift, vec, len, counts};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(periodic_conv, m) {
+  m.def(
+      "group_by_center(Tensor pairs, Tensor shifts, Tensor? vectors, Tensor? distances, int n, "
+      "bool self_interaction) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(periodic_conv, CPU, m) { m.impl("group_by_center", &group_by_center_cpu); }
+
+}  // namespace periodic_conv

@@ -1,0 +1,190 @@
+"""Grouping of vesin's edges by center (C++ counting sort and numpy fallback) is exact.
+
+The reference is built the plain way from vesin's own output: append the self pairs, a stable
+argsort by center and fancy indexing. Both grouping paths must reproduce it bit for bit.
+"""
+
+import numpy as np
+import periodic_conv as pc
+import pytest
+import torch
+import vesin
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from periodic_conv import _neighbors, _ops
+
+BACKENDS = [
+    pytest.param(
+        "cpp",
+        marks=pytest.mark.skipif(
+            not _ops.cpp_available(), reason="C++ extension did not build (no compiler?)"
+        ),
+    ),
+    "numpy",
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", request.param)
+    return request.param
+
+
+def reference(pos, cell, r_cut, pbc=(True, True, True), self_interaction=False):
+    box = cell if any(pbc) else np.zeros((3, 3))
+    nl = vesin.NeighborList(cutoff=r_cut, full_list=True)
+    i, j, S, D, d = nl.compute(pos, box, list(pbc), quantities="ijSDd")
+    i, j, S = i.astype(np.int64), j.astype(np.int64), S.astype(np.int64)
+    if self_interaction:
+        n = len(pos)
+        i = np.concatenate([i, np.arange(n)])
+        j = np.concatenate([j, np.arange(n)])
+        S = np.concatenate([S, np.zeros((n, 3), np.int64)])
+        D = np.concatenate([D, np.zeros((n, 3))])
+        d = np.concatenate([d, np.zeros(n)])
+    order = np.argsort(i, kind="stable")
+    return i[order], j[order], S[order], D[order], d[order]
+
+
+def assert_exact(g, ref, n):
+    i, j, S, D, d = ref
+    for name, got, want in [("center", g.center, i), ("neighbor", g.neighbor, j),
+                            ("shift", g.shift, S)]:  # fmt: skip
+        assert got.dtype == torch.int64, name
+        np.testing.assert_array_equal(got.numpy(), want, err_msg=name)
+    np.testing.assert_array_equal(g.edge_vec.numpy(), D)  # copied, not recomputed: exact
+    np.testing.assert_array_equal(g.length.numpy(), d)
+    assert g.counts.dtype == torch.int64
+    np.testing.assert_array_equal(g.counts.numpy(), np.bincount(i, minlength=n))
+
+
+# the backend fixture only sets a module flag, the same for every example
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 12),
+    r_cut=st.floats(1.0, 6.0),
+    self_interaction=st.booleans(),
+    pbc=st.sampled_from([(True, True, True), (True, True, False), (False, False, False)]),
+)
+def test_grouping_equals_stable_sort_reference(backend, seed, n, r_cut, self_interaction, pbc):
+    rng = np.random.default_rng(seed)
+    cell = 3.5 * (np.eye(3) + 0.3 * rng.uniform(-1, 1, (3, 3)))
+    pos = rng.uniform(0, 1, (n, 3)) @ cell
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), r_cut, pbc=pbc,
+                         self_interaction=self_interaction)  # fmt: skip
+    assert_exact(g, reference(pos, cell, r_cut, pbc, self_interaction), n)
+
+
+@pytest.mark.parametrize("self_interaction", [False, True])
+def test_single_atom_cell(backend, self_interaction):
+    cell = np.eye(3) * 2.0
+    pos = np.zeros((1, 3))
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 4.1,
+                         self_interaction=self_interaction)  # fmt: skip
+    assert_exact(g, reference(pos, cell, 4.1, self_interaction=self_interaction), 1)
+    if self_interaction:  # the (0, 0, 0) pair comes last
+        assert g.shift[-1].tolist() == [0, 0, 0] and float(g.length[-1]) == 0.0
+
+
+def test_isolated_atoms_with_self_interaction(backend):
+    # no vesin edge at all: only the self pairs, one per atom
+    cell = np.eye(3) * 10.0
+    pos = np.array([[0.0, 0, 0], [5.0, 5.0, 5.0]])
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 1.0, self_interaction=True)
+    assert g.center.tolist() == [0, 1] and g.neighbor.tolist() == [0, 1]
+    assert g.shift.tolist() == [[0, 0, 0]] * 2 and g.length.tolist() == [0.0, 0.0]
+    assert g.counts.tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("self_interaction", [False, True])
+def test_444_atoms_exact_and_differentiable_path(backend, rng, self_interaction):
+    cell = 16.0 * (np.eye(3) + 0.2 * rng.uniform(-1, 1, (3, 3)))
+    pos = rng.uniform(0, 1, (444, 3)) @ cell
+    ref = reference(pos, cell, 3.5, self_interaction=self_interaction)
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 3.5,
+                         self_interaction=self_interaction)  # fmt: skip
+    assert_exact(g, ref, 444)
+    # with autograd the same topology, vectors from differentiable ops
+    p = torch.tensor(pos, requires_grad=True)
+    gd = pc.neighbor_list(p, torch.tensor(cell), 3.5, self_interaction=self_interaction)
+    for name in ("center", "neighbor", "shift", "counts"):
+        assert torch.equal(getattr(gd, name), getattr(g, name)), name
+    torch.testing.assert_close(gd.edge_vec.detach(), g.edge_vec, atol=1e-12, rtol=0)
+    assert gd.edge_vec.requires_grad and gd.length.requires_grad
+
+
+def test_graph_owns_its_memory(backend, rng):
+    # vesin is called with copy=False: the graph must not view vesin's buffers, which are
+    # freed and reused by later calls.
+    cell = 6.0 * np.eye(3)
+    pos = rng.uniform(0, 6, (20, 3))
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 3.0)
+    snapshot = [t.clone() for t in (g.center, g.neighbor, g.shift, g.edge_vec, g.length)]
+    for _ in range(5):
+        other = rng.uniform(0, 6, (20, 3))
+        pc.neighbor_list(torch.tensor(other), torch.tensor(cell), 3.0)
+    for a, b in zip(snapshot, (g.center, g.neighbor, g.shift, g.edge_vec, g.length)):
+        assert torch.equal(a, b)
+    assert_exact(g, reference(pos, cell, 3.0), 20)
+
+
+# ----------------------------------------------------------------------------- the kernels
+def _synthetic(rng, n, E, grouped):
+    i = np.sort(rng.integers(0, n, E)) if grouped else rng.integers(0, n, E)
+    pairs = np.stack([i, rng.integers(0, n, E)], 1).astype(np.uint64)
+    shifts = rng.integers(-3, 4, (E, 3)).astype(np.int32)
+    vectors = rng.normal(size=(E, 3))
+    distances = np.linalg.norm(vectors, axis=1)
+    return pairs, shifts, vectors, distances
+
+
+def _plain(pairs, shifts, vectors, distances, n, self_interaction):
+    i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    S = shifts.astype(np.int64)
+    if self_interaction:
+        i, j = np.concatenate([i, np.arange(n)]), np.concatenate([j, np.arange(n)])
+        S = np.concatenate([S, np.zeros((n, 3), np.int64)])
+        vectors = np.concatenate([vectors, np.zeros((n, 3))])
+        distances = np.concatenate([distances, np.zeros(n)])
+    o = np.argsort(i, kind="stable")
+    return i[o], j[o], S[o], vectors[o], distances[o], np.bincount(i, minlength=n)
+
+
+def _cpp(pairs, shifts, vectors, distances, n, self_interaction):
+    out = torch.ops.periodic_conv.group_by_center(
+        torch.from_numpy(pairs.view(np.int64)), torch.from_numpy(shifts),
+        None if vectors is None else torch.from_numpy(vectors),
+        None if distances is None else torch.from_numpy(distances), n, self_interaction,
+    )  # fmt: skip
+    return [t.numpy() for t in out]
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("self_interaction", [False, True])
+@pytest.mark.parametrize("E", [0, 1, 7, 500])
+def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
+    n = 9
+    args = _synthetic(rng, n, E, grouped)
+    want = _plain(*args, n, self_interaction)
+    impls = [_neighbors._group_numpy] + ([_cpp] if _ops.cpp_available() else [])
+    for impl in impls:
+        got = impl(*args, n, self_interaction)
+        for k, (a, b) in enumerate(zip(got, want)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{impl.__name__} output {k}")
+            if k < 3 or k == 5:
+                assert a.dtype == np.int64
+
+
+@pytest.mark.skipif(not _ops.cpp_available(), reason="C++ extension did not build")
+def test_cpp_kernel_without_vectors_and_bad_pairs(rng):
+    pairs, shifts, _, _ = _synthetic(rng, 5, 40, grouped=False)
+    got = _cpp(pairs, shifts, None, None, 5, True)
+    want = _plain(pairs, shifts, np.zeros((40, 3)), np.zeros(40), 5, True)
+    for k in (0, 1, 2, 5):
+        np.testing.assert_array_equal(got[k], want[k])
+    assert got[3].shape == (0, 3) and got[4].shape == (0,)
+    bad = pairs.copy()
+    bad[3, 1] = 5
+    with pytest.raises(RuntimeError, match=r"pair 3 = \(.*, 5\) is out of range for 5 atoms"):
+        _cpp(bad, shifts, None, None, 5, False)
