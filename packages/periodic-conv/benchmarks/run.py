@@ -1,14 +1,15 @@
 """Benchmark of periodic-conv: fused convolution vs e3nn, and the neighbour list.
 
-    nox -s bench -- periodic-conv [--quick]
+    nox -s bench -- periodic-conv [--quick] [--only conv|neighbors]
 
 Convolution: each (case, implementation, mode) runs in its own process so that its peak
 memory (VmHWM after resetting it through /proc/self/clear_refs, minus the resident set before
 the call) is its own. Cases: the thesis case (100 atoms, ~12 neighbours, 16x per l = 0..4 in
 and out, filter l <= 8, float64), the same in float32, and a 444-atom cell. Implementations:
 ``cpp``, ``torch`` (fused), ``reference`` (K materialised) and e3nn (TensorProduct with per-edge
-weights + scatter, the same maths). Neighbour list: our wrapper vs bare vesin vs pymatgen
-``get_all_neighbors``, in this process. Medians over repeats; the table is printed last.
+weights + scatter, the same maths). Neighbour list: our wrapper (cpp grouping, and its numpy
+fallback) vs bare vesin, called in turn in each round (ratios are medians of per-round ratios),
+and pymatgen ``get_all_neighbors``, in this process. Medians over repeats; tables printed last.
 """
 
 from __future__ import annotations
@@ -135,11 +136,16 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
 
 
 def neighbor_bench(repeats: int) -> list[dict]:
+    """Our wrapper (cpp grouping and numpy fallback) vs bare vesin, interleaved call by call so
+    that both see the same machine state; pymatgen separately (much slower)."""
     import periodic_conv as pc
     import torch
     import vesin
+    from periodic_conv import _neighbors, _ops
     from pymatgen.core import Lattice, Structure
 
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    cpp = _ops.load_extension()  # as after any use of the cpp convolution backend
     rows = []
     for n in (100, 444):
         pos, cell = structure(n)
@@ -148,6 +154,11 @@ def neighbor_bench(repeats: int) -> list[dict]:
         r_cut = 5.0  # the thesis's recommended cutoff (§2.2.1)
 
         def ours(tp=tp, tc=tc, r_cut=r_cut):
+            _neighbors._GROUP_BACKEND = "auto"
+            return pc.neighbor_list(tp, tc, r_cut)
+
+        def ours_numpy(tp=tp, tc=tc, r_cut=r_cut):
+            _neighbors._GROUP_BACKEND = "numpy"
             return pc.neighbor_list(tp, tc, r_cut)
 
         def bare(pos=pos, cell=cell, r_cut=r_cut):
@@ -157,17 +168,46 @@ def neighbor_bench(repeats: int) -> list[dict]:
         def pmg(s=s, r_cut=r_cut):
             return s.get_all_neighbors(r_cut)
 
-        res = {}
-        for name, f in [("ours", ours), ("vesin", bare), ("pymatgen", pmg)]:
+        fast = {"ours": ours, "ours_numpy": ours_numpy, "vesin": bare}
+        ts: dict[str, list[float]] = {k: [] for k in fast}
+        for f in fast.values():
             f()
-            ts = []
-            for _ in range(repeats if name != "pymatgen" else max(1, repeats // 3)):
+        for _ in range(repeats):
+            for name, f in fast.items():
                 t0 = time.perf_counter()
                 f()
-                ts.append(time.perf_counter() - t0)
-            res[name] = float(np.median(ts))
-        rows.append(dict(n=n, r_cut=r_cut, edges=ours().num_edges, **res))
+                ts[name].append(time.perf_counter() - t0)
+        res = {k: float(np.median(v)) for k, v in ts.items()}
+        # median of the per-round ratios: robust to slow phases of a shared machine
+        res["ratio"] = float(np.median(np.array(ts["ours"]) / np.array(ts["vesin"])))
+        res["ratio_numpy"] = float(np.median(np.array(ts["ours_numpy"]) / np.array(ts["vesin"])))
+        pts = []
+        for _ in range(max(1, repeats // 30)):
+            t0 = time.perf_counter()
+            pmg()
+            pts.append(time.perf_counter() - t0)
+        res["pymatgen"] = float(np.median(pts))
+        _neighbors._GROUP_BACKEND = "auto"
+        rows.append(dict(n=n, r_cut=r_cut, edges=ours().num_edges, cpp=cpp, **res))
     return rows
+
+
+def print_neighbor_table(nl: list[dict]) -> None:
+    if not nl:
+        return
+    print(
+        "\n| atoms | r_cut (Å) | edges | ours (ms) | bare vesin (ms) | ours / vesin | "
+        "numpy fallback / vesin | pymatgen get_all_neighbors (ms) | pymatgen / ours |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in nl:
+        print(
+            f"| {r['n']} | {r['r_cut']} | {r['edges']} | {r['ours'] * 1e3:.3f} | "
+            f"{r['vesin'] * 1e3:.3f} | {r['ratio']:.2f} | {r['ratio_numpy']:.2f} | "
+            f"{r['pymatgen'] * 1e3:.1f} | {r['pymatgen'] / r['ours']:.0f}x |"
+        )
+    if nl and not nl[0]["cpp"]:
+        print("(C++ extension unavailable: 'ours' used the numpy fallback too)")
 
 
 def main() -> None:
@@ -178,6 +218,8 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=["conv", "neighbors"], help="run one part only")
+    ap.add_argument("--nl-repeats", type=int, default=0, help="neighbour-list rounds")
     args = ap.parse_args()
     if args.variant:
         case, impl, mode, repeats = json.loads(args.variant)
@@ -185,6 +227,19 @@ def main() -> None:
         return
 
     import torch
+
+    threads = os.environ.get("BENCH_THREADS", "2")
+    header = (
+        f"\nperiodic-conv benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} torch threads, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    nl_repeats = args.nl_repeats or (31 if args.quick else 201)
+    if args.only == "neighbors":
+        nl = neighbor_bench(nl_repeats)
+        print(header)
+        print_neighbor_table(nl)
+        return
 
     cases = ["thesis f64"] if args.quick else args.cases.split(",")
     repeats = 2 if args.quick else args.repeats
@@ -213,14 +268,10 @@ def main() -> None:
                 msg = f"{case:14s} {impl:9s} {mode:8s} {r['time_s']:9.4f} s"
                 msg += f" {r['peak_bytes'] / 2**20:9.1f} MiB"
                 print(msg, file=sys.stderr, flush=True)
-    nl = neighbor_bench(5 if args.quick else 9)
+    nl = [] if args.only == "conv" else neighbor_bench(nl_repeats)
 
     mib = 2**20
-    threads = os.environ.get("BENCH_THREADS", "2")
-    print(
-        f"\nperiodic-conv benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads"
-    )
+    print(header)
     print(
         "\n| case | impl | mode | time (s) | vs e3nn | peak (MiB) | peak / e3nn | peak / size(R) |"
     )
@@ -241,17 +292,7 @@ def main() -> None:
                 f"\n{case}: E = {r['edges']} edges ({r['mean_neighbors']:.1f} per atom), "
                 f"size(R) = {r['r_bytes'] / mib:.1f} MiB, K would be {r['k_bytes'] / mib:.1f} MiB"
             )
-    print(
-        "\n| atoms | r_cut (Å) | edges | ours (ms) | bare vesin (ms) | ours / vesin | "
-        "pymatgen get_all_neighbors (ms) | pymatgen / ours |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in nl:
-        print(
-            f"| {r['n']} | {r['r_cut']} | {r['edges']} | {r['ours'] * 1e3:.2f} | "
-            f"{r['vesin'] * 1e3:.2f} | {r['ours'] / r['vesin']:.2f} | {r['pymatgen'] * 1e3:.1f} | "
-            f"{r['pymatgen'] / r['ours']:.0f}x |"
-        )
+    print_neighbor_table(nl)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Grouping of vesin's edges by center (C++ counting sort and numpy fallback) is exact.
 
 The reference is built the plain way from vesin's own output: append the self pairs, a stable
-argsort by center and fancy indexing. Both grouping paths must reproduce it bit for bit.
+argsort by center and fancy indexing. Both grouping paths must reproduce its indices and shifts
+bit for bit. Edge vectors and lengths: the numpy path copies vesin's, the cpp path computes
+positions[b] - positions[a] + shift @ cell in its scatter pass (equal to 1e-12 Å).
 """
 
 import numpy as np
@@ -52,8 +54,11 @@ def assert_exact(g, ref, n):
                             ("shift", g.shift, S)]:  # fmt: skip
         assert got.dtype == torch.int64, name
         np.testing.assert_array_equal(got.numpy(), want, err_msg=name)
-    np.testing.assert_array_equal(g.edge_vec.numpy(), D)  # copied, not recomputed: exact
-    np.testing.assert_array_equal(g.length.numpy(), d)
+    np.testing.assert_allclose(g.edge_vec.numpy(), D, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g.length.numpy(), d, rtol=0, atol=1e-12)
+    if _neighbors._GROUP_BACKEND == "numpy":  # copied from vesin, not recomputed: exact
+        np.testing.assert_array_equal(g.edge_vec.numpy(), D)
+        np.testing.assert_array_equal(g.length.numpy(), d)
     assert g.counts.dtype == torch.int64
     np.testing.assert_array_equal(g.counts.numpy(), np.bincount(i, minlength=n))
 
@@ -151,11 +156,11 @@ def _plain(pairs, shifts, vectors, distances, n, self_interaction):
     return i[o], j[o], S[o], vectors[o], distances[o], np.bincount(i, minlength=n)
 
 
-def _cpp(pairs, shifts, vectors, distances, n, self_interaction):
+def _cpp(pairs, shifts, positions, cell, n, self_interaction):
     out = torch.ops.periodic_conv.group_by_center(
         torch.from_numpy(pairs.view(np.int64)), torch.from_numpy(shifts),
-        None if vectors is None else torch.from_numpy(vectors),
-        None if distances is None else torch.from_numpy(distances), n, self_interaction,
+        None if positions is None else torch.from_numpy(positions),
+        None if cell is None else torch.from_numpy(cell), n, self_interaction,
     )  # fmt: skip
     return [t.numpy() for t in out]
 
@@ -165,15 +170,28 @@ def _cpp(pairs, shifts, vectors, distances, n, self_interaction):
 @pytest.mark.parametrize("E", [0, 1, 7, 500])
 def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
     n = 9
-    args = _synthetic(rng, n, E, grouped)
-    want = _plain(*args, n, self_interaction)
-    impls = [_neighbors._group_numpy] + ([_cpp] if _ops.cpp_available() else [])
-    for impl in impls:
-        got = impl(*args, n, self_interaction)
-        for k, (a, b) in enumerate(zip(got, want)):
-            np.testing.assert_array_equal(a, b, err_msg=f"{impl.__name__} output {k}")
-            if k < 3 or k == 5:
-                assert a.dtype == np.int64
+    pairs, shifts, vectors, distances = _synthetic(rng, n, E, grouped)
+    want = _plain(pairs, shifts, vectors, distances, n, self_interaction)
+    got = _neighbors._group_numpy(pairs, shifts, vectors, distances, n, self_interaction)
+    for k, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"numpy output {k}")
+        assert a.dtype == (np.float64 if k in (3, 4) else np.int64)
+    if not _ops.cpp_available():
+        return
+    # the cpp kernel computes the vectors from positions and cell
+    pos = rng.uniform(0, 4, (n, 3))
+    cell = 4.0 * np.eye(3) + rng.uniform(-1, 1, (3, 3))
+    i, j, S = want[0], want[1], want[2]
+    vec = pos[j] - pos[i] + S @ cell
+    got = _cpp(pairs, shifts, pos, cell, n, self_interaction)
+    for k in (0, 1, 2, 5):
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f"cpp output {k}")
+        assert got[k].dtype == np.int64
+    np.testing.assert_allclose(got[3], vec, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got[4], np.linalg.norm(vec, axis=1), rtol=0, atol=1e-12)
+    if self_interaction:  # exact zeros for the self pairs
+        last = np.cumsum(want[5]) - 1
+        assert (got[3][last] == 0).all() and (got[4][last] == 0).all()
 
 
 @pytest.mark.skipif(not _ops.cpp_available(), reason="C++ extension did not build")

@@ -42,6 +42,13 @@ def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
     return values  # type: ignore[return-value]
 
 
+def _float64_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach()
+    if t.dtype != torch.float64 or t.device.type != "cpu":  # the common case needs no copy
+        t = t.to("cpu", torch.float64)
+    return t.numpy()
+
+
 def _validate(
     positions: torch.Tensor,
     cell: torch.Tensor,
@@ -65,8 +72,7 @@ def _validate(
         raise TypeError(f"r_cut must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
     if not math.isfinite(r_cut) or r_cut <= 0:
         raise ValueError(f"r_cut must be a finite number > 0 (Å), got {r_cut!r}")
-    pos = positions.detach().cpu().to(torch.float64).numpy()
-    cel = cell.detach().cpu().to(torch.float64).numpy()
+    pos, cel = _float64_numpy(positions), _float64_numpy(cell)
     if not np.isfinite(pos).all():
         bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))[:5].tolist()
         raise ValueError(f"positions must be finite, got non-finite values in rows {bad}")
@@ -424,20 +430,21 @@ def neighbor_list(
     if not any(pbc_t):
         cell_np = np.zeros((3, 3))
     nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
-    # Without autograd the edge vectors and lengths come straight from vesin; with it they
-    # are recomputed below from differentiable ops so forces and stress flow.
+    # Without autograd the edge vectors and lengths come from vesin (numpy path) or from the
+    # grouping kernel (cpp path); with it they are recomputed below from differentiable ops so
+    # forces and stress flow.
     differentiable = positions.requires_grad or cell.requires_grad
-    # copy=False: pairs and shifts are views into `nl`'s buffers, alive as long as `nl` is;
-    # the grouping below copies them into arrays of their own.
-    pairs, shifts, *vd = nl.compute(
-        pos_np, cell_np, list(pbc_t), quantities="PS" if differentiable else "PSDd", copy=False
-    )
-    if _use_cpp():
+    use_cpp = _use_cpp()
+    # copy=False: the arrays are views into `nl`'s buffers, alive as long as `nl` is; the
+    # grouping below copies them into arrays of its own.
+    quantities = "PS" if differentiable or use_cpp else "PSDd"
+    pairs, shifts, *vd = nl.compute(pos_np, cell_np, list(pbc_t), quantities, copy=False)
+    if use_cpp:
         out = torch.ops.periodic_conv.group_by_center(
             torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
             torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
-            torch.from_numpy(np.ascontiguousarray(vd[0], dtype=np.float64)) if vd else None,
-            torch.from_numpy(np.ascontiguousarray(vd[1], dtype=np.float64)) if vd else None,
+            None if differentiable else torch.from_numpy(np.ascontiguousarray(pos_np)),
+            None if differentiable else torch.from_numpy(np.ascontiguousarray(cell_np)),
             n,
             self_interaction,
         )

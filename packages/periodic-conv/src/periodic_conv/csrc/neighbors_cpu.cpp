@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <tuple>
@@ -19,14 +20,17 @@ void check_input(const at::Tensor& t, at::ScalarType dtype, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-// pairs [E, 2] int64 (center, neighbour), shifts [E, 3] int32, vectors [E, 3] and distances
-// [E] float64 (or both None when not wanted). With self_interaction the edge (a, a, 0) comes
-// last among the edges of a. Returns center, neighbor, shift (int64), vectors, distances and
+// pairs [E, 2] int64 (center, neighbour) and shifts [E, 3] int32 from vesin; with positions
+// [n, 3] and cell [3, 3] (float64) the edge vectors positions[b] - positions[a] + shift @ cell
+// and their lengths are computed in the same pass (cheaper than having vesin store, convert
+// and copy them, and the same expression as the differentiable torch path). With
+// self_interaction the edge (a, a, 0) comes last among the edges of a. Returns center,
+// neighbor, shift (int64), vectors, lengths (float64; [0, 3] and [0] without positions) and
 // counts [n] (int64); every output is a new tensor (the inputs may view vesin's buffers).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
-                    const std::optional<at::Tensor>& vectors_opt,
-                    const std::optional<at::Tensor>& distances_opt, int64_t n,
+                    const std::optional<at::Tensor>& positions_opt,
+                    const std::optional<at::Tensor>& cell_opt, int64_t n,
                     bool self_interaction) {
   check_input(pairs, at::kLong, "pairs");
   check_input(shifts, at::kInt, "shifts");
@@ -36,23 +40,25 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
   TORCH_CHECK(shifts.dim() == 2 && shifts.size(0) == E && shifts.size(1) == 3,
               "shifts must have shape [", E, ", 3], got ", shifts.sizes());
   TORCH_CHECK(n >= 0, "n must be >= 0, got ", n);
-  const bool with_vd = vectors_opt.has_value() && distances_opt.has_value();
-  TORCH_CHECK(vectors_opt.has_value() == distances_opt.has_value(),
-              "vectors and distances must be given together");
-  const at::Tensor vectors = with_vd ? *vectors_opt : at::Tensor();
-  const at::Tensor distances = with_vd ? *distances_opt : at::Tensor();
-  if (with_vd) {
-    check_input(vectors, at::kDouble, "vectors");
-    check_input(distances, at::kDouble, "distances");
-    TORCH_CHECK(vectors.dim() == 2 && vectors.size(0) == E && vectors.size(1) == 3,
-                "vectors must have shape [", E, ", 3], got ", vectors.sizes());
-    TORCH_CHECK(distances.dim() == 1 && distances.size(0) == E, "distances must have shape [",
-                E, "], got ", distances.sizes());
+  TORCH_CHECK(positions_opt.has_value() == cell_opt.has_value(),
+              "positions and cell must be given together");
+  const bool with_vec = positions_opt.has_value();
+  double cm[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const double* x = nullptr;
+  if (with_vec) {
+    check_input(*positions_opt, at::kDouble, "positions");
+    check_input(*cell_opt, at::kDouble, "cell");
+    TORCH_CHECK(positions_opt->dim() == 2 && positions_opt->size(0) == n &&
+                    positions_opt->size(1) == 3,
+                "positions must have shape [", n, ", 3], got ", positions_opt->sizes());
+    TORCH_CHECK(cell_opt->dim() == 2 && cell_opt->size(0) == 3 && cell_opt->size(1) == 3,
+                "cell must have shape [3, 3], got ", cell_opt->sizes());
+    x = positions_opt->data_ptr<double>();
+    std::copy(cell_opt->data_ptr<double>(), cell_opt->data_ptr<double>() + 9, cm);
   }
   const int64_t* p = pairs.data_ptr<int64_t>();
   const int32_t* s = shifts.data_ptr<int32_t>();
-  const int64_t extra = self_interaction ? n : 0;
-  const int64_t Eo = E + extra;
+  const int64_t Eo = E + (self_interaction ? n : 0);
   const auto lopt = pairs.options();
 
   // histogram (with a bounds check: a wrong index would be a wrong graph)
@@ -81,33 +87,28 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
   at::Tensor neighbor = at::empty({Eo}, lopt);
   at::Tensor shift = at::empty({Eo, 3}, lopt);
   const auto dopt = pairs.options().dtype(at::kDouble);
-  at::Tensor vec = with_vd ? at::empty({Eo, 3}, dopt) : at::empty({0, 3}, dopt);
-  at::Tensor len = with_vd ? at::empty({Eo}, dopt) : at::empty({0}, dopt);
+  at::Tensor vec = at::empty({with_vec ? Eo : 0, 3}, dopt);
+  at::Tensor len = at::empty({with_vec ? Eo : 0}, dopt);
   int64_t* nb = neighbor.data_ptr<int64_t>();
   int64_t* sh = shift.data_ptr<int64_t>();
-  if (with_vd) {
-    const double* D = vectors.data_ptr<double>();
-    const double* d = distances.data_ptr<double>();
-    double* vo = vec.data_ptr<double>();
-    double* lo = len.data_ptr<double>();
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t k = cursor[p[2 * e]]++;
-      nb[k] = p[2 * e + 1];
-      sh[3 * k] = s[3 * e];
-      sh[3 * k + 1] = s[3 * e + 1];
-      sh[3 * k + 2] = s[3 * e + 2];
-      vo[3 * k] = D[3 * e];
-      vo[3 * k + 1] = D[3 * e + 1];
-      vo[3 * k + 2] = D[3 * e + 2];
-      lo[k] = d[e];
-    }
-  } else {
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t k = cursor[p[2 * e]]++;
-      nb[k] = p[2 * e + 1];
-      sh[3 * k] = s[3 * e];
-      sh[3 * k + 1] = s[3 * e + 1];
-      sh[3 * k + 2] = s[3 * e + 2];
+  double* vo = vec.data_ptr<double>();
+  double* lo = len.data_ptr<double>();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = p[2 * e], b = p[2 * e + 1];
+    const int64_t k = cursor[a]++;
+    const int32_t s0 = s[3 * e], s1 = s[3 * e + 1], s2 = s[3 * e + 2];
+    nb[k] = b;
+    sh[3 * k] = s0;
+    sh[3 * k + 1] = s1;
+    sh[3 * k + 2] = s2;
+    if (with_vec) {
+      double v[3];
+      for (int q = 0; q < 3; ++q) {
+        const double off = s0 * cm[q] + s1 * cm[3 + q] + s2 * cm[6 + q];
+        v[q] = x[3 * b + q] - x[3 * a + q] + off;
+        vo[3 * k + q] = v[q];
+      }
+      lo[k] = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
     }
   }
   if (self_interaction) {
@@ -118,10 +119,9 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
       const int64_t k = end - 1;
       nb[k] = a;
       sh[3 * k] = sh[3 * k + 1] = sh[3 * k + 2] = 0;
-      if (with_vd) {
-        double* vo = vec.data_ptr<double>();
+      if (with_vec) {
         vo[3 * k] = vo[3 * k + 1] = vo[3 * k + 2] = 0.0;
-        len.data_ptr<double>()[k] = 0.0;
+        lo[k] = 0.0;
       }
     }
   }
@@ -132,7 +132,7 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
 
 TORCH_LIBRARY_FRAGMENT(periodic_conv, m) {
   m.def(
-      "group_by_center(Tensor pairs, Tensor shifts, Tensor? vectors, Tensor? distances, int n, "
+      "group_by_center(Tensor pairs, Tensor shifts, Tensor? positions, Tensor? cell, int n, "
       "bool self_interaction) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
