@@ -61,6 +61,8 @@ def assert_exact(g, ref, n):
         np.testing.assert_array_equal(g.length.numpy(), d)
     assert g.counts.dtype == torch.int64
     np.testing.assert_array_equal(g.counts.numpy(), np.bincount(i, minlength=n))
+    for t, size in ((g.edge_batch, len(i)), (g.batch, n)):  # one structure
+        assert t.dtype == torch.int64 and t.shape == (size,) and not t.any()
 
 
 # the backend fixture only sets a module flag, the same for every example
@@ -189,6 +191,10 @@ def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
         assert got[k].dtype == np.int64
     np.testing.assert_allclose(got[3], vec, rtol=0, atol=1e-12)
     np.testing.assert_allclose(got[4], np.linalg.norm(vec, axis=1), rtol=0, atol=1e-12)
+    # edge_batch and batch of one structure
+    assert got[6].dtype == got[7].dtype == np.int64
+    np.testing.assert_array_equal(got[6], np.zeros(len(want[0])))
+    np.testing.assert_array_equal(got[7], np.zeros(n))
     if self_interaction:  # exact zeros for the self pairs
         last = np.cumsum(want[5]) - 1
         assert (got[3][last] == 0).all() and (got[4][last] == 0).all()

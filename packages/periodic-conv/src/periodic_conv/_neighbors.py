@@ -358,16 +358,25 @@ def _group_numpy(
 _GROUP_BACKEND = "auto"
 
 
-def _use_cpp() -> bool:
+def _group_op() -> Any:
+    """The compiled grouping op, or None for the numpy path (see ``_GROUP_BACKEND``)."""
+    global _GROUP_OP
     if _GROUP_BACKEND == "numpy":
-        return False
-    from periodic_conv import _ops
+        return None
+    if _GROUP_OP is None:
+        from periodic_conv import _ops
 
-    if _GROUP_BACKEND == "cpp":
-        if not _ops.load_extension():
-            raise RuntimeError("_GROUP_BACKEND='cpp' but the C++ extension is unavailable")
-        return True
-    return _ops.extension_ready()
+        ready = _ops.load_extension() if _GROUP_BACKEND == "cpp" else _ops.extension_ready()
+        if not ready:
+            if _GROUP_BACKEND == "cpp":
+                raise RuntimeError("_GROUP_BACKEND='cpp' but the C++ extension is unavailable")
+            return None
+        # the overload itself: skips the overload resolution of each call (µs count here)
+        _GROUP_OP = torch.ops.periodic_conv.group_by_center.default
+    return _GROUP_OP
+
+
+_GROUP_OP: Any = None
 
 
 def neighbor_list(
@@ -434,13 +443,13 @@ def neighbor_list(
     # grouping kernel (cpp path); with it they are recomputed below from differentiable ops so
     # forces and stress flow.
     differentiable = positions.requires_grad or cell.requires_grad
-    use_cpp = _use_cpp()
+    op = _group_op()
     # copy=False: the arrays are views into `nl`'s buffers, alive as long as `nl` is; the
     # grouping below copies them into arrays of its own.
-    quantities = "PS" if differentiable or use_cpp else "PSDd"
+    quantities = "PS" if differentiable or op is not None else "PSDd"
     pairs, shifts, *vd = nl.compute(pos_np, cell_np, list(pbc_t), quantities, copy=False)
-    if use_cpp:
-        out = torch.ops.periodic_conv.group_by_center(
+    if op is not None:
+        out = op(
             torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
             torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
             None if differentiable else torch.from_numpy(np.ascontiguousarray(pos_np)),
@@ -453,13 +462,13 @@ def neighbor_list(
             None if a is None else torch.from_numpy(a)
             for a in _group_numpy(pairs, shifts, *(vd if vd else (None, None)), n, self_interaction)
         )
+        out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
     del nl, pairs, shifts, vd  # the views into vesin's buffers die with `nl`
 
     device = positions.device
     if device.type != "cpu":
         out = tuple(None if a is None else a.to(device) for a in out)
-    center, neighbor, shift, vec, length, counts = out
-    edge_batch = torch.zeros(len(center), dtype=torch.long, device=device)
+    center, neighbor, shift, vec, length, counts, edge_batch, batch = out
     cell_b = cell.unsqueeze(0)
     if differentiable:
         vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
@@ -475,7 +484,7 @@ def neighbor_list(
         edge_vec=vec,
         length=length,
         counts=counts,
-        batch=torch.zeros(n, dtype=torch.long, device=device),
+        batch=batch,
         r_cut=float(r_cut),
         numbers=numbers,
         pbc=pbc_t,

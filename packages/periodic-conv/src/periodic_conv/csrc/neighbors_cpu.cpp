@@ -20,14 +20,47 @@ void check_input(const at::Tensor& t, at::ScalarType dtype, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
+// One pass over the edges: edge e goes to row cursor[center]++ (stable). The __restrict__
+// pointers let the compiler keep positions and cell in registers across the stores.
+template <bool kVec>
+void scatter(int64_t E, const int64_t* __restrict__ p, const int32_t* __restrict__ s,
+             const double* __restrict__ x, const double* __restrict__ cm,
+             int64_t* __restrict__ cursor, int64_t* __restrict__ nb, int64_t* __restrict__ sh,
+             double* __restrict__ vo, double* __restrict__ lo) {
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = p[2 * e], b = p[2 * e + 1];
+    const int64_t k = cursor[a]++;
+    const int32_t s0 = s[3 * e], s1 = s[3 * e + 1], s2 = s[3 * e + 2];
+    nb[k] = b;
+    sh[3 * k] = s0;
+    sh[3 * k + 1] = s1;
+    sh[3 * k + 2] = s2;
+    if constexpr (kVec) {
+      const double* xa = x + 3 * a;
+      const double* xb = x + 3 * b;
+      const double d0 = static_cast<double>(s0), d1 = static_cast<double>(s1),
+                   d2 = static_cast<double>(s2);
+      const double vx = xb[0] - xa[0] + (d0 * cm[0] + d1 * cm[3] + d2 * cm[6]);
+      const double vy = xb[1] - xa[1] + (d0 * cm[1] + d1 * cm[4] + d2 * cm[7]);
+      const double vz = xb[2] - xa[2] + (d0 * cm[2] + d1 * cm[5] + d2 * cm[8]);
+      vo[3 * k] = vx;
+      vo[3 * k + 1] = vy;
+      vo[3 * k + 2] = vz;
+      lo[k] = std::sqrt(vx * vx + vy * vy + vz * vz);
+    }
+  }
+}
+
 // pairs [E, 2] int64 (center, neighbour) and shifts [E, 3] int32 from vesin; with positions
 // [n, 3] and cell [3, 3] (float64) the edge vectors positions[b] - positions[a] + shift @ cell
 // and their lengths are computed in the same pass (cheaper than having vesin store, convert
 // and copy them, and the same expression as the differentiable torch path). With
 // self_interaction the edge (a, a, 0) comes last among the edges of a. Returns center,
-// neighbor, shift (int64), vectors, lengths (float64; [0, 3] and [0] without positions) and
-// counts [n] (int64); every output is a new tensor (the inputs may view vesin's buffers).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+// neighbor, shift (int64), vectors, lengths (float64; [0, 3] and [0] without positions),
+// counts [n], and edge_batch [E] and batch [n] (int64 zeros: one structure). Every output is a
+// new tensor (the inputs may view vesin's buffers).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+           at::Tensor>
 group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
                     const std::optional<at::Tensor>& positions_opt,
                     const std::optional<at::Tensor>& cell_opt, int64_t n,
@@ -93,23 +126,10 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
   int64_t* sh = shift.data_ptr<int64_t>();
   double* vo = vec.data_ptr<double>();
   double* lo = len.data_ptr<double>();
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t a = p[2 * e], b = p[2 * e + 1];
-    const int64_t k = cursor[a]++;
-    const int32_t s0 = s[3 * e], s1 = s[3 * e + 1], s2 = s[3 * e + 2];
-    nb[k] = b;
-    sh[3 * k] = s0;
-    sh[3 * k + 1] = s1;
-    sh[3 * k + 2] = s2;
-    if (with_vec) {
-      double v[3];
-      for (int q = 0; q < 3; ++q) {
-        const double off = s0 * cm[q] + s1 * cm[3 + q] + s2 * cm[6 + q];
-        v[q] = x[3 * b + q] - x[3 * a + q] + off;
-        vo[3 * k + q] = v[q];
-      }
-      lo[k] = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-    }
+  if (with_vec) {
+    scatter<true>(E, p, s, x, cm, cursor.data(), nb, sh, vo, lo);
+  } else {
+    scatter<false>(E, p, s, x, cm, cursor.data(), nb, sh, vo, lo);
   }
   if (self_interaction) {
     // (a, a, 0) is the last row of the group of a: the rows before it hold vesin's edges
@@ -125,7 +145,8 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
       }
     }
   }
-  return {center, neighbor, shift, vec, len, counts};
+  // edge_batch and batch made here: cheaper than two more calls from Python
+  return {center, neighbor, shift, vec, len, counts, at::zeros({Eo}, lopt), at::zeros({n}, lopt)};
 }
 
 }  // namespace
@@ -133,7 +154,8 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
 TORCH_LIBRARY_FRAGMENT(periodic_conv, m) {
   m.def(
       "group_by_center(Tensor pairs, Tensor shifts, Tensor? positions, Tensor? cell, int n, "
-      "bool self_interaction) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool self_interaction) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(periodic_conv, CPU, m) { m.impl("group_by_center", &group_by_center_cpu); }
