@@ -196,7 +196,11 @@ def test_equivariance_under_rotation(convention, q):
     D_in = _wigner(IR_IN, Q, convention).to(torch.float64)
     D_out = _wigner(IR_OUT, Q, convention).to(torch.float64)
     out_r = conv(F @ D_in.T, pc.DataHub(gr, L_F, convention=convention), R)
-    torch.testing.assert_close(out_r, out @ D_out.T, atol=1e-10, rtol=0)
+    # e3nn's D_from_matrix (through Euler angles) is itself only ~1e-10 accurate for l = 1 at
+    # some rotations: at q = [-1, -1, -0.046875, 0], |Y1(Q v) - D1 Y1(v)| = 1.3e-10 with e3nn's
+    # own spherical_harmonics, and this test then differed by 3.4e-10.
+    atol = 1e-9 if convention == "e3nn" else 1e-10
+    torch.testing.assert_close(out_r, out @ D_out.T, atol=atol, rtol=0)
 
 
 def test_translation_and_supercell_invariance():
