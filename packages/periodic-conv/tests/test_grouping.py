@@ -1,9 +1,10 @@
-"""Grouping of vesin's edges by center (C++ counting sort and numpy fallback) is exact.
+"""Grouping of vesin's edges by center (compiled counting sort, with vesin called from C++
+("fused") or from Python ("cpp"), and the numpy fallback) is exact.
 
 The reference is built the plain way from vesin's own output: append the self pairs, a stable
-argsort by center and fancy indexing. Both grouping paths must reproduce its indices and shifts
-bit for bit. Edge vectors and lengths: the numpy path copies vesin's, the cpp path computes
-positions[b] - positions[a] + shift @ cell in its scatter pass (equal to 1e-12 Å).
+argsort by center and fancy indexing. Every path must reproduce its indices and shifts
+bit for bit. Edge vectors and lengths: the numpy path copies vesin's, the compiled ones compute
+positions[b] - positions[a] + shift @ cell in their scatter pass (equal to 1e-12 Å).
 """
 
 import numpy as np
@@ -15,13 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from periodic_conv import _neighbors, _ops
 
+CPP = _ops.cpp_available()
+FUSED = CPP and hasattr(torch.ops.periodic_conv, "vesin_grouped")
 BACKENDS = [
     pytest.param(
-        "cpp",
-        marks=pytest.mark.skipif(
-            not _ops.cpp_available(), reason="C++ extension did not build (no compiler?)"
-        ),
+        "fused",
+        marks=pytest.mark.skipif(not FUSED, reason="extension without vesin's C API (vesin.h)"),
     ),
+    pytest.param("cpp", marks=pytest.mark.skipif(not CPP, reason="C++ extension did not build")),
     "numpy",
 ]
 
@@ -178,7 +180,7 @@ def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
     for k, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"numpy output {k}")
         assert a.dtype == (np.float64 if k in (3, 4) else np.int64)
-    if not _ops.cpp_available():
+    if not CPP:
         return
     # the cpp kernel computes the vectors from positions and cell
     pos = rng.uniform(0, 4, (n, 3))
@@ -200,7 +202,7 @@ def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
         assert (got[3][last] == 0).all() and (got[4][last] == 0).all()
 
 
-@pytest.mark.skipif(not _ops.cpp_available(), reason="C++ extension did not build")
+@pytest.mark.skipif(not CPP, reason="C++ extension did not build")
 def test_cpp_kernel_without_vectors_and_bad_pairs(rng):
     pairs, shifts, _, _ = _synthetic(rng, 5, 40, grouped=False)
     got = _cpp(pairs, shifts, None, None, 5, True)
@@ -212,3 +214,13 @@ def test_cpp_kernel_without_vectors_and_bad_pairs(rng):
     bad[3, 1] = 5
     with pytest.raises(RuntimeError, match=r"pair 3 = \(.*, 5\) is out of range for 5 atoms"):
         _cpp(bad, shifts, None, None, 5, False)
+
+
+@pytest.mark.skipif(not FUSED, reason="extension without vesin's C API (vesin.h)")
+def test_fused_op_reports_vesin_errors():
+    # neighbor_list validates first; called directly, vesin's own error comes through
+    op = torch.ops.periodic_conv.vesin_grouped.default
+    fns = _neighbors._vesin_functions()
+    pos, cell = torch.zeros(2, 3, dtype=torch.float64), 3 * torch.eye(3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="vesin_neighbors failed"):
+        op(pos, cell, [True] * 3, -1.0, False, True, *fns)

@@ -31,6 +31,8 @@ DEFAULT_CELL_TOL = 1e-6
 
 
 def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
+    if pbc.__class__ is tuple and len(pbc) == 3 and all(p.__class__ is bool for p in pbc):
+        return pbc  # the common case, kept cheap
     if isinstance(pbc, (bool, np.bool_)):
         return (bool(pbc),) * 3
     try:
@@ -42,11 +44,11 @@ def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
     return values  # type: ignore[return-value]
 
 
-def _float64_numpy(t: torch.Tensor) -> np.ndarray:
+def _float64_cpu(t: torch.Tensor) -> torch.Tensor:
     t = t.detach()
     if t.dtype != torch.float64 or t.device.type != "cpu":  # the common case needs no copy
         t = t.to("cpu", torch.float64)
-    return t.numpy()
+    return t.contiguous()
 
 
 def _validate(
@@ -56,8 +58,8 @@ def _validate(
     pbc: tuple[bool, bool, bool],
     cell_tol: float,
     max_edges: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check the input; return positions and cell as float64 numpy arrays (for vesin).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check the input; return positions and cell as contiguous float64 CPU tensors.
 
     The numerical checks run in numpy and plain Python floats: on a 3x3 cell and a few
     hundred positions the fixed cost of torch ops (isfinite, det, norm) would dominate.
@@ -72,11 +74,13 @@ def _validate(
         raise TypeError(f"r_cut must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
     if not math.isfinite(r_cut) or r_cut <= 0:
         raise ValueError(f"r_cut must be a finite number > 0 (Å), got {r_cut!r}")
-    pos, cel = _float64_numpy(positions), _float64_numpy(cell)
-    if not np.isfinite(pos).all():
+    pos_t, cell_t = _float64_cpu(positions), _float64_cpu(cell)
+    pos = pos_t.numpy()
+    # A finite sum means finite values (one reduction); an overflowing sum gets the full check.
+    if not math.isfinite(pos.sum()) and not np.isfinite(pos).all():
         bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))[:5].tolist()
         raise ValueError(f"positions must be finite, got non-finite values in rows {bad}")
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cel.tolist()
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell_t.tolist()
     if not all(math.isfinite(x) for x in (ax, ay, az, bx, by, bz, cx, cy, cz)):
         raise ValueError(f"cell must be finite, got {cell.tolist()}")
     n = pos.shape[0]
@@ -106,7 +110,7 @@ def _validate(
             f"r_cut={r_cut} Å would give about {estimate:,} edges for {n} atoms in "
             f"{volume:.3g} Å^3, above max_edges={max_edges:,}; lower r_cut or raise max_edges"
         )
-    return pos, cel
+    return pos_t, cell_t
 
 
 @dataclass(frozen=True)
@@ -353,30 +357,54 @@ def _group_numpy(
     return center, neighbor, shift, vectors, distances, counts
 
 
-#: Private switch for tests and benchmarks: "cpp" (compiled counting sort), "numpy", or
-#: "auto" (cpp when the extension is already loaded or built, never compiling it from here).
+#: Private switch for tests and benchmarks: "fused" (vesin's C API and the grouping in one
+#: compiled op), "cpp" (vesin's Python API, compiled grouping), "numpy", or "auto" (the first
+#: available of these, never compiling the extension from here).
 _GROUP_BACKEND = "auto"
+_OPS: dict[str, Any] = {}
 
 
-def _group_op() -> Any:
-    """The compiled grouping op, or None for the numpy path (see ``_GROUP_BACKEND``)."""
-    global _GROUP_OP
+def _compiled_ops() -> dict[str, Any]:
+    """The compiled ops usable under ``_GROUP_BACKEND`` ({} for the numpy path), cached."""
     if _GROUP_BACKEND == "numpy":
-        return None
-    if _GROUP_OP is None:
+        return {}
+    if not _OPS:
         from periodic_conv import _ops
 
-        ready = _ops.load_extension() if _GROUP_BACKEND == "cpp" else _ops.extension_ready()
-        if not ready:
-            if _GROUP_BACKEND == "cpp":
-                raise RuntimeError("_GROUP_BACKEND='cpp' but the C++ extension is unavailable")
-            return None
-        # the overload itself: skips the overload resolution of each call (µs count here)
-        _GROUP_OP = torch.ops.periodic_conv.group_by_center.default
-    return _GROUP_OP
+        forced = _GROUP_BACKEND in ("fused", "cpp")
+        if not (_ops.load_extension() if forced else _ops.extension_ready()):
+            if forced:
+                raise RuntimeError(
+                    f"_GROUP_BACKEND={_GROUP_BACKEND!r} but the C++ extension is unavailable"
+                )
+            return {}
+        # the overloads themselves: skips the overload resolution of each call (µs count here)
+        _OPS["group"] = torch.ops.periodic_conv.group_by_center.default
+        fns = _vesin_functions()
+        if fns is not None and hasattr(torch.ops.periodic_conv, "vesin_grouped"):
+            _OPS["fused"] = (torch.ops.periodic_conv.vesin_grouped.default, *fns)
+    if _GROUP_BACKEND == "cpp":
+        return {"group": _OPS["group"]}
+    if _GROUP_BACKEND == "fused" and "fused" not in _OPS:
+        raise RuntimeError("_GROUP_BACKEND='fused' but the extension was built without vesin.h")
+    return _OPS
 
 
-_GROUP_OP: Any = None
+def _vesin_functions() -> tuple[int, int] | None:
+    """Addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded."""
+    try:
+        import ctypes
+
+        from vesin._c_lib import get_library
+
+        lib = get_library()
+        fns = (
+            ctypes.cast(lib.vesin_neighbors, ctypes.c_void_p).value,
+            ctypes.cast(lib.vesin_free, ctypes.c_void_p).value,
+        )
+    except Exception:  # another vesin layout: the Python API path still works
+        return None
+    return fns if all(fns) else None  # type: ignore[return-value]
 
 
 def neighbor_list(
@@ -423,47 +451,58 @@ def neighbor_list(
         cell = torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=positions.dtype)
     if not positions.is_floating_point():
         raise TypeError(f"positions must be a floating tensor, got dtype {positions.dtype}")
-    cell = cell.to(positions.dtype)
+    if cell.dtype != positions.dtype:
+        cell = cell.to(positions.dtype)
     pbc_t = _as_pbc(pbc)
     if isinstance(r_cut, torch.Tensor):
         r_cut = float(r_cut)
-    pos_np, cell_np = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
+    pos_t, cell_t = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
     if numbers is not None and numbers.shape != (positions.shape[0],):
         raise ValueError(
             f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
         )
 
-    import vesin
-
-    n = pos_np.shape[0]
+    n = pos_t.shape[0]
     if not any(pbc_t):
-        cell_np = np.zeros((3, 3))
-    nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
-    # Without autograd the edge vectors and lengths come from vesin (numpy path) or from the
-    # grouping kernel (cpp path); with it they are recomputed below from differentiable ops so
-    # forces and stress flow.
+        cell_t = torch.zeros(3, 3, dtype=torch.float64)
+    # Without autograd the edge vectors and lengths come from the grouping kernel (compiled
+    # paths) or from vesin (numpy path); with it they are recomputed below from
+    # differentiable ops so forces and stress flow.
     differentiable = positions.requires_grad or cell.requires_grad
-    op = _group_op()
-    # copy=False: the arrays are views into `nl`'s buffers, alive as long as `nl` is; the
-    # grouping below copies them into arrays of its own.
-    quantities = "PS" if differentiable or op is not None else "PSDd"
-    pairs, shifts, *vd = nl.compute(pos_np, cell_np, list(pbc_t), quantities, copy=False)
-    if op is not None:
-        out = op(
-            torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
-            torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
-            None if differentiable else torch.from_numpy(np.ascontiguousarray(pos_np)),
-            None if differentiable else torch.from_numpy(np.ascontiguousarray(cell_np)),
-            n,
-            self_interaction,
-        )
+    ops = _compiled_ops()
+    if "fused" in ops:
+        op, fn_neighbors, fn_free = ops["fused"]
+        out = op(pos_t, cell_t, list(pbc_t), float(r_cut), self_interaction,
+                 not differentiable, fn_neighbors, fn_free)  # fmt: skip
     else:
-        out = tuple(
-            None if a is None else torch.from_numpy(a)
-            for a in _group_numpy(pairs, shifts, *(vd if vd else (None, None)), n, self_interaction)
+        import vesin
+
+        nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
+        op = ops.get("group")
+        # copy=False: the arrays are views into `nl`'s buffers, alive as long as `nl` is; the
+        # grouping below copies them into arrays of its own.
+        quantities = "PS" if differentiable or op is not None else "PSDd"
+        pairs, shifts, *vd = nl.compute(
+            pos_t.numpy(), cell_t.numpy(), list(pbc_t), quantities, copy=False
         )
-        out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
-    del nl, pairs, shifts, vd  # the views into vesin's buffers die with `nl`
+        if op is not None:
+            out = op(
+                torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
+                torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
+                None if differentiable else pos_t,
+                None if differentiable else cell_t,
+                n,
+                self_interaction,
+            )
+        else:
+            out = tuple(
+                None if a is None else torch.from_numpy(a)
+                for a in _group_numpy(
+                    pairs, shifts, *(vd if vd else (None, None)), n, self_interaction
+                )
+            )
+            out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
+        del nl, pairs, shifts, vd  # the views into vesin's buffers die with `nl`
 
     device = positions.device
     if device.type != "cpu":

@@ -38,6 +38,17 @@ def _with_cuda() -> bool:
     return bool(torch.cuda.is_available() and torch.version.cuda)
 
 
+@functools.lru_cache(maxsize=1)
+def _vesin_include() -> Path | None:
+    """vesin's C header directory (its public C API), if the installed vesin ships one."""
+    try:
+        import vesin
+    except ImportError:
+        return None
+    inc = Path(vesin.__file__).parent / "include"
+    return inc if (inc / "vesin.h").is_file() else None
+
+
 def _cache_dir() -> Path:
     files = sorted(_CPU_SOURCES + _HEADERS + ["conv_cuda.cu"])
     sha = hashlib.sha256()
@@ -45,6 +56,9 @@ def _cache_dir() -> Path:
         p = _CSRC / f
         if p.exists():
             sha.update(f.encode() + p.read_bytes())
+    inc = _vesin_include()
+    if inc is not None:  # the struct layouts compiled in must be those of the installed vesin
+        sha.update(b"vesin.h" + (inc / "vesin.h").read_bytes())
     root = os.environ.get("PERIODIC_CONV_CACHE")
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
@@ -74,12 +88,16 @@ def load_extension() -> bool:
             sources = [str(_CSRC / s) for s in _CPU_SOURCES]
             if _with_cuda():
                 sources.append(str(_CSRC / "conv_cuda.cu"))
+            includes, flags = [str(_CSRC)], ["-O3", "-fopenmp"]
+            if _vesin_include() is not None:
+                includes.append(str(_vesin_include()))
+                flags.append("-DPERIODIC_CONV_WITH_VESIN")
             cpp_extension.load(
                 name=_NAME,
                 sources=sources,
-                extra_cflags=["-O3", "-fopenmp"],
+                extra_cflags=flags,
                 extra_ldflags=["-fopenmp"],
-                extra_include_paths=[str(_CSRC)],
+                extra_include_paths=includes,
                 build_directory=str(build),
                 is_python_module=False,
                 verbose=False,

@@ -3,7 +3,12 @@
 // gathers in numpy, whose fixed costs were most of neighbor_list's time on top of vesin.
 #include <torch/extension.h>
 
+#ifdef PERIODIC_CONV_WITH_VESIN
+#include <vesin.h>  // vesin's public C API, from the installed vesin package
+#endif
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -51,48 +56,15 @@ void scatter(int64_t E, const int64_t* __restrict__ p, const int32_t* __restrict
   }
 }
 
-// pairs [E, 2] int64 (center, neighbour) and shifts [E, 3] int32 from vesin; with positions
-// [n, 3] and cell [3, 3] (float64) the edge vectors positions[b] - positions[a] + shift @ cell
-// and their lengths are computed in the same pass (cheaper than having vesin store, convert
-// and copy them, and the same expression as the differentiable torch path). With
-// self_interaction the edge (a, a, 0) comes last among the edges of a. Returns center,
-// neighbor, shift (int64), vectors, lengths (float64; [0, 3] and [0] without positions),
-// counts [n], and edge_batch [E] and batch [n] (int64 zeros: one structure). Every output is a
-// new tensor (the inputs may view vesin's buffers).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
-                    const std::optional<at::Tensor>& positions_opt,
-                    const std::optional<at::Tensor>& cell_opt, int64_t n,
-                    bool self_interaction) {
-  check_input(pairs, at::kLong, "pairs");
-  check_input(shifts, at::kInt, "shifts");
-  TORCH_CHECK(pairs.dim() == 2 && pairs.size(1) == 2, "pairs must have shape [E, 2], got ",
-              pairs.sizes());
-  const int64_t E = pairs.size(0);
-  TORCH_CHECK(shifts.dim() == 2 && shifts.size(0) == E && shifts.size(1) == 3,
-              "shifts must have shape [", E, ", 3], got ", shifts.sizes());
-  TORCH_CHECK(n >= 0, "n must be >= 0, got ", n);
-  TORCH_CHECK(positions_opt.has_value() == cell_opt.has_value(),
-              "positions and cell must be given together");
-  const bool with_vec = positions_opt.has_value();
-  double cm[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-  const double* x = nullptr;
-  if (with_vec) {
-    check_input(*positions_opt, at::kDouble, "positions");
-    check_input(*cell_opt, at::kDouble, "cell");
-    TORCH_CHECK(positions_opt->dim() == 2 && positions_opt->size(0) == n &&
-                    positions_opt->size(1) == 3,
-                "positions must have shape [", n, ", 3], got ", positions_opt->sizes());
-    TORCH_CHECK(cell_opt->dim() == 2 && cell_opt->size(0) == 3 && cell_opt->size(1) == 3,
-                "cell must have shape [3, 3], got ", cell_opt->sizes());
-    x = positions_opt->data_ptr<double>();
-    std::copy(cell_opt->data_ptr<double>(), cell_opt->data_ptr<double>() + 9, cm);
-  }
-  const int64_t* p = pairs.data_ptr<int64_t>();
-  const int32_t* s = shifts.data_ptr<int32_t>();
+using Graph8 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                          at::Tensor, at::Tensor>;
+
+// The counting sort on raw pointers: p [E][2] (center, neighbour), s [E][3]; x [n][3] and the
+// row-major cell cm (both only read when with_vec).
+Graph8 group_impl(const int64_t* p, const int32_t* s, int64_t E, const double* x,
+                  const double* cm, bool with_vec, int64_t n, bool self_interaction) {
   const int64_t Eo = E + (self_interaction ? n : 0);
-  const auto lopt = pairs.options();
+  const auto lopt = at::TensorOptions().dtype(at::kLong);
 
   // histogram (with a bounds check: a wrong index would be a wrong graph)
   at::Tensor counts = at::zeros({n}, lopt);
@@ -119,7 +91,7 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
 
   at::Tensor neighbor = at::empty({Eo}, lopt);
   at::Tensor shift = at::empty({Eo, 3}, lopt);
-  const auto dopt = pairs.options().dtype(at::kDouble);
+  const auto dopt = at::TensorOptions().dtype(at::kDouble);
   at::Tensor vec = at::empty({with_vec ? Eo : 0, 3}, dopt);
   at::Tensor len = at::empty({with_vec ? Eo : 0}, dopt);
   int64_t* nb = neighbor.data_ptr<int64_t>();
@@ -149,6 +121,102 @@ group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
   return {center, neighbor, shift, vec, len, counts, at::zeros({Eo}, lopt), at::zeros({n}, lopt)};
 }
 
+// pairs [E, 2] int64 (center, neighbour) and shifts [E, 3] int32 from vesin; with positions
+// [n, 3] and cell [3, 3] (float64) the edge vectors positions[b] - positions[a] + shift @ cell
+// and their lengths are computed in the same pass (cheaper than having vesin store, convert
+// and copy them, and the same expression as the differentiable torch path). With
+// self_interaction the edge (a, a, 0) comes last among the edges of a. Returns center,
+// neighbor, shift (int64), vectors, lengths (float64; [0, 3] and [0] without positions),
+// counts [n], and edge_batch [E] and batch [n] (int64 zeros: one structure). Every output is a
+// new tensor (the inputs may view vesin's buffers).
+Graph8 group_by_center_cpu(const at::Tensor& pairs, const at::Tensor& shifts,
+                    const std::optional<at::Tensor>& positions_opt,
+                    const std::optional<at::Tensor>& cell_opt, int64_t n,
+                    bool self_interaction) {
+  check_input(pairs, at::kLong, "pairs");
+  check_input(shifts, at::kInt, "shifts");
+  TORCH_CHECK(pairs.dim() == 2 && pairs.size(1) == 2, "pairs must have shape [E, 2], got ",
+              pairs.sizes());
+  const int64_t E = pairs.size(0);
+  TORCH_CHECK(shifts.dim() == 2 && shifts.size(0) == E && shifts.size(1) == 3,
+              "shifts must have shape [", E, ", 3], got ", shifts.sizes());
+  TORCH_CHECK(n >= 0, "n must be >= 0, got ", n);
+  TORCH_CHECK(positions_opt.has_value() == cell_opt.has_value(),
+              "positions and cell must be given together");
+  const bool with_vec = positions_opt.has_value();
+  double cm[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const double* x = nullptr;
+  if (with_vec) {
+    check_input(*positions_opt, at::kDouble, "positions");
+    check_input(*cell_opt, at::kDouble, "cell");
+    TORCH_CHECK(positions_opt->dim() == 2 && positions_opt->size(0) == n &&
+                    positions_opt->size(1) == 3,
+                "positions must have shape [", n, ", 3], got ", positions_opt->sizes());
+    TORCH_CHECK(cell_opt->dim() == 2 && cell_opt->size(0) == 3 && cell_opt->size(1) == 3,
+                "cell must have shape [3, 3], got ", cell_opt->sizes());
+    x = positions_opt->data_ptr<double>();
+    std::copy(cell_opt->data_ptr<double>(), cell_opt->data_ptr<double>() + 9, cm);
+  }
+  const int64_t* p = pairs.data_ptr<int64_t>();
+  const int32_t* s = shifts.data_ptr<int32_t>();
+  return group_impl(p, s, E, x, cm, with_vec, n, self_interaction);
+}
+
+#ifdef PERIODIC_CONV_WITH_VESIN
+using VesinNeighborsFn = int (*)(const double (*)[3], size_t, const double[3][3], const bool[3],
+                                 VesinDevice, VesinOptions, VesinNeighborList*, const char**);
+using VesinFreeFn = void (*)(VesinNeighborList*);
+
+// The whole neighbour list in one call: vesin's C API (full list, shifts only), then the
+// grouping above, without the Python wrapper's per-call work (option structs, pointer
+// conversions, copies). vesin_neighbors / vesin_free are the addresses of the functions of the
+// libvesin that Python's vesin loaded (no link-time dependency); their struct layouts come
+// from the header of the same installation (its contents are part of the build's cache key).
+Graph8 vesin_grouped_cpu(const at::Tensor& positions, const at::Tensor& cell,
+                         std::array<bool, 3> pbc, double cutoff, bool self_interaction,
+                         bool vectors, int64_t fn_neighbors, int64_t fn_free) {
+  check_input(positions, at::kDouble, "positions");
+  check_input(cell, at::kDouble, "cell");
+  TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 3,
+              "positions must have shape [n, 3], got ", positions.sizes());
+  TORCH_CHECK(cell.dim() == 2 && cell.size(0) == 3 && cell.size(1) == 3,
+              "cell must have shape [3, 3], got ", cell.sizes());
+  TORCH_CHECK(fn_neighbors != 0 && fn_free != 0, "vesin function addresses must be non-zero");
+  static_assert(sizeof(size_t) == sizeof(int64_t), "vesin pairs are size_t");
+  const int64_t n = positions.size(0);
+  const double* x = positions.data_ptr<double>();
+  const double* cm = cell.data_ptr<double>();
+
+  VesinOptions opt{};
+  opt.cutoff = cutoff;
+  opt.full = true;
+  opt.sorted = false;
+  opt.algorithm = VesinAutoAlgorithm;
+  opt.skin = 0.0;
+  opt.n_threads = 0;  // as vesin.NeighborList's default
+  opt.return_shifts = true;
+  opt.return_distances = false;
+  opt.return_vectors = false;
+  const bool periodic[3] = {pbc[0], pbc[1], pbc[2]};
+  VesinNeighborList nl;
+  const char* error = nullptr;
+  const auto neighbors = reinterpret_cast<VesinNeighborsFn>(fn_neighbors);
+  const auto release = reinterpret_cast<VesinFreeFn>(fn_free);
+  struct Release {  // vesin's buffers are freed on every path, errors included
+    VesinNeighborList* nl;
+    VesinFreeFn fn;
+    ~Release() { fn(nl); }
+  } guard{&nl, release};
+  const int status = neighbors(reinterpret_cast<const double(*)[3]>(x), static_cast<size_t>(n),
+                               reinterpret_cast<const double(*)[3]>(cm), periodic,
+                               VesinDevice{VesinCPU, 0}, opt, &nl, &error);
+  TORCH_CHECK(status == 0, "vesin_neighbors failed: ", error ? error : "(no message)");
+  return group_impl(reinterpret_cast<const int64_t*>(nl.pairs),
+                    reinterpret_cast<const int32_t*>(nl.shifts),
+                    static_cast<int64_t>(nl.length), x, cm, vectors, n, self_interaction);
+}
+#endif
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(periodic_conv, m) {
@@ -156,8 +224,19 @@ TORCH_LIBRARY_FRAGMENT(periodic_conv, m) {
       "group_by_center(Tensor pairs, Tensor shifts, Tensor? positions, Tensor? cell, int n, "
       "bool self_interaction) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+#ifdef PERIODIC_CONV_WITH_VESIN
+  m.def(
+      "vesin_grouped(Tensor positions, Tensor cell, bool[3] pbc, float cutoff, "
+      "bool self_interaction, bool vectors, int fn_neighbors, int fn_free) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+#endif
 }
 
-TORCH_LIBRARY_IMPL(periodic_conv, CPU, m) { m.impl("group_by_center", &group_by_center_cpu); }
+TORCH_LIBRARY_IMPL(periodic_conv, CPU, m) {
+  m.impl("group_by_center", &group_by_center_cpu);
+#ifdef PERIODIC_CONV_WITH_VESIN
+  m.impl("vesin_grouped", &vesin_grouped_cpu);
+#endif
+}
 
 }  // namespace periodic_conv
