@@ -444,6 +444,13 @@ def neighbor_list(
     -------
     Graph
         One structure; edges sorted by center atom.
+
+    Notes
+    -----
+    When the package's C++ extension is built (first use of the ``cpp`` convolution backend),
+    vesin's C API and the grouping by center run in one compiled call; otherwise vesin's
+    Python API and a compiled or numpy grouping are used (same graph, slower). This function
+    never compiles the extension itself.
     """
     if not isinstance(positions, torch.Tensor):
         positions = torch.as_tensor(np.asarray(positions, dtype=np.float64))
