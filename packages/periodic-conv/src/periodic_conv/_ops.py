@@ -40,13 +40,38 @@ def _with_cuda() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _vesin_include() -> Path | None:
-    """vesin's C header directory (its public C API), if the installed vesin ships one."""
+    """vesin's C header directory (its public C API), if the installed vesin ships one and is
+    a version whose options struct has the fields we set (0.6 onwards)."""
     try:
         import vesin
-    except ImportError:
+
+        major, minor = (int(x) for x in vesin.__version__.split(".")[:2])
+    except (ImportError, AttributeError, ValueError):
         return None
     inc = Path(vesin.__file__).parent / "include"
-    return inc if (inc / "vesin.h").is_file() else None
+    return inc if (major, minor) >= (0, 6) and (inc / "vesin.h").is_file() else None
+
+
+def _build(build: Path, with_vesin: bool) -> None:
+    from torch.utils import cpp_extension
+
+    sources = [str(_CSRC / s) for s in _CPU_SOURCES]
+    if _with_cuda():
+        sources.append(str(_CSRC / "conv_cuda.cu"))
+    includes, flags = [str(_CSRC)], ["-O3", "-fopenmp"]
+    if with_vesin:
+        includes.append(str(_vesin_include()))
+        flags.append("-DPERIODIC_CONV_WITH_VESIN")
+    cpp_extension.load(
+        name=_NAME,
+        sources=sources,
+        extra_cflags=flags,
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=includes,
+        build_directory=str(build),
+        is_python_module=False,
+        verbose=False,
+    )
 
 
 def _cache_dir() -> Path:
@@ -82,26 +107,15 @@ def load_extension() -> bool:
     so = build / f"{_NAME}.so"
     try:
         if not so.exists():
-            from torch.utils import cpp_extension
-
             build.mkdir(parents=True, exist_ok=True)
-            sources = [str(_CSRC / s) for s in _CPU_SOURCES]
-            if _with_cuda():
-                sources.append(str(_CSRC / "conv_cuda.cu"))
-            includes, flags = [str(_CSRC)], ["-O3", "-fopenmp"]
-            if _vesin_include() is not None:
-                includes.append(str(_vesin_include()))
-                flags.append("-DPERIODIC_CONV_WITH_VESIN")
-            cpp_extension.load(
-                name=_NAME,
-                sources=sources,
-                extra_cflags=flags,
-                extra_ldflags=["-fopenmp"],
-                extra_include_paths=includes,
-                build_directory=str(build),
-                is_python_module=False,
-                verbose=False,
-            )
+            try:
+                _build(build, with_vesin=_vesin_include() is not None)
+            except Exception:
+                if _vesin_include() is None:
+                    raise
+                # A vesin header we cannot compile against must not cost the convolution
+                # backends: build again without the fused neighbour-list op.
+                _build(build, with_vesin=False)
         else:
             torch.ops.load_library(str(so))
     except Exception as exc:

@@ -1,6 +1,9 @@
-// Grouping of a neighbour list by center atom: a stable counting sort in one histogram pass and
-// one scatter pass (vesin's order is kept within each center). It replaces an argsort and five
-// gathers in numpy, whose fixed costs were most of neighbor_list's time on top of vesin.
+// Neighbour lists grouped by center atom: a stable counting sort in one histogram pass and one
+// scatter pass (vesin's order is kept within each center) that also computes edge vectors and
+// lengths. It replaces an argsort and five gathers in numpy, whose fixed costs were most of
+// neighbor_list's time on top of vesin. group_by_center takes vesin's output from Python;
+// vesin_grouped (built when vesin's C header is available) calls vesin's C API itself, so a
+// neighbour list is one call.
 #include <torch/extension.h>
 
 #ifdef PERIODIC_CONV_WITH_VESIN
