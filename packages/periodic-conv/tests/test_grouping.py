@@ -224,3 +224,21 @@ def test_fused_op_reports_vesin_errors():
     pos, cell = torch.zeros(2, 3, dtype=torch.float64), 3 * torch.eye(3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="vesin_neighbors failed"):
         op(pos, cell, [True] * 3, -1.0, False, True, *fns)
+
+
+def test_validation_messages_and_huge_finite_values():
+    cell = 3 * torch.eye(3, dtype=torch.float64)
+    pos = torch.zeros(4, 3, dtype=torch.float64)
+    pos[2, 1] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"positions must be finite, got non-finite values in rows \[2\]"
+    ):
+        pc.neighbor_list(pos, cell, 2.0)
+    bad_cell = cell.clone()
+    bad_cell[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="cell must be finite"):
+        pc.neighbor_list(torch.zeros(2, 3, dtype=torch.float64), bad_cell, 2.0)
+    # finite values whose sum overflows are finite
+    huge = torch.tensor([[1e308, 0.0, 0.0], [1e308, 0.0, 0.0]], dtype=torch.float64)
+    p, c = _neighbors._validate(huge, cell, 2.0, (True, True, True), 1e-6, 10**9)
+    assert p.dtype == c.dtype == torch.float64 and torch.equal(p, huge)
