@@ -242,3 +242,9 @@ def test_validation_messages_and_huge_finite_values():
     huge = torch.tensor([[1e308, 0.0, 0.0], [1e308, 0.0, 0.0]], dtype=torch.float64)
     p, c = _neighbors._validate(huge, cell, 2.0, (True, True, True), 1e-6, 10**9)
     assert p.dtype == c.dtype == torch.float64 and torch.equal(p, huge)
+
+
+@pytest.mark.skipif(not CPP, reason="C++ extension did not build")
+def test_build_extension_enables_compiled_grouping():
+    assert pc.build_extension() is True
+    assert _ops.extension_ready()
