@@ -446,7 +446,8 @@ def neighbor_list(
 
     Notes
     -----
-    When the package's C++ extension is built (first use of the ``cpp`` convolution backend),
+    When the package's C++ extension is built (first use of the ``cpp`` convolution backend,
+    or :func:`periodic_conv.build_extension`),
     vesin's C API and the grouping by center run in one compiled call; otherwise vesin's
     Python API and a compiled or numpy grouping are used (same graph, slower). This function
     never compiles the extension itself.
