@@ -113,6 +113,26 @@ def isolated(session: nox.Session, package: str) -> None:
 
 
 @nox.session
+def mypy(session: nox.Session) -> None:
+    """mypy over every package's sources (configuration in the root pyproject.toml)."""
+    constraints = _install_torch(session)
+    for name in PACKAGES:
+        session.install("-c", str(constraints), "-e", str(_package_dir(name)))
+    session.install("mypy")
+    sources = [str(_package_dir(name) / "src") for name in PACKAGES]
+    session.run("mypy", *sources)
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Run every ```python block of every README (tests/test_readme_examples.py)."""
+    constraints = _install_torch(session)
+    for name in PACKAGES:
+        session.install("-c", str(constraints), "-e", f"{_package_dir(name)}[test]")
+    _pytest(session, "-c", str(ROOT / "pyproject.toml"), str(ROOT / "tests"))
+
+
+@nox.session
 def generate_check(session: nox.Session) -> None:
     """Regenerate rsh's generated code and fail on any difference with the committed files."""
     if "rsh" not in PACKAGES:
