@@ -30,7 +30,7 @@ PACKAGE_TABLE: dict[str, tuple[str, list[str]]] = {
     "rsh": ("rsh", []),
     "gaunt-elastic": ("gaunt_elastic", ["rsh"]),
     "periodic-conv": ("periodic_conv", ["rsh", "gaunt-elastic"]),
-    "mp-audit": ("mp_audit", []),
+    "mp-audit": ("mp_audit", ["rsh", "gaunt-elastic", "periodic-conv"]),
     "xtalnet": ("xtalnet", ["rsh", "gaunt-elastic", "periodic-conv", "mp-audit"]),
 }
 # Only packages that exist yet take part.
