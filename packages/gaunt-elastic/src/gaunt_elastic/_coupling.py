@@ -8,23 +8,21 @@ import math
 import numpy as np
 import torch
 
-from ._exact import check_l, triangle, wigner_3j
+from ._exact import check_l, triangle, u_row, wigner_3j
 
 __all__ = ["CONVENTIONS", "coupling", "coupling_sign"]
 
 CONVENTIONS = ("standard", "thesis", "e3nn")
 
 
-def _u_matrix(l: int) -> torch.Tensor:
-    """Unitary U of thesis eq. 3.2: real Y_lm = sum_mu U[m, mu] Y_l^mu (CS complex Y)."""
-    u = torch.zeros(2 * l + 1, 2 * l + 1, dtype=torch.complex128)
+@functools.lru_cache(maxsize=64)
+def _u_matrix(l: int) -> np.ndarray:
+    """Unitary U of thesis eq. 3.2 as a complex [2l+1, 2l+1] array, from ``u_row``."""
+    u = np.zeros((2 * l + 1, 2 * l + 1), dtype=np.complex128)
     r = 1 / math.sqrt(2)
-    u[l, l] = 1
-    for mu in range(1, l + 1):
-        u[l + mu, l + mu] = (-1) ** mu * r
-        u[l + mu, l - mu] = r
-        u[l - mu, l - mu] = 1j * r
-        u[l - mu, l + mu] = -1j * (-1) ** mu * r
+    for m in range(-l, l + 1):
+        for mu, value in u_row(m):
+            u[l + m, l + mu] = value * (r if m else 1)
     return u
 
 
@@ -38,9 +36,9 @@ def _raw(l1: int, l2: int, l3: int) -> torch.Tensor:
             if sign:
                 w[m1 + l1, m2 + l2, -m1 - m2 + l3] = sign * math.sqrt(square)
     # One index at a time, in numpy: small complex torch einsums are ~100x slower here.
-    t = np.tensordot(w.numpy(), _u_matrix(l3).numpy(), axes=([2], [1]))  # ijc
-    t = np.tensordot(t, _u_matrix(l2).numpy(), axes=([1], [1]))  # icb
-    t = np.tensordot(t, _u_matrix(l1).numpy(), axes=([0], [1]))  # cba
+    t = np.tensordot(w.numpy(), _u_matrix(l3), axes=([2], [1]))  # ijc
+    t = np.tensordot(t, _u_matrix(l2), axes=([1], [1]))  # icb
+    t = np.tensordot(t, _u_matrix(l1), axes=([0], [1]))  # cba
     t = torch.from_numpy(np.ascontiguousarray(t.transpose(2, 1, 0)))
     # The invariant is real for even l1+l2+l3 and purely imaginary for odd: make it real.
     out = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag

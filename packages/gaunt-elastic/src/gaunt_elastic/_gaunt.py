@@ -16,7 +16,8 @@ import numpy as np
 import sympy
 import torch
 
-from ._exact import check_l, check_lm, real_gaunt_exact, real_gaunt_float
+from ._exact import check_l, check_lm, gaunt_allowed, real_gaunt_exact, real_gaunt_float
+from ._validate import check_float_dtype
 
 __all__ = ["gaunt_tables", "gaunt_tensor", "real_gaunt", "sphere_quadrature"]
 
@@ -91,17 +92,12 @@ def _sh_on_quadrature(l_max: int, degree: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _selection_mask(l1: int, l2: int, l3: int) -> torch.Tensor:
-    """Boolean [2l1+1, 2l2+1, 2l3+1]: entries allowed by App. D properties 2-5."""
-    if (l1 + l2 + l3) % 2 or not (abs(l1 - l2) <= l3 <= l1 + l2):
-        return torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=torch.bool)
+    """Boolean [2l1+1, 2l2+1, 2l3+1]: entries allowed by App. D (``gaunt_allowed``)."""
     m1 = torch.arange(-l1, l1 + 1).view(-1, 1, 1)
     m2 = torch.arange(-l2, l2 + 1).view(1, -1, 1)
     m3 = torch.arange(-l3, l3 + 1).view(1, 1, -1)
-    negatives = (m1 < 0).long() + (m2 < 0).long() + (m3 < 0).long()
-    a1, a2, a3 = m1.abs(), m2.abs(), m3.abs()
-    # The complex Gaunt needs mu1+mu2+mu3 = 0 for some signs: one |m| is the sum of the others.
-    sums = (a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2)
-    return (negatives % 2 == 0) & sums
+    mask = gaunt_allowed(l1, l2, l3, m1, m2, m3)
+    return mask.expand(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
 
 
 _DENSE_L_MAX = 10
@@ -139,12 +135,6 @@ def _check_rsh_range(l: int, name: str) -> None:
         )
 
 
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
-
-
 def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """All real Gaunt coefficients of one (l1, l2, l3) block.
 
@@ -164,7 +154,7 @@ def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float6
     for i, l in enumerate((l1, l2, l3), start=1):
         check_l(l, f"l{i}")
         _check_rsh_range(l, f"l{i}")
-    _check_dtype(dtype)
+    check_float_dtype(dtype)
     l1, l2, l3 = int(l1), int(l2), int(l3)
     if max(l1, l2, l3) <= _DENSE_L_MAX:
         # Slicing the one dense table (built in one matmul) beats ~1000 small products.
@@ -184,16 +174,13 @@ def _dense_tables(l_max: int) -> torch.Tensor:
     g = (pair.T @ (y * w[:, None])).reshape(n, n, n)
     ls = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
     ms = torch.cat([torch.arange(-l, l + 1) for l in range(l_max + 1)])
-    l1, l2, l3 = ls.view(-1, 1, 1), ls.view(1, -1, 1), ls.view(1, 1, -1)
-    a1, a2, a3 = ms.abs().view(-1, 1, 1), ms.abs().view(1, -1, 1), ms.abs().view(1, 1, -1)
-    negatives = (ms < 0).long()
-    negatives = negatives.view(-1, 1, 1) + negatives.view(1, -1, 1) + negatives.view(1, 1, -1)
-    mask = (
-        ((l1 + l2 + l3) % 2 == 0)
-        & ((l1 - l2).abs() <= l3)
-        & (l3 <= l1 + l2)
-        & (negatives % 2 == 0)
-        & ((a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2))
+    mask = gaunt_allowed(
+        ls.view(-1, 1, 1),
+        ls.view(1, -1, 1),
+        ls.view(1, 1, -1),
+        ms.view(-1, 1, 1),
+        ms.view(1, -1, 1),
+        ms.view(1, 1, -1),
     )
     return torch.where(mask, g, torch.zeros((), dtype=g.dtype))
 
@@ -215,4 +202,4 @@ def gaunt_tables(l_max: int, *, dtype: torch.dtype = torch.float64) -> torch.Ten
     """
     check_l(l_max, "l_max")
     _check_rsh_range(l_max, "l_max")
-    return _dense_tables(int(l_max)).to(_check_dtype(dtype), copy=True)
+    return _dense_tables(int(l_max)).to(check_float_dtype(dtype), copy=True)
