@@ -106,6 +106,8 @@ def test_exact_change_of_basis():
         ("ij==ji", ValueError, "index words"),
         ("i j=j1", ValueError, "index words"),
         (3, TypeError, "formula must be a str"),
+        ("ij=-ij", ValueError, "contradictory"),  # issue 12 item 13: gave dim 0 silently
+        ("ij=-ji=ji", ValueError, "contradictory"),
     ],
 )
 def test_bad_formula(formula, err, match):
@@ -136,3 +138,38 @@ def test_equivariance_hypothesis(formula, seed):
     t_rot = torch.einsum(f"{spec},{letters}->{'pqrstu'[: ct.rank]}", *([R] * ct.rank), t)
     d = rsh.testing.irreps_wigner_D(ct.irreps, R, convention="standard")
     assert torch.allclose(ct.from_cartesian(t_rot), d @ x, atol=1e-12)
+
+
+def test_from_cartesian_non_finite_and_per_row_check():
+    # issue 12 item 6: one NaN tensor switched the symmetry check off for the whole batch.
+    ct = CartesianTensor("ij=ji")
+    good = torch.eye(3, dtype=torch.float64)
+    asym = good.clone()
+    asym[0, 1] += 500.0
+    nan = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"T\[0\] contains non-finite values"):
+        ct.from_cartesian(torch.stack([nan, asym]))
+    with pytest.raises(ValueError, match=r"T\[1\] contains non-finite"):
+        ct.from_cartesian(torch.stack([good, good.new_full((3, 3), float("inf"))]))
+    with pytest.raises(ValueError, match=r"T\[0, 1\] contains non-finite"):
+        ct.from_cartesian(torch.stack([good, nan]).reshape(1, 2, 3, 3), symmetrize=True)
+    # Per row: a large symmetric tensor does not hide a small asymmetric one.
+    big = good * 1e6
+    small = good * 100
+    small[0, 1] += 50.0
+    with pytest.raises(ValueError, match=r"T\[1\] lacks the symmetry 'ij=ji'"):
+        ct.from_cartesian(torch.stack([big, small]), rtol=1e-3)
+    out = ct.from_cartesian(torch.stack([big, small]), symmetrize=True)
+    sym = (small + small.T) / 2
+    assert torch.allclose(out[1], ct.from_cartesian(sym), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rtol", "err"), [(float("nan"), ValueError), (-1, ValueError), ("1e-6", TypeError)]
+)
+def test_from_cartesian_bad_rtol(rtol, err):
+    ct = CartesianTensor("ij=ji")
+    asym = torch.eye(3, dtype=torch.float64)
+    asym[0, 1] = 5.0
+    with pytest.raises(err, match="rtol"):
+        ct.from_cartesian(asym, rtol=rtol)

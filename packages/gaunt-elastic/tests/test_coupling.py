@@ -105,9 +105,43 @@ def test_odd_l111_is_levi_civita():
 def test_errors():
     with pytest.raises(ValueError, match="triangle"):
         ge.coupling(1, 1, 3)
-    with pytest.raises(ValueError, match="l_in"):
+    with pytest.raises(ValueError, match="l2"):
         ge.coupling(1, -1, 1)
     with pytest.raises(ValueError, match="convention"):
         ge.coupling(1, 1, 1, convention="nope")
     with pytest.raises(TypeError, match="dtype"):
         ge.coupling(1, 1, 1, dtype=torch.int64)
+
+
+def test_keywords_are_keyword_only():
+    with pytest.raises(TypeError):
+        ge.coupling(1, 1, 1, "standard")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ge.coupling_sign(1, 1, 1, "standard")  # type: ignore[misc]
+    assert torch.equal(ge.coupling(l1=2, l2=1, l3=1), ge.coupling(2, 1, 1))
+
+
+def test_coupling_sign_rejects_bad_input():
+    # issue 12 items 13 and 17: these returned -1, 1 and crashed with a bare TypeError.
+    with pytest.raises(ValueError, match=r"convention must be one of .*'bogus'"):
+        ge.coupling_sign(1, 1, 1, convention="bogus")
+    with pytest.raises(ValueError, match="l1"):
+        ge.coupling_sign(-3, 0, 0)
+    with pytest.raises(TypeError, match="l1"):
+        ge.coupling_sign("a", "b", "c")
+    with pytest.raises(TypeError, match="l3"):
+        ge.coupling_sign(1, 1, 1.0)
+
+
+def test_coupling_sign_values():
+    # The documented rule, against the sign of the coupling tensor's largest entry relative
+    # to the "standard" one (which for even sums is the positive Gaunt direction).
+    import numpy as np
+
+    assert ge.coupling_sign(np.int64(1), 1, 0) == -1
+    for ls in _triples(4):
+        s = sum(ls)
+        expected = (-1) ** (s // 2)
+        assert ge.coupling_sign(*ls) == expected
+        assert ge.coupling_sign(*ls, convention="e3nn") == expected
+        assert ge.coupling_sign(*ls, convention="thesis") == expected * (-1) ** s
