@@ -46,19 +46,19 @@ def _raw(l1: int, l2: int, l3: int) -> torch.Tensor:
     return out / torch.linalg.norm(out)
 
 
-def coupling_sign(l1: int, l2: int, l3: int, *, convention: str = "standard") -> int:
+def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = "standard") -> int:
     """Sign that ``coupling`` applies to the normalised tensor Re/Im(U⊗U⊗U·3j).
 
-    The rule is ``(-1)**((l1 + l2 + l3) // 2)`` for "standard" and "e3nn", times
-    ``(-1)**(l1 + l2 + l3)`` for "thesis" (its harmonics are (-1)^l times standard).
-    For even ``l1 + l2 + l3`` this makes the "standard" tensor a positive multiple of
-    the real Gaunt tensor, because sign 3j(l1 l2 l3; 0 0 0) = (-1)^((l1+l2+l3)/2).
-    The same rule reproduces ``e3nn.o3.wigner_3j(l1, l2, l3)`` exactly, for odd sums
-    too (verified for all l1, l2, l3 <= 10 in the tests).
+    The rule is ``(-1)**((l_out + l_in + l) // 2)`` for "standard" and "e3nn", times
+    ``(-1)**(l_out + l_in + l)`` for "thesis" (its harmonics are (-1)^l times standard).
+    For even ``l_out + l_in + l`` this makes the "standard" tensor a positive multiple of
+    the real Gaunt tensor, because sign 3j(l_out l_in l; 0 0 0) = (-1)^((l_out+l_in+l)/2).
+    The same rule reproduces ``e3nn.o3.wigner_3j(l_out, l_in, l)`` exactly, for odd sums
+    too (verified for all l_out, l_in, l <= 10 in the tests).
 
     Parameters
     ----------
-    l1, l2, l3 : int
+    l_out, l_in, l : int
         Degrees ``>= 0`` (output, input, filter), as in ``coupling``.
     convention : {"standard", "thesis", "e3nn"}
         Basis of the real harmonics.
@@ -68,20 +68,20 @@ def coupling_sign(l1: int, l2: int, l3: int, *, convention: str = "standard") ->
     int
         +1 or -1.
     """
-    l1, l2, l3 = _check_degrees(l1, l2, l3)
+    l_out, l_in, l = _check_degrees(l_out, l_in, l)
     convention = _check_convention(convention)
-    s = l1 + l2 + l3
+    s = l_out + l_in + l
     sign = -1 if (s // 2) % 2 else 1
     if convention == "thesis" and s % 2:
         sign = -sign
     return sign
 
 
-def _check_degrees(l1: object, l2: object, l3: object) -> tuple[int, int, int]:
-    check_l(l1, "l1")
-    check_l(l2, "l2")
-    check_l(l3, "l3")
-    return int(l1), int(l2), int(l3)  # type: ignore[call-overload]
+def _check_degrees(l_out: object, l_in: object, l: object) -> tuple[int, int, int]:
+    check_l(l_out, "l_out")
+    check_l(l_in, "l_in")
+    check_l(l, "l")
+    return int(l_out), int(l_in), int(l)  # type: ignore[call-overload]
 
 
 def _check_convention(convention: object) -> str:
@@ -91,9 +91,9 @@ def _check_convention(convention: object) -> str:
 
 
 def coupling(
-    l1: int,
-    l2: int,
-    l3: int,
+    l_out: int,
+    l_in: int,
+    l: int,
     *,
     convention: str = "standard",
     dtype: torch.dtype = torch.float64,
@@ -102,9 +102,9 @@ def coupling(
 
     Parameters
     ----------
-    l1, l2, l3 : int
+    l_out, l_in, l : int
         Degrees of output (index i), input (index j) and filter (index m); each ``>= 0``
-        and ``|l1 - l2| <= l3 <= l1 + l2`` (triangle rule).
+        and ``|l_out - l_in| <= l <= l_out + l_in`` (triangle rule).
     convention : {"standard", "thesis", "e3nn"}
         Basis of all three indices: rsh's "standard" real harmonics (eq. 3.2), the "thesis"
         ones ((-1)^l times standard, eq. 3.3) or e3nn's. See ``coupling_sign`` for the sign.
@@ -115,8 +115,8 @@ def coupling(
     -------
     torch.Tensor
         Shape [2l1+1, 2l2+1, 2l3+1], dimensionless, Frobenius norm 1, invariant under
-        D^l1 ⊗ D^l2 ⊗ D^l3 for the convention's Wigner D matrices (eq. A.6).
-        For even ``l1 + l2 + l3`` and the "standard" convention it is the real Gaunt
+        D^l_out ⊗ D^l_in ⊗ D^l for the convention's Wigner D matrices (eq. A.6).
+        For even ``l_out + l_in + l`` and the "standard" convention it is the real Gaunt
         tensor divided by its norm.
 
     Raises
@@ -127,16 +127,16 @@ def coupling(
         For negative degrees, an unknown ``convention`` or a triple that breaks the
         triangle rule.
     """
-    l1, l2, l3 = _check_degrees(l1, l2, l3)
+    l_out, l_in, l = _check_degrees(l_out, l_in, l)
     convention = _check_convention(convention)
     check_float_dtype(dtype)
-    if not triangle(l1, l2, l3):
+    if not triangle(l_out, l_in, l):
         raise ValueError(
-            f"(l1, l2, l3) = ({l1}, {l2}, {l3}) violates the triangle rule "
-            "|l1 - l2| <= l3 <= l1 + l2"
+            f"(l_out, l_in, l) = ({l_out}, {l_in}, {l}) violates the triangle rule "
+            "|l_out - l_in| <= l <= l_out + l_in"
         )
     # The three conventions share one invariant up to sign: thesis harmonics are (-1)^l times
     # standard ones, and e3nn's basis is the standard one rotated by the cyclic permutation
     # (x, y, z) -> (z, x, y), a proper rotation that leaves every invariant tensor unchanged.
-    sign = coupling_sign(l1, l2, l3, convention=convention)
-    return (_raw(l1, l2, l3) * sign).to(dtype)
+    sign = coupling_sign(l_out, l_in, l, convention=convention)
+    return (_raw(l_out, l_in, l) * sign).to(dtype)
