@@ -40,9 +40,9 @@ def _raw(l1: int, l2: int, l3: int) -> torch.Tensor:
     t = np.tensordot(w.numpy(), _u_matrix(l3), axes=([2], [1]))  # ijc
     t = np.tensordot(t, _u_matrix(l2), axes=([1], [1]))  # icb
     t = np.tensordot(t, _u_matrix(l1), axes=([0], [1]))  # cba
-    t = torch.from_numpy(np.ascontiguousarray(t.transpose(2, 1, 0)))
+    inv = torch.from_numpy(np.ascontiguousarray(t.transpose(2, 1, 0)))
     # The invariant is real for even l1+l2+l3 and purely imaginary for odd: make it real.
-    out = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag
+    out = inv.real if (l1 + l2 + l3) % 2 == 0 else inv.imag
     return out / torch.linalg.norm(out)
 
 

@@ -97,7 +97,7 @@ _GENERATORS: dict[str, tuple[int, int, int, int]] = {
 
 
 def _close(generators: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
-    group = {(0, 1, 2, 3)}
+    group: set[tuple[int, ...]] = {(0, 1, 2, 3)}
     frontier = list(group)
     while frontier:
         new = []
@@ -116,15 +116,12 @@ _PERMUTATIONS = _close(tuple(_GENERATORS.values()))
 
 
 def _canonical(a: int, b: int, c: int, d: int) -> tuple[int, int, int, int]:
-    # Algorithm 1 with the in-pair sorts first (see canonical_index); works on any ordered
-    # index values, so it serves the covariant (-1, 0, 1) and the Cartesian (0, 1, 2) ids.
-    if a > b:
-        a, b = b, a
-    if c > d:
-        c, d = d, c
-    if (a, b) > (c, d):
-        a, b, c, d = c, d, a, b
-    return a, b, c, d
+    # The lexicographically smallest copy of (a, b, c, d) under the 8 symmetries: exactly
+    # what Algorithm 1 returns when the in-pair sorts come first (sorted pairs, then the
+    # smaller pair first). Works on any ordered index values, so it serves the covariant
+    # (-1, 0, 1) and the Cartesian (0, 1, 2) ids alike.
+    x = (a, b, c, d)
+    return min((x[p[0]], x[p[1]], x[p[2]], x[p[3]]) for p in _PERMUTATIONS)
 
 
 def _check_covariant(a: object, b: object, c: object, d: object) -> tuple[int, int, int, int]:
@@ -320,7 +317,7 @@ def _symmetric_projector() -> torch.Tensor:
     # Symmetric [81, 81] matrix: the mean of the 8 permutation matrices of _PERMUTATIONS.
     idx = torch.arange(81).reshape(3, 3, 3, 3)
     eye = torch.eye(81, dtype=torch.float64)
-    return sum(eye[idx.permute(*p).reshape(-1)] for p in _PERMUTATIONS) / len(_PERMUTATIONS)
+    return torch.stack([eye[idx.permute(*p).reshape(-1)] for p in _PERMUTATIONS]).mean(dim=0)
 
 
 def _symmetry_error(row: torch.Tensor, label: str, dev: float, bound: float, hint: str) -> str:
