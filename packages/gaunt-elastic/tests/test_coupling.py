@@ -8,6 +8,7 @@ import math
 import gaunt_elastic as ge
 import pytest
 import rsh
+import rsh.testing
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

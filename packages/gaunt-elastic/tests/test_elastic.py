@@ -285,7 +285,7 @@ def test_cartesian_to_irreps_equivariant(seed):
     c = random_elastic(2, g)
     c_rot = torch.einsum("ia,jb,kc,ld,nabcd->nijkl", R, R, R, R, c)
     d = torch.block_diag(*[rsh.wigner_D(l, R, convention="thesis") for l in (0, 2, 0, 2, 4)])
-    d_irreps = rsh.testing.irreps_wigner_D(el.IRREPS, R, convention="thesis")
+    d_irreps = rsh.Irreps(el.IRREPS).D(R, convention="thesis")
     assert torch.allclose(d, d_irreps, atol=1e-14)
     s, s_rot = el.cartesian_to_irreps(c), el.cartesian_to_irreps(c_rot)
     assert torch.allclose(s_rot, s @ d.T, atol=1e-10 * float(c.abs().max()))
@@ -398,3 +398,24 @@ def test_gradient_flows_through_the_checked_transform(generator):
     c = random_elastic(2, generator).requires_grad_()
     el.cartesian_to_irreps(c).sum().backward()
     assert c.grad is not None and torch.isfinite(c.grad).all()
+
+
+def test_cartesian_to_irreps_equivariant_o3(generator):
+    # rsh.testing.assert_equivariant with proper and improper rotations: C built from
+    # Cartesian vectors (sums of symmetrised outer products u⊗v⊗w⊗x) rotates as a rank-4
+    # tensor, and S by IRREPS (all even) in the thesis convention.
+    import rsh.testing
+
+    vectors = [torch.randn(5, 3, dtype=torch.float64, generator=generator) for _ in range(4)]
+
+    def fn(u, v, w, x):
+        return el.cartesian_to_irreps(el.symmetrize(torch.einsum("na,nb,nc,nd->abcd", u, v, w, x)))
+
+    rsh.testing.assert_equivariant(
+        fn,
+        vectors,
+        ["cartesian_vectors"] * 4,
+        el.IRREPS,
+        convention="thesis",
+        generator=generator,
+    )

@@ -16,7 +16,7 @@ from . import elastic
 from .__about__ import __version__
 from ._cartesian import CartesianTensor
 from ._coupling import coupling, coupling_sign
-from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt, sphere_quadrature
+from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt
 
 __all__ = [
     "CartesianTensor",
@@ -27,5 +27,4 @@ __all__ = [
     "gaunt_tables",
     "gaunt_tensor",
     "real_gaunt",
-    "sphere_quadrature",
 ]

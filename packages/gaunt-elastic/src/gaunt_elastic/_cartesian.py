@@ -21,6 +21,7 @@ import re
 
 import sympy
 import torch
+from rsh import Irreps
 
 from ._coupling import coupling
 from ._validate import check_finite_rows, check_float_dtype, check_rtol, check_tensor, row_label
@@ -132,8 +133,9 @@ class CartesianTensor:
     ----------
     formula : str
     rank : int
-    irreps : str
-        e3nn irreps string, e.g. ``"2x0e+2x2e+1x4e"``; parity is (-1)^rank.
+    irreps : rsh.Irreps
+        e.g. ``Irreps("2x0e+2x2e+1x4e")``; parity is (-1)^rank (``str()`` gives the e3nn
+        string).
     dim : int
         Number of irreducible components.
 
@@ -159,11 +161,11 @@ class CartesianTensor:
             )
         self._projector = _projector(self.rank, group)
         self._q, self._ls = self._build()
-        parity = "e" if self.rank % 2 == 0 else "o"
+        parity = 1 if self.rank % 2 == 0 else -1
         counts: dict[int, int] = {}
         for l in self._ls:
             counts[l] = counts.get(l, 0) + 1
-        self.irreps = "+".join(f"{c}x{l}{parity}" for l, c in sorted(counts.items()))
+        self.irreps = Irreps([(c, l, parity) for l, c in sorted(counts.items())])
         self.dim = int(self._q.shape[0])
 
     def _build(self) -> tuple[torch.Tensor, list[int]]:

@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import torch
+from rsh.conventions import DEFAULT_CONVENTION, check_convention, check_degree
 
-from ._exact import check_l, triangle, u_row, wigner_3j
+from ._exact import triangle, u_row, wigner_3j
 from ._validate import check_float_dtype
 
-__all__ = ["CONVENTIONS", "coupling", "coupling_sign"]
-
-CONVENTIONS = ("standard", "thesis", "e3nn")
+__all__ = ["coupling", "coupling_sign"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,7 +45,7 @@ def _raw(l1: int, l2: int, l3: int) -> torch.Tensor:
     return out / torch.linalg.norm(out)
 
 
-def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = "standard") -> int:
+def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = DEFAULT_CONVENTION) -> int:
     """Sign that ``coupling`` applies to the normalised tensor Re/Im(U⊗U⊗U·3j).
 
     The rule is ``(-1)**((l_out + l_in + l) // 2)`` for "standard" and "e3nn", times
@@ -69,7 +68,7 @@ def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = "standard"
         +1 or -1.
     """
     l_out, l_in, l = _check_degrees(l_out, l_in, l)
-    convention = _check_convention(convention)
+    convention = check_convention(convention)
     s = l_out + l_in + l
     sign = -1 if (s // 2) % 2 else 1
     if convention == "thesis" and s % 2:
@@ -78,16 +77,7 @@ def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = "standard"
 
 
 def _check_degrees(l_out: object, l_in: object, l: object) -> tuple[int, int, int]:
-    check_l(l_out, "l_out")
-    check_l(l_in, "l_in")
-    check_l(l, "l")
-    return int(l_out), int(l_in), int(l)  # type: ignore[call-overload]
-
-
-def _check_convention(convention: object) -> str:
-    if not isinstance(convention, str) or convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention
+    return check_degree(l_out, "l_out"), check_degree(l_in, "l_in"), check_degree(l, "l")
 
 
 def coupling(
@@ -95,7 +85,7 @@ def coupling(
     l_in: int,
     l: int,
     *,
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Coupling coefficients C[i, j, m] of thesis App. A, eq. A.1: Z_i = C_ijm F_j K_m.
@@ -128,7 +118,7 @@ def coupling(
         triangle rule.
     """
     l_out, l_in, l = _check_degrees(l_out, l_in, l)
-    convention = _check_convention(convention)
+    convention = check_convention(convention)
     check_float_dtype(dtype)
     if not triangle(l_out, l_in, l):
         raise ValueError(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
+import numbers
 from fractions import Fraction
 from typing import Any
 
 import sympy
+from rsh.conventions import check_degree
 
 # A signed square root of a rational: value = sign * sqrt(square).
 Surd = tuple[int, Fraction]
@@ -21,26 +22,20 @@ Surd = tuple[int, Fraction]
 _SQRT_HALF_SQUARE = Fraction(1, 2)
 
 
-def check_lm(l: object, m: object, lname: str = "l", mname: str = "m") -> None:
-    """Raise a clear error unless ``l >= 0`` and ``|m| <= l`` are integers."""
-    for name, value in ((lname, l), (mname, m)):
-        try:
-            operator.index(value)  # int, numpy integer, sympy Integer
-        except TypeError:
-            value_ok = False
-        else:
-            value_ok = not isinstance(value, bool)
-        if not value_ok:
-            raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if l < 0:  # type: ignore[operator]
-        raise ValueError(f"{lname} must be >= 0, got {lname}={l}")
-    if abs(m) > l:  # type: ignore[arg-type, operator]
-        raise ValueError(f"{mname} must satisfy |{mname}| <= {lname}={l}, got {mname}={m}")
+def check_lm(l: object, m: object, lname: str = "l", mname: str = "m") -> tuple[int, int]:
+    """Return ``(l, m)`` as ints if ``l >= 0`` and ``|m| <= l`` are integers.
 
-
-def check_l(l: object, name: str = "l") -> None:
-    """Raise a clear error unless ``l`` is a non-negative int."""
-    check_lm(l, 0, name, "m")
+    ``l`` is checked by ``rsh.conventions.check_degree`` (the same exception types as in
+    every package: ``TypeError`` for non-integers including bool and float, ``ValueError``
+    for ``l < 0``); ``m`` likewise, with ``ValueError`` for ``|m| > l``.
+    """
+    l_int = check_degree(l, lname)
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+        raise TypeError(f"{mname} must be an int, got {type(m).__name__} {m!r}")
+    m_int = int(m)
+    if abs(m_int) > l_int:
+        raise ValueError(f"{mname} must satisfy |{mname}| <= {lname}={l_int}, got {mname}={m_int}")
+    return l_int, m_int
 
 
 def triangle(l1: Any, l2: Any, l3: Any) -> Any:
