@@ -24,7 +24,14 @@ import torch
 from rsh import Irreps
 
 from ._coupling import coupling
-from ._validate import check_finite_rows, check_float_dtype, check_rtol, check_tensor, row_label
+from ._validate import (
+    check_finite_rows,
+    check_float_dtype,
+    check_rtol,
+    check_tensor,
+    max_abs_rows,
+    row_label,
+)
 
 __all__ = ["CartesianTensor"]
 
@@ -232,15 +239,14 @@ class CartesianTensor:
         batch = tuple(T.shape[: T.dim() - self.rank])
         flat = T.reshape(-1, 3**self.rank)
         p = self._projector.to(dtype=T.dtype, device=T.device)
-        inf = float("inf")
         with torch.no_grad():
             for start in range(0, flat.shape[0], _CHUNK):
                 chunk = flat.detach()[start : start + _CHUNK]
-                scale = torch.linalg.vector_norm(chunk, inf, dim=-1)
+                scale = max_abs_rows(chunk)
                 check_finite_rows(scale, "T", batch, start)
                 if symmetrize:
                     continue
-                dev = torch.linalg.vector_norm(chunk - chunk @ p.T, inf, dim=-1)
+                dev = max_abs_rows(chunk - chunk @ p.T)
                 over = dev > rtol * scale
                 if bool(over.any()):
                     r = int(over.nonzero()[0, 0])

@@ -14,6 +14,7 @@ __all__ = [
     "check_index",
     "check_rtol",
     "check_tensor",
+    "max_abs_rows",
     "row_label",
 ]
 
@@ -77,6 +78,16 @@ def row_label(name: str, row: int, batch: tuple[int, ...]) -> str:
         index.append(row % size)
         row //= size
     return f"{name}[{', '.join(map(str, reversed(index)))}]"
+
+
+def max_abs_rows(x: torch.Tensor) -> torch.Tensor:
+    """``max |x|`` over the last dimension, NaN where a row holds a NaN (one fused pass).
+
+    ``aminmax`` reads the rows once and is several times faster here than
+    ``x.abs().amax(-1)`` or ``vector_norm(x, inf, dim=-1)``.
+    """
+    lo, hi = torch.aminmax(x, dim=-1)
+    return torch.maximum(hi, -lo)
 
 
 def check_finite_rows(scale: torch.Tensor, name: str, batch: tuple[int, ...], offset: int) -> None:
