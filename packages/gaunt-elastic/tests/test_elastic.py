@@ -371,7 +371,7 @@ def test_symmetry_check_is_per_tensor(generator):
 
 @pytest.mark.parametrize(
     ("rtol", "err"),
-    [(float("nan"), ValueError), (-1, ValueError), (float("inf"), ValueError), ("x", TypeError)],
+    [(float("nan"), ValueError), (-1, ValueError), ("x", TypeError), (True, TypeError)],
 )
 def test_bad_rtol(rtol, err, generator):
     c = random_elastic(1, generator)
@@ -419,3 +419,14 @@ def test_cartesian_to_irreps_equivariant_o3(generator):
         convention="thesis",
         generator=generator,
     )
+
+
+def test_rtol_inf_accepts_any_asymmetry_but_not_nan(generator):
+    c = random_elastic(2, generator)
+    c[1, 0, 1, 2, 2] += 500.0
+    el.cartesian_to_irreps(c, rtol=float("inf"))
+    c[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"C\[0\] contains non-finite"):
+        el.cartesian_to_irreps(c, rtol=float("inf"))
+    zero = torch.zeros(3, 3, 3, 3, dtype=torch.float64)
+    assert torch.equal(el.cartesian_to_irreps(zero, rtol=float("inf")), zero.new_zeros(21))

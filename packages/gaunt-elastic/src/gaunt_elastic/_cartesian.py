@@ -225,7 +225,7 @@ class CartesianTensor:
             Use the projection of T onto the symmetric tensors (which is what Q sees anyway)
             instead of checking the symmetry.
         rtol : float
-            Relative tolerance, a finite number ``>= 0``: each tensor of the batch must
+            Relative tolerance, a number ``>= 0`` (``math.inf``: any): each tensor must
             satisfy ``max|T - P T| <= rtol * max|T|`` (P: the symmetry projector).
 
         Raises

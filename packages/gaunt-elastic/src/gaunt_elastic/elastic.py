@@ -365,7 +365,7 @@ def check_symmetry(C: torch.Tensor, *, rtol: float = 1e-6) -> None:
     C : torch.Tensor
         Shape [..., 3, 3, 3, 3], floating dtype (e.g. GPa).
     rtol : float
-        Relative tolerance, a finite number ``>= 0``: each tensor's largest difference
+        Relative tolerance, a number ``>= 0`` (``math.inf``: any): each tensor's largest difference
         between entries that the symmetries make equal (``C[x]`` and its copy ``C[y]``,
         ``y`` = Algorithm 1 applied to the Cartesian indices of ``x``) must not exceed
         ``rtol * max|C|`` of that same tensor.
@@ -414,7 +414,8 @@ def cartesian_to_irreps(
         ``False`` skips all checks for throughput; the result for a non-symmetric C is
         then that of the Table E.1 entries only, and non-finite C gives non-finite S.
     rtol : float
-        Relative tolerance of the symmetry check, a finite number ``>= 0``.
+        Relative tolerance of the symmetry check, a number ``>= 0`` (``math.inf`` accepts
+        any asymmetry; the finiteness check still runs). NaN and negative values raise.
 
     Returns
     -------
