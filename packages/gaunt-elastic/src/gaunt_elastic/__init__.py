@@ -4,12 +4,16 @@ Public API
 ----------
 real_gaunt, gaunt_tensor, gaunt_tables
     Real Gaunt coefficients (rsh "standard" real spherical harmonics), exact or float.
-coupling
-    Coupling coefficients of thesis App. A (Frobenius norm 1, equivariant, e3nn-compatible).
+coupling, coupling_sign
+    Coupling coefficients of thesis App. A (Frobenius norm 1, equivariant, e3nn-compatible),
+    ``coupling(l_out, l_in, l, *, convention="standard", dtype=torch.float64)``.
 elastic
     Elastic tensor ⇄ 21 irreducible components (thesis ch. 4, App. E).
 CartesianTensor
-    Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps.
+    Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps (``rsh.Irreps``).
+
+Conventions, degree checks, the sphere quadrature and ``Irreps`` come from ``rsh`` (their
+one home); ``convention`` defaults to ``"standard"`` everywhere.
 """
 
 from . import elastic
