@@ -154,7 +154,10 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    """One line: the first compiler ``error`` line if there is one, else the message."""
+    lines = str(err).splitlines()
+    errors = [ln for ln in lines if "error" in ln.lower() and not ln.lstrip().startswith("[")]
+    text = " ".join((errors[0] if errors else " ".join(lines)).split())
     return f"{type(err).__name__}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
