@@ -170,7 +170,7 @@ def test_on_failure_raise(tmp_path, monkeypatch):
     bad = _write(tmp_path, "broken2.cpp", BROKEN)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # raises instead of warning
-        with pytest.raises(extensions.ExtensionBuildError, match="broken2.cpp:1:.*error:"):
+        with pytest.raises(extensions.ExtensionBuildError, match=r"broken2\.cpp:1:.*error:"):
             extensions.load_extension("xtal_ext_broken2", [bad], on_failure="raise")
     with pytest.raises(ValueError, match="on_failure must be one of"):
         extensions.load_extension("xtal_ext_broken2", [bad], on_failure="ignore")
