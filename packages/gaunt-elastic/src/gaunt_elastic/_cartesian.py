@@ -149,8 +149,9 @@ class CartesianTensor:
     Notes
     -----
     ``from_cartesian(T)`` gives ``x = Q · vec(T)`` with Q = ``change_of_basis()`` [dim, 3^rank],
-    orthonormal rows spanning the symmetric tensors; block l rotates by
-    ``rsh.wigner_D(l, R, convention="standard")`` when T rotates by R in every index.
+    orthonormal rows spanning the symmetric tensors; x rotates by
+    ``self.irreps.D(R)`` (rsh's "standard" basis) when T rotates by an orthogonal R in every
+    index, improper R included (parity (-1)^rank).
     Within a multiplicity (several copies of one l) the basis is fixed but arbitrary.
     """
 
