@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import rsh.testing
 import torch
 from hypothesis import settings
 
@@ -38,17 +39,7 @@ def shared_data() -> Path:
     return Path(path)
 
 
-def random_rotation(generator: torch.Generator) -> torch.Tensor:
-    """Haar-random proper rotation (float64) via QR of a Gaussian matrix."""
-    a = torch.randn(3, 3, dtype=torch.float64, generator=generator)
-    q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
 @pytest.fixture
 def rotation(generator: torch.Generator):
-    """A callable returning fresh random rotations."""
-    return lambda: random_rotation(generator)
+    """A callable returning fresh Haar-random proper rotations (``rsh.testing``'s sampler)."""
+    return lambda: rsh.testing.random_rotation(dtype=torch.float64, generator=generator)

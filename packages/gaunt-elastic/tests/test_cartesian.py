@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import rsh
+import rsh.testing
 import sympy
 import torch
 from gaunt_elastic import CartesianTensor
@@ -25,7 +26,9 @@ CASES = {
 def test_irreps_counts(formula):
     irreps, dim = CASES[formula]
     ct = CartesianTensor(formula)
-    assert ct.irreps == irreps
+    assert str(ct.irreps) == irreps
+    assert ct.irreps == rsh.Irreps(irreps)
+    assert ct.irreps.dim == dim
     assert ct.dim == dim
     q = ct.change_of_basis()
     assert q.shape == (dim, 3**ct.rank)
@@ -39,22 +42,26 @@ def test_irreps_counts(formula):
 def test_irreps_match_e3nn(formula):
     from e3nn import io, o3
 
-    ours = o3.Irreps(CartesianTensor(formula).irreps).simplify()
+    ours = o3.Irreps(str(CartesianTensor(formula).irreps)).simplify()
     assert ours == io.CartesianTensor(formula).simplify()
 
 
 @pytest.mark.parametrize("formula", list(CASES))
-def test_equivariance(formula, rotation):
+def test_equivariance(formula, generator):
+    # rsh.testing.assert_equivariant with proper and improper rotations: a tensor built from
+    # Cartesian vectors (sum of outer products v1⊗...⊗vn, projected onto the formula's
+    # symmetry) maps to irreps that rotate by ct.irreps.D (parity (-1)^rank).
     ct = CartesianTensor(formula)
-    R = rotation()
-    g = torch.Generator().manual_seed(7)
-    t = ct.to_cartesian(torch.randn(4, ct.dim, dtype=torch.float64, generator=g))
-    rotated = t
-    for axis in range(ct.rank):  # rotate every index: T' = R·T along each axis
-        rotated = torch.movedim(torch.tensordot(rotated, R, dims=([1 + axis], [1])), -1, 1 + axis)
-    x, x_rot = ct.from_cartesian(t), ct.from_cartesian(rotated)
-    d = rsh.testing.irreps_wigner_D(ct.irreps, R, convention="standard")
-    assert torch.allclose(x_rot, x @ d.T, atol=1e-12)
+    letters = "abcdef"[: ct.rank]
+    spec = ",".join(f"n{c}" for c in letters) + "->" + letters
+    vectors = [torch.randn(4, 3, dtype=torch.float64, generator=generator) for _ in letters]
+
+    def fn(*vs):
+        return ct.from_cartesian(torch.einsum(spec, *vs), symmetrize=True)
+
+    rsh.testing.assert_equivariant(
+        fn, vectors, ["cartesian_vectors"] * ct.rank, ct.irreps, generator=generator, atol=1e-12
+    )
 
 
 def test_round_trip_and_symmetry_error(generator):
@@ -106,6 +113,8 @@ def test_exact_change_of_basis():
         ("ij==ji", ValueError, "index words"),
         ("i j=j1", ValueError, "index words"),
         (3, TypeError, "formula must be a str"),
+        ("ij=-ij", ValueError, "contradictory"),  # issue 12 item 13: gave dim 0 silently
+        ("ij=-ji=ji", ValueError, "contradictory"),
     ],
 )
 def test_bad_formula(formula, err, match):
@@ -124,15 +133,54 @@ def test_bad_inputs():
 
 
 @settings(max_examples=10)
-@given(st.sampled_from(["ij=ji", "ijk=ikj", "ijkl=jikl=klij"]), st.integers(0, 2**31 - 1))
-def test_equivariance_hypothesis(formula, seed):
+@given(
+    st.sampled_from(["ij=ji", "ijk=ikj", "ijkl=jikl=klij"]),
+    rsh.testing.rotations(parity=True),
+    st.integers(0, 2**31 - 1),
+)
+def test_equivariance_hypothesis(formula, R, seed):
+    # T rotated in every index by an orthogonal R (improper too) <-> x rotated by D(R).
     ct = CartesianTensor(formula)
     g = torch.Generator().manual_seed(seed)
-    R = rsh.testing.random_rotation(dtype=torch.float64, generator=g)
     x = torch.randn(ct.dim, dtype=torch.float64, generator=g)
     t = ct.to_cartesian(x)
     letters = "abcdef"[: ct.rank]
     spec = ",".join(f"{u}{v}" for u, v in zip("pqrstu", letters))
     t_rot = torch.einsum(f"{spec},{letters}->{'pqrstu'[: ct.rank]}", *([R] * ct.rank), t)
-    d = rsh.testing.irreps_wigner_D(ct.irreps, R, convention="standard")
+    d = ct.irreps.D(R, convention="standard")
     assert torch.allclose(ct.from_cartesian(t_rot), d @ x, atol=1e-12)
+
+
+def test_from_cartesian_non_finite_and_per_row_check():
+    # issue 12 item 6: one NaN tensor switched the symmetry check off for the whole batch.
+    ct = CartesianTensor("ij=ji")
+    good = torch.eye(3, dtype=torch.float64)
+    asym = good.clone()
+    asym[0, 1] += 500.0
+    nan = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"T\[0\] contains non-finite values"):
+        ct.from_cartesian(torch.stack([nan, asym]))
+    with pytest.raises(ValueError, match=r"T\[1\] contains non-finite"):
+        ct.from_cartesian(torch.stack([good, good.new_full((3, 3), float("inf"))]))
+    with pytest.raises(ValueError, match=r"T\[0, 1\] contains non-finite"):
+        ct.from_cartesian(torch.stack([good, nan]).reshape(1, 2, 3, 3), symmetrize=True)
+    # Per row: a large symmetric tensor does not hide a small asymmetric one.
+    big = good * 1e6
+    small = good * 100
+    small[0, 1] += 50.0
+    with pytest.raises(ValueError, match=r"T\[1\] lacks the symmetry 'ij=ji'"):
+        ct.from_cartesian(torch.stack([big, small]), rtol=1e-3)
+    out = ct.from_cartesian(torch.stack([big, small]), symmetrize=True)
+    sym = (small + small.T) / 2
+    assert torch.allclose(out[1], ct.from_cartesian(sym), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rtol", "err"), [(float("nan"), ValueError), (-1, ValueError), ("1e-6", TypeError)]
+)
+def test_from_cartesian_bad_rtol(rtol, err):
+    ct = CartesianTensor("ij=ji")
+    asym = torch.eye(3, dtype=torch.float64)
+    asym[0, 1] = 5.0
+    with pytest.raises(err, match="rtol"):
+        ct.from_cartesian(asym, rtol=rtol)

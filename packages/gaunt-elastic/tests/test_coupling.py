@@ -8,6 +8,7 @@ import math
 import gaunt_elastic as ge
 import pytest
 import rsh
+import rsh.testing
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,3 +112,37 @@ def test_errors():
         ge.coupling(1, 1, 1, convention="nope")
     with pytest.raises(TypeError, match="dtype"):
         ge.coupling(1, 1, 1, dtype=torch.int64)
+
+
+def test_keywords_are_keyword_only():
+    with pytest.raises(TypeError):
+        ge.coupling(1, 1, 1, "standard")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ge.coupling_sign(1, 1, 1, "standard")  # type: ignore[misc]
+    assert torch.equal(ge.coupling(l_out=2, l_in=1, l=1), ge.coupling(2, 1, 1))
+
+
+def test_coupling_sign_rejects_bad_input():
+    # issue 12 items 13 and 17: these returned -1, 1 and crashed with a bare TypeError.
+    with pytest.raises(ValueError, match=r"convention must be one of .*'bogus'"):
+        ge.coupling_sign(1, 1, 1, convention="bogus")
+    with pytest.raises(ValueError, match="l_out"):
+        ge.coupling_sign(-3, 0, 0)
+    with pytest.raises(TypeError, match="l_out"):
+        ge.coupling_sign("a", "b", "c")
+    with pytest.raises(TypeError, match="l must"):
+        ge.coupling_sign(1, 1, 1.0)
+
+
+def test_coupling_sign_values():
+    # Hand-evaluated documented rule: (-1)**((l_out+l_in+l)//2), times (-1)**(sum) for thesis.
+    import numpy as np
+
+    assert ge.coupling_sign(np.int64(1), 1, 0) == -1  # sum 2
+    assert ge.coupling_sign(1, 1, 2) == 1  # sum 4
+    assert ge.coupling_sign(1, 1, 1) == -1  # sum 3
+    assert ge.coupling_sign(1, 1, 1, convention="e3nn") == -1
+    assert ge.coupling_sign(1, 1, 1, convention="thesis") == 1
+    assert ge.coupling_sign(2, 2, 3, convention="thesis") == 1  # sum 7: -1 * -1
+    assert ge.coupling_sign(2, 3, 3, convention="thesis") == 1  # sum 8: 8 // 2 even
+    assert ge.coupling_sign(2, 2, 2, convention="thesis") == -1  # sum 6: 6 // 2 odd

@@ -285,7 +285,148 @@ def test_cartesian_to_irreps_equivariant(seed):
     c = random_elastic(2, g)
     c_rot = torch.einsum("ia,jb,kc,ld,nabcd->nijkl", R, R, R, R, c)
     d = torch.block_diag(*[rsh.wigner_D(l, R, convention="thesis") for l in (0, 2, 0, 2, 4)])
-    d_irreps = rsh.testing.irreps_wigner_D(el.IRREPS, R, convention="thesis")
+    d_irreps = rsh.Irreps(el.IRREPS).D(R, convention="thesis")
     assert torch.allclose(d, d_irreps, atol=1e-14)
     s, s_rot = el.cartesian_to_irreps(c), el.cartesian_to_irreps(c_rot)
     assert torch.allclose(s_rot, s @ d.T, atol=1e-10 * float(c.abs().max()))
+
+
+# ------------------------------------------------------------- order and hardening (issue 12)
+
+ASCENDING_IDS = (0, 1, 2, 4, 5, 8, 10, 11, 13, 14, 17, 20, 22, 23, 26, 40, 41, 44, 50, 53, 80)
+
+
+def test_independent_ids_ascending_and_used_in_that_order():
+    # Issue 12 item 0: the thesis's supplementary T̂ and T̂⁻¹ order the 21 ids ascending.
+    assert el.INDEPENDENT_IDS == ASCENDING_IDS
+    t = el.T_tensor()
+    assert torch.equal(el.T_hat_tensor(), t[list(ASCENDING_IDS)])
+    # Columns of T̂⁻¹ follow the same order: S = T̂⁻¹ Ĉ with Ĉ read at ASCENDING_IDS.
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(21, dtype=torch.float64, generator=g)
+    c_cov = t @ s  # all 81 covariant entries (eq. 4.15)
+    assert torch.allclose(el.T_hat_inv_tensor() @ c_cov[list(ASCENDING_IDS)], s, atol=1e-12)
+    # The exact matrices: row k of T̂ is row ASCENDING_IDS[k] of T.
+    t_exact, t_hat = el.T, el.T_hat
+    for k, idx in enumerate(ASCENDING_IDS):
+        assert t_hat.row(k) == t_exact.row(idx)
+
+
+def test_covariant_index_validation():
+    # Issue 12 items 13 and 17.
+    with pytest.raises(ValueError, match="b must be one of -1, 0, 1, got 7"):
+        el.flat_id(0, 7, -9, 0)
+    with pytest.raises(ValueError, match="a must be one of -1, 0, 1, got 5"):
+        el.flat_id(5, 7, -9, 0)
+    assert el.canonical_index(np.int64(1), 0, 0, 0) == (0, 0, 0, 1)
+    assert el.flat_id(np.int8(1), 1, 1, 1) == 80
+    assert type(el.flat_id(np.int64(0), 0, 0, 0)) is int
+    with pytest.raises(TypeError, match="a must be an integer"):
+        el.canonical_index(1.0, 0, 0, 0)
+    with pytest.raises(TypeError, match="d must be an integer"):
+        el.canonical_index(0, 0, 0, True)
+
+
+def _nan_and_asymmetric(generator):
+    c = random_elastic(2, generator)
+    c[0] = float("nan")
+    c[1, 0, 1, 2, 2] += 500.0  # breaks minor symmetry by 500 GPa
+    return c
+
+
+def test_nan_row_is_named_and_does_not_switch_the_check_off(generator):
+    # Issue 12 item 6, the exact case: one NaN tensor and one 500 GPa asymmetric tensor.
+    c = _nan_and_asymmetric(generator)
+    with pytest.raises(ValueError, match=r"C\[0\] contains non-finite values"):
+        el.cartesian_to_irreps(c)
+    with pytest.raises(ValueError, match=r"C\[0\] contains non-finite values"):
+        el.check_symmetry(c)
+    with pytest.raises(ValueError, match=r"C\[0\] contains non-finite"):
+        el.cartesian_to_irreps(c, symmetrize=True)
+    # The asymmetric row is still caught on its own, and named.
+    with pytest.raises(ValueError, match=r"C\[0\] lacks the minor \(ijkl = jikl\)"):
+        el.cartesian_to_irreps(c[1:])
+    # inf, and a nested batch index.
+    d = random_elastic(3, generator).reshape(3, 1, 3, 3, 3, 3)
+    d[2, 0, 1, 1, 1, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"C\[2, 0\] contains non-finite"):
+        el.cartesian_to_irreps(d)
+    with pytest.raises(ValueError, match=r"^C contains non-finite"):
+        el.cartesian_to_voigt(d[2, 0])
+    # validate=False is the documented opt-out: NaN in, NaN out.
+    assert torch.isnan(el.cartesian_to_irreps(c, validate=False)[0]).all()
+
+
+def test_symmetry_check_is_per_tensor(generator):
+    # A large tensor in the batch does not raise the tolerance of a small one.
+    c = random_elastic(2, generator)
+    c[0] *= 1e6
+    c[1, 0, 1, 2, 2] += 0.01 * float(c[1].abs().max())
+    el.cartesian_to_irreps(c[1:], rtol=0.1)  # within 10 % of its own scale
+    with pytest.raises(ValueError, match=r"C\[1\] lacks the minor \(ijkl = jikl\)"):
+        el.cartesian_to_irreps(c, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"C\[1\] lacks"):
+        el.check_symmetry(c, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("rtol", "err"),
+    [(float("nan"), ValueError), (-1, ValueError), ("x", TypeError), (True, TypeError)],
+)
+def test_bad_rtol(rtol, err, generator):
+    c = random_elastic(1, generator)
+    c[0, 0, 1, 2, 2] += 500.0
+    with pytest.raises(err, match="rtol"):
+        el.cartesian_to_irreps(c, rtol=rtol)
+    with pytest.raises(err, match="rtol"):
+        el.check_symmetry(c, rtol=rtol)
+
+
+def test_from_pymatgen_rejects_non_numbers():
+    with pytest.raises(TypeError, match="et must be a 3x3x3x3 array of real numbers"):
+        el.from_pymatgen(np.full((3, 3, 3, 3), "1.0"))
+    with pytest.raises(TypeError, match="et must be"):
+        el.from_pymatgen("not a tensor")
+    with pytest.raises(TypeError, match="et must be"):
+        el.from_pymatgen(np.zeros((3, 3, 3, 3), dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        el.from_pymatgen(np.zeros((6, 6)))
+    assert el.from_pymatgen(np.ones((3, 3, 3, 3), dtype=np.int32)).dtype == torch.float64
+
+
+def test_gradient_flows_through_the_checked_transform(generator):
+    c = random_elastic(2, generator).requires_grad_()
+    el.cartesian_to_irreps(c).sum().backward()
+    assert c.grad is not None and torch.isfinite(c.grad).all()
+
+
+def test_cartesian_to_irreps_equivariant_o3(generator):
+    # rsh.testing.assert_equivariant with proper and improper rotations: C built from
+    # Cartesian vectors (sums of symmetrised outer products u⊗v⊗w⊗x) rotates as a rank-4
+    # tensor, and S by IRREPS (all even) in the thesis convention.
+    import rsh.testing
+
+    vectors = [torch.randn(5, 3, dtype=torch.float64, generator=generator) for _ in range(4)]
+
+    def fn(u, v, w, x):
+        return el.cartesian_to_irreps(el.symmetrize(torch.einsum("na,nb,nc,nd->abcd", u, v, w, x)))
+
+    rsh.testing.assert_equivariant(
+        fn,
+        vectors,
+        ["cartesian_vectors"] * 4,
+        el.IRREPS,
+        convention="thesis",
+        generator=generator,
+    )
+
+
+def test_rtol_inf_accepts_any_asymmetry_but_not_nan(generator):
+    c = random_elastic(2, generator)
+    c[1, 0, 1, 2, 2] += 500.0
+    el.cartesian_to_irreps(c, rtol=float("inf"))
+    c[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"C\[0\] contains non-finite"):
+        el.cartesian_to_irreps(c, rtol=float("inf"))
+    zero = torch.zeros(3, 3, 3, 3, dtype=torch.float64)
+    assert torch.equal(el.cartesian_to_irreps(zero, rtol=float("inf")), zero.new_zeros(21))

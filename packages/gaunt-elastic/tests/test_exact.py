@@ -135,3 +135,55 @@ def test_known_values():
     # ∫ Y00³ dΩ = 1/(2 sqrt(pi)); Y_1 ∝ (y, z, x) so G(1,1,2; x x -> Y22) > 0.
     assert real_gaunt(0, 0, 0, 0, 0, 0, exact=True) == 1 / (2 * sympy.sqrt(sympy.pi))
     assert real_gaunt(1, 1, 1, 1, 2, 2) == pytest.approx(math.sqrt(15) / (10 * math.sqrt(math.pi)))
+
+
+surds = st.dictionaries(
+    st.sampled_from([1, 2, 3, 5, 6, 7, 10, 15, 30]),
+    st.fractions(max_denominator=50).filter(lambda f: abs(f) < 100),
+    max_size=4,
+)
+
+
+@given(surds, surds)
+def test_surd_sum_arithmetic_against_sympy(a, b):
+    # The exact arithmetic T is built with: sums and products agree with sympy, and the
+    # float rendering with the sympy value.
+    from gaunt_elastic._exact import SurdSum
+
+    x, y = SurdSum(a), SurdSum(b)
+    for got, ref in ((x + y, x.to_sympy() + y.to_sympy()), (x * y, x.to_sympy() * y.to_sympy())):
+        assert sympy.simplify(got.to_sympy() - ref) == 0
+        assert float(got) == pytest.approx(float(ref), rel=1e-14, abs=1e-12)
+
+
+def test_real_gaunt_surd_matches_exact():
+    from gaunt_elastic._exact import real_gaunt_surd
+
+    for l1, l2, l3 in itertools.product(range(5), repeat=3):
+        for m1 in range(-l1, l1 + 1):
+            for m2 in range(-l2, l2 + 1):
+                for m3 in range(-l3, l3 + 1):
+                    got = real_gaunt_surd(l1, l2, l3, m1, m2, m3).to_sympy()
+                    ref = real_gaunt(l1, m1, l2, m2, l3, m3, exact=True) * sympy.sqrt(sympy.pi)
+                    assert sympy.simplify(got - ref) == 0
+
+
+def test_selection_rule_ints_and_tensors_against_sympy():
+    # gaunt_allowed (the one statement of App. D's rules) gives the same answer on ints and
+    # on broadcast tensors, and is True wherever sympy's real Gaunt is non-zero (l <= 3).
+    import torch
+    from gaunt_elastic._exact import gaunt_allowed
+
+    for l1, l2, l3 in itertools.product(range(4), repeat=3):
+        m1 = torch.arange(-l1, l1 + 1).view(-1, 1, 1)
+        m2 = torch.arange(-l2, l2 + 1).view(1, -1, 1)
+        m3 = torch.arange(-l3, l3 + 1).view(1, 1, -1)
+        mask = torch.as_tensor(gaunt_allowed(l1, l2, l3, m1, m2, m3))
+        mask = mask.expand(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
+        for a, b, c in itertools.product(
+            range(-l1, l1 + 1), range(-l2, l2 + 1), range(-l3, l3 + 1)
+        ):
+            allowed = gaunt_allowed(l1, l2, l3, a, b, c)
+            assert allowed == bool(mask[a + l1, b + l2, c + l3])
+            if not allowed:
+                assert sympy_real_gaunt(l1, l2, l3, a, b, c) == 0

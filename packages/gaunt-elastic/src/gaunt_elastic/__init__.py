@@ -4,19 +4,23 @@ Public API
 ----------
 real_gaunt, gaunt_tensor, gaunt_tables
     Real Gaunt coefficients (rsh "standard" real spherical harmonics), exact or float.
-coupling
-    Coupling coefficients of thesis App. A (Frobenius norm 1, equivariant, e3nn-compatible).
+coupling, coupling_sign
+    Coupling coefficients of thesis App. A (Frobenius norm 1, equivariant, e3nn-compatible),
+    ``coupling(l_out, l_in, l, *, convention="standard", dtype=torch.float64)``.
 elastic
     Elastic tensor ⇄ 21 irreducible components (thesis ch. 4, App. E).
 CartesianTensor
-    Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps.
+    Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps (``rsh.Irreps``).
+
+Conventions, degree checks, the sphere quadrature and ``Irreps`` come from ``rsh`` (their
+one home); ``convention`` defaults to ``"standard"`` everywhere.
 """
 
 from . import elastic
 from .__about__ import __version__
 from ._cartesian import CartesianTensor
 from ._coupling import coupling, coupling_sign
-from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt, sphere_quadrature
+from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt
 
 __all__ = [
     "CartesianTensor",
@@ -27,5 +31,4 @@ __all__ = [
     "gaunt_tables",
     "gaunt_tensor",
     "real_gaunt",
-    "sphere_quadrature",
 ]

@@ -21,13 +21,24 @@ import re
 
 import sympy
 import torch
+from rsh import Irreps
 
 from ._coupling import coupling
+from ._validate import (
+    check_finite_rows,
+    check_float_dtype,
+    check_rtol,
+    check_tensor,
+    max_abs_rows,
+    row_label,
+)
 
 __all__ = ["CartesianTensor"]
 
 # Standard real l=1 harmonics are ∝ (y, z, x): m = -1, 0, 1 <- Cartesian axis 1, 2, 0.
 _L1_FROM_CARTESIAN = (1, 2, 0)
+
+_CHUNK = 65536  # rows per chunk of the symmetry check (bounds its temporaries)
 
 _PART = re.compile(r"^-?[a-zA-Z]+$")
 
@@ -58,8 +69,11 @@ def _parse(formula: object) -> tuple[str, list[tuple[int, tuple[int, ...]]]]:
     return first, generators
 
 
-def _close_group(n: int, generators: list[tuple[int, tuple[int, ...]]]) -> dict:
-    # Elements are signed permutations; closure under composition. Returns perm -> sign.
+def _close_group(
+    n: int, generators: list[tuple[int, tuple[int, ...]]]
+) -> dict[tuple[int, ...], int] | None:
+    # Elements are signed permutations; closure under composition. Returns perm -> sign, or
+    # None when the formula gives one permutation both signs (contradictory formula).
     identity = tuple(range(n))
     group = {identity: 1}
     frontier = [identity]
@@ -73,12 +87,12 @@ def _close_group(n: int, generators: list[tuple[int, tuple[int, ...]]]) -> dict:
                     group[comp] = s
                     new.append(comp)
                 elif group[comp] != s:
-                    group[comp] = 0  # contradictory signs: only the zero tensor qualifies
+                    return None  # one permutation with both signs: only T = 0 qualifies
         frontier = new
     return group
 
 
-def _projector(n: int, group: dict) -> torch.Tensor:
+def _projector(n: int, group: dict[tuple[int, ...], int]) -> torch.Tensor:
     dim = 3**n
     idx = torch.arange(dim).reshape((3,) * n)
     p = torch.zeros(dim, dim, dtype=torch.float64)
@@ -126,16 +140,18 @@ class CartesianTensor:
     ----------
     formula : str
     rank : int
-    irreps : str
-        e3nn irreps string, e.g. ``"2x0e+2x2e+1x4e"``; parity is (-1)^rank.
+    irreps : rsh.Irreps
+        e.g. ``Irreps("2x0e+2x2e+1x4e")``; parity is (-1)^rank (``str()`` gives the e3nn
+        string).
     dim : int
         Number of irreducible components.
 
     Notes
     -----
     ``from_cartesian(T)`` gives ``x = Q · vec(T)`` with Q = ``change_of_basis()`` [dim, 3^rank],
-    orthonormal rows spanning the symmetric tensors; block l rotates by
-    ``rsh.wigner_D(l, R, convention="standard")`` when T rotates by R in every index.
+    orthonormal rows spanning the symmetric tensors; x rotates by
+    ``self.irreps.D(R)`` (rsh's "standard" basis) when T rotates by an orthogonal R in every
+    index, improper R included (parity (-1)^rank).
     Within a multiplicity (several copies of one l) the basis is fixed but arbitrary.
     """
 
@@ -146,13 +162,18 @@ class CartesianTensor:
         if self.rank > 6:
             raise ValueError(f"formula rank must be <= 6, got rank {self.rank} in {formula!r}")
         group = _close_group(self.rank, generators)
+        if group is None:
+            raise ValueError(
+                f"formula {formula!r} is contradictory: its relations give one index "
+                "permutation both signs, so only the zero tensor satisfies it"
+            )
         self._projector = _projector(self.rank, group)
         self._q, self._ls = self._build()
-        parity = "e" if self.rank % 2 == 0 else "o"
+        parity = 1 if self.rank % 2 == 0 else -1
         counts: dict[int, int] = {}
         for l in self._ls:
             counts[l] = counts.get(l, 0) + 1
-        self.irreps = "+".join(f"{c}x{l}{parity}" for l, c in sorted(counts.items()))
+        self.irreps = Irreps([(c, l, parity) for l, c in sorted(counts.items())])
         self.dim = int(self._q.shape[0])
 
     def _build(self) -> tuple[torch.Tensor, list[int]]:
@@ -179,9 +200,7 @@ class CartesianTensor:
 
     def change_of_basis(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Float matrix Q [dim, 3^rank]: irreps x = Q · vec(T); Q Qᵀ = I."""
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        return self._q.to(dtype)
+        return self._q.to(check_float_dtype(dtype))
 
     def change_of_basis_exact(self) -> sympy.Matrix:
         """Exact sympy Q: each float entry is recognised as ±sqrt(rational) and verified.
@@ -192,45 +211,60 @@ class CartesianTensor:
 
     def projector(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Symmetry projector [3^rank, 3^rank] (mean of the signed index permutations)."""
-        return self._projector.to(dtype)
-
-    def _check(self, x: object, name: str, trailing: tuple[int, ...]) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-        n = len(trailing)
-        if x.dim() < n or tuple(x.shape[x.dim() - n :]) != trailing:
-            raise ValueError(
-                f"{name} must have shape [..., {', '.join(map(str, trailing))}], "
-                f"got {tuple(x.shape)}"
-            )
-        return x
+        return self._projector.to(check_float_dtype(dtype))
 
     def from_cartesian(
         self, T: torch.Tensor, *, symmetrize: bool = False, rtol: float = 1e-6
     ) -> torch.Tensor:
         """Irreducible components [..., dim] of Cartesian tensors T [..., 3, ..., 3].
 
-        A tensor lacking the formula's symmetry by more than ``rtol * max|T|`` raises
-        ``ValueError`` unless ``symmetrize=True`` (which projects it first).
+        Parameters
+        ----------
+        T : torch.Tensor
+            Shape [..., 3, ..., 3] (``rank`` trailing axes of size 3), floating dtype.
+        symmetrize : bool
+            Use the projection of T onto the symmetric tensors (which is what Q sees anyway)
+            instead of checking the symmetry.
+        rtol : float
+            Relative tolerance, a number ``>= 0`` (``math.inf``: any): each tensor must
+            satisfy ``max|T - P T| <= rtol * max|T|`` (P: the symmetry projector).
+
+        Raises
+        ------
+        ValueError
+            Naming the first offending tensor (``T[i]``): NaN or inf entries (always
+            checked), or a symmetry violation (unless ``symmetrize=True``).
         """
-        T = self._check(T, "T", (3,) * self.rank)
-        flat = T.reshape(*T.shape[: T.dim() - self.rank], 3**self.rank)
+        T = check_tensor(T, "T", (3,) * self.rank)
+        rtol = check_rtol(rtol)
+        batch = tuple(T.shape[: T.dim() - self.rank])
+        flat = T.reshape(-1, 3**self.rank)
         p = self._projector.to(dtype=T.dtype, device=T.device)
-        if not symmetrize and flat.numel():
-            dev = (flat - flat @ p.T).abs().amax()
-            scale = flat.abs().amax()
-            if dev > rtol * scale:
-                raise ValueError(
-                    f"T lacks the symmetry {self.formula!r}: max deviation {float(dev):.3e} "
-                    f"exceeds rtol*max|T| = {float(rtol * scale):.3e}; pass symmetrize=True"
-                )
-        return flat @ self._q.to(dtype=T.dtype, device=T.device).T
+        with torch.no_grad():
+            for start in range(0, flat.shape[0], _CHUNK):
+                chunk = flat.detach()[start : start + _CHUNK]
+                scale = max_abs_rows(chunk)
+                check_finite_rows(scale, "T", batch, start)
+                if symmetrize:
+                    continue
+                dev = max_abs_rows(chunk - chunk @ p.T)
+                over = dev > rtol * scale
+                if bool(over.any()):
+                    r = int(over.nonzero()[0, 0])
+                    label = row_label("T", start + r, batch)
+                    raise ValueError(
+                        f"{label} lacks the symmetry {self.formula!r}: max deviation "
+                        f"{float(dev[r]):.3e} exceeds rtol*max|{label}| = "
+                        f"{rtol * float(scale[r]):.3e}; pass symmetrize=True"
+                    )
+        # Q's rows lie in the symmetric subspace (Q Pᵀ = Q): Q T = Q (P T), so symmetrize
+        # needs no extra projection.
+        out = flat @ self._q.to(dtype=T.dtype, device=T.device).T
+        return out.reshape(*batch, self.dim)
 
     def to_cartesian(self, x: torch.Tensor) -> torch.Tensor:
         """Cartesian tensors [..., 3, ..., 3] (symmetric) from components [..., dim]."""
-        x = self._check(x, "x", (self.dim,))
+        x = check_tensor(x, "x", (self.dim,))
         flat = x @ self._q.to(dtype=x.dtype, device=x.device)
         return flat.reshape(*x.shape[:-1], *((3,) * self.rank))
 

@@ -1,24 +1,25 @@
 """Real Gaunt coefficients: exact (sympy) single entries and fast float tables.
 
-Float tables come from an exact quadrature of products of three real spherical
-harmonics evaluated with ``rsh``: Gauss-Legendre in cos θ times a uniform grid in φ is
-exact for the polynomial degree l1 + l2 + l3 of the integrand, so the only error is
-float64 rounding. Entries that the selection rules (App. D properties 2-5) make zero
+Float tables come from an exact quadrature (``rsh.sphere_quadrature``: Gauss-Legendre in
+cos θ times a uniform grid in φ) of products of three real spherical harmonics evaluated
+with ``rsh``; it is exact for the polynomial degree l1 + l2 + l3 of the integrand, so the
+only error is float64 rounding. Entries that the selection rules (App. D properties 2-5) make zero
 are set to exactly zero.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
-import numpy as np
+import rsh
 import sympy
 import torch
+from rsh.conventions import check_degree
 
-from ._exact import check_l, check_lm, real_gaunt_exact, real_gaunt_float
+from ._exact import check_lm, gaunt_allowed, real_gaunt_exact, real_gaunt_float
+from ._validate import check_float_dtype
 
-__all__ = ["gaunt_tables", "gaunt_tensor", "real_gaunt", "sphere_quadrature"]
+__all__ = ["gaunt_tables", "gaunt_tensor", "real_gaunt"]
 
 
 def real_gaunt(
@@ -46,44 +47,17 @@ def real_gaunt(
     float or sympy.Expr
         Dimensionless coefficient.
     """
-    for i, (l, m) in enumerate(((l1, m1), (l2, m2), (l3, m3)), start=1):
-        check_lm(l, m, f"l{i}", f"m{i}")
-    l1, m1, l2, m2, l3, m3 = (int(v) for v in (l1, m1, l2, m2, l3, m3))
+    l1, m1 = check_lm(l1, m1, "l1", "m1")
+    l2, m2 = check_lm(l2, m2, "l2", "m2")
+    l3, m3 = check_lm(l3, m3, "l3", "m3")
     if exact:
         return real_gaunt_exact(l1, l2, l3, m1, m2, m3)
     return real_gaunt_float(l1, l2, l3, m1, m2, m3)
 
 
 @functools.lru_cache(maxsize=32)
-def sphere_quadrature(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points [P, 3] and weights [P] integrating polynomials of ``degree`` on S² exactly.
-
-    Gauss-Legendre with ``n = degree // 2 + 1`` nodes in z = cos θ times ``degree + 1``
-    equally spaced φ; weights sum to 4π.
-    """
-    check_l(degree, "degree")
-    n_z = degree // 2 + 1
-    n_phi = degree + 1
-    z, wz = np.polynomial.legendre.leggauss(n_z)
-    phi = 2 * math.pi * np.arange(n_phi) / n_phi
-    rho = np.sqrt(1 - z**2)
-    xyz = np.stack(
-        [
-            np.outer(rho, np.cos(phi)),
-            np.outer(rho, np.sin(phi)),
-            np.outer(z, np.ones_like(phi)),
-        ],
-        axis=-1,
-    ).reshape(-1, 3)
-    w = np.outer(wz, np.full(n_phi, 2 * math.pi / n_phi)).reshape(-1)
-    return torch.from_numpy(xyz), torch.from_numpy(w)
-
-
-@functools.lru_cache(maxsize=32)
 def _sh_on_quadrature(l_max: int, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    import rsh
-
-    xyz, w = sphere_quadrature(degree)
+    xyz, w = rsh.sphere_quadrature(degree)
     y = rsh.spherical_harmonics(
         xyz, l_max, normalize=True, normalization="integral", convention="standard"
     )
@@ -91,17 +65,12 @@ def _sh_on_quadrature(l_max: int, degree: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _selection_mask(l1: int, l2: int, l3: int) -> torch.Tensor:
-    """Boolean [2l1+1, 2l2+1, 2l3+1]: entries allowed by App. D properties 2-5."""
-    if (l1 + l2 + l3) % 2 or not (abs(l1 - l2) <= l3 <= l1 + l2):
-        return torch.zeros(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1, dtype=torch.bool)
+    """Boolean [2l1+1, 2l2+1, 2l3+1]: entries allowed by App. D (``gaunt_allowed``)."""
     m1 = torch.arange(-l1, l1 + 1).view(-1, 1, 1)
     m2 = torch.arange(-l2, l2 + 1).view(1, -1, 1)
     m3 = torch.arange(-l3, l3 + 1).view(1, 1, -1)
-    negatives = (m1 < 0).long() + (m2 < 0).long() + (m3 < 0).long()
-    a1, a2, a3 = m1.abs(), m2.abs(), m3.abs()
-    # The complex Gaunt needs mu1+mu2+mu3 = 0 for some signs: one |m| is the sum of the others.
-    sums = (a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2)
-    return (negatives % 2 == 0) & sums
+    mask = gaunt_allowed(l1, l2, l3, m1, m2, m3)
+    return mask.expand(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
 
 
 _DENSE_L_MAX = 10
@@ -130,19 +99,11 @@ def _gaunt_block(l1: int, l2: int, l3: int) -> torch.Tensor:
 
 
 def _check_rsh_range(l: int, name: str) -> None:
-    import rsh
-
     if l > rsh.L_MAX:
         raise ValueError(
             f"{name} must be <= {rsh.L_MAX} (rsh.L_MAX, the largest degree the float tables "
             f"can evaluate), got {name}={l}; use real_gaunt(..., exact=True) beyond that"
         )
-
-
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
 
 
 def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -161,11 +122,10 @@ def gaunt_tensor(l1: int, l2: int, l3: int, *, dtype: torch.dtype = torch.float6
         Shape [2l1+1, 2l2+1, 2l3+1]; entry [m1+l1, m2+l2, m3+l3] is
         ``real_gaunt(l1, m1, l2, m2, l3, m3)``. Exactly zero where App. D forbids.
     """
+    l1, l2, l3 = (check_degree(l, f"l{i}") for i, l in enumerate((l1, l2, l3), start=1))
     for i, l in enumerate((l1, l2, l3), start=1):
-        check_l(l, f"l{i}")
         _check_rsh_range(l, f"l{i}")
-    _check_dtype(dtype)
-    l1, l2, l3 = int(l1), int(l2), int(l3)
+    check_float_dtype(dtype)
     if max(l1, l2, l3) <= _DENSE_L_MAX:
         # Slicing the one dense table (built in one matmul) beats ~1000 small products.
         g = _dense_tables(_DENSE_L_MAX)
@@ -184,16 +144,13 @@ def _dense_tables(l_max: int) -> torch.Tensor:
     g = (pair.T @ (y * w[:, None])).reshape(n, n, n)
     ls = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
     ms = torch.cat([torch.arange(-l, l + 1) for l in range(l_max + 1)])
-    l1, l2, l3 = ls.view(-1, 1, 1), ls.view(1, -1, 1), ls.view(1, 1, -1)
-    a1, a2, a3 = ms.abs().view(-1, 1, 1), ms.abs().view(1, -1, 1), ms.abs().view(1, 1, -1)
-    negatives = (ms < 0).long()
-    negatives = negatives.view(-1, 1, 1) + negatives.view(1, -1, 1) + negatives.view(1, 1, -1)
-    mask = (
-        ((l1 + l2 + l3) % 2 == 0)
-        & ((l1 - l2).abs() <= l3)
-        & (l3 <= l1 + l2)
-        & (negatives % 2 == 0)
-        & ((a1 == a2 + a3) | (a2 == a1 + a3) | (a3 == a1 + a2))
+    mask = gaunt_allowed(
+        ls.view(-1, 1, 1),
+        ls.view(1, -1, 1),
+        ls.view(1, 1, -1),
+        ms.view(-1, 1, 1),
+        ms.view(1, -1, 1),
+        ms.view(1, 1, -1),
     )
     return torch.where(mask, g, torch.zeros((), dtype=g.dtype))
 
@@ -213,6 +170,6 @@ def gaunt_tables(l_max: int, *, dtype: torch.dtype = torch.float64) -> torch.Ten
     torch.Tensor
         Shape [n, n, n] with ``n = (l_max+1)²``, l-major index ``l*l + l + m`` on each axis.
     """
-    check_l(l_max, "l_max")
+    l_max = check_degree(l_max, "l_max")
     _check_rsh_range(l_max, "l_max")
-    return _dense_tables(int(l_max)).to(_check_dtype(dtype), copy=True)
+    return _dense_tables(l_max).to(check_float_dtype(dtype), copy=True)
