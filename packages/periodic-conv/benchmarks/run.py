@@ -142,11 +142,11 @@ def neighbor_bench(repeats: int) -> list[dict]:
     import periodic_conv as pc
     import torch
     import vesin
-    from periodic_conv import _neighbors, _ops
+    from periodic_conv import _build, _neighbors
     from pymatgen.core import Lattice, Structure
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    cpp = _ops.load_extension()  # as after any use of the cpp convolution backend
+    cpp = _build.load_extension()  # as after any use of the cpp convolution backend
     rows = []
     for n in (100, 444):
         pos, cell = structure(n)

@@ -22,11 +22,11 @@ from periodic_conv._cell import (
 )
 
 if TYPE_CHECKING:
+    from periodic_conv._build import load_extension as build_extension
     from periodic_conv._conv import PeriodicConvolution, periodic_convolution
     from periodic_conv._hub import DataHub
     from periodic_conv._irreps import Irreps, parse_irreps
     from periodic_conv._neighbors import Graph, neighbor_list
-    from periodic_conv._ops import load_extension as build_extension
     from periodic_conv._paths import PathTable, coupling, path_table
     from periodic_conv._reference import materialize_kernel
 
@@ -39,7 +39,7 @@ _LAZY = {
     "parse_irreps": ("_irreps", "parse_irreps"),
     "Graph": ("_neighbors", "Graph"),
     "neighbor_list": ("_neighbors", "neighbor_list"),
-    "build_extension": ("_ops", "load_extension"),
+    "build_extension": ("_build", "load_extension"),
     "PathTable": ("_paths", "PathTable"),
     "coupling": ("_paths", "coupling"),
     "path_table": ("_paths", "path_table"),

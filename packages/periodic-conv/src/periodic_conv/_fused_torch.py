@@ -17,10 +17,14 @@ Only the inputs (F, Y, R) are saved: memory is that of R (and dR) plus one chunk
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from periodic_conv._paths import PathTable
+
+if TYPE_CHECKING:
+    from periodic_conv._hub import DataHub
 
 __all__ = ["conv_fused_torch"]
 
@@ -147,13 +151,20 @@ def conv_fused_torch(
     F: torch.Tensor,
     Y: torch.Tensor,
     R: torch.Tensor,
-    src: torch.Tensor,
-    dst: torch.Tensor,
+    hub: DataHub,
     scale: torch.Tensor,
     table: PathTable,
+    *,
     chunk: int | None = None,
+    deterministic: bool = True,
 ) -> torch.Tensor:
-    """Fused forward with hand-written backward; see the module docstring."""
+    """Fused forward with hand-written backward; see the module docstring.
+
+    The backend calling contract of :mod:`periodic_conv._backends`. ``deterministic`` is
+    accepted for the contract (index_add order is fixed on CPU; on CUDA it uses atomics).
+    """
+    del deterministic
+    src, dst = hub.src, hub.dst
     if chunk is None:
         chunk = _auto_chunk(table, src.shape[0])
     return _FusedConv.apply(F, Y, R, src, dst, scale.detach(), table, max(1, int(chunk)))

@@ -45,6 +45,30 @@ def _edge_harmonics(
     return torch.where(is_zero, y0, y)
 
 
+def _check_graph(graph: Graph) -> None:
+    """Shapes and index ranges of a (possibly hand-built) graph, once per hub."""
+    n, e = graph.num_nodes, graph.num_edges
+    for name in ("center", "neighbor"):
+        t = getattr(graph, name)
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.long or tuple(t.shape) != (e,):
+            raise ValueError(
+                f"graph.{name} must be an int64 tensor of shape [E] = [{e}] (E from "
+                f"graph.center), got {getattr(t, 'dtype', type(t).__name__)} "
+                f"{tuple(getattr(t, 'shape', ()))}"
+            )
+        if e and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(
+                f"graph.{name} holds atom indices in [{int(t.min())}, {int(t.max())}], outside "
+                f"[0, {n}) (N = {n} atoms in graph.positions)"
+            )
+    if tuple(graph.edge_vec.shape) != (e, 3):
+        raise ValueError(f"graph.edge_vec must have shape [E, 3] = [{e}, 3], got "
+                         f"{tuple(graph.edge_vec.shape)}")  # fmt: skip
+    if tuple(graph.counts.shape) != (n,):
+        raise ValueError(f"graph.counts must have shape [N] = [{n}], got "
+                         f"{tuple(graph.counts.shape)}")  # fmt: skip
+
+
 class DataHub:
     """Input-lifetime data shared by all convolution layers of a network (thesis Fig. 3.5).
 
@@ -84,6 +108,7 @@ class DataHub:
             raise TypeError(f"graph must be a periodic_conv.Graph, got {type(graph).__name__}")
         if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 0:
             raise ValueError(f"l_max must be an int >= 0, got {l_max!r}")
+        _check_graph(graph)
         self.graph = graph
         self.l_max = l_max
         self.convention = convention

@@ -34,17 +34,21 @@ __all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
 
 
 def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
+    """A bool, or 3 bools (Python or numpy bools, e.g. ASE's ``get_pbc()``): nothing else, so
+    ``pbc="off"`` or ``pbc=(1, 0, 0)`` cannot silently mean something else."""
     if pbc.__class__ is tuple and len(pbc) == 3 and all(p.__class__ is bool for p in pbc):
         return pbc  # the common case, kept cheap
     if isinstance(pbc, (bool, np.bool_)):
         return (bool(pbc),) * 3
-    try:
-        values = tuple(bool(p) for p in pbc)
-    except TypeError as exc:
-        raise TypeError(f"pbc must be a bool or 3 bools, got {pbc!r}") from exc
+    allowed = "a bool or a sequence of 3 bools, e.g. True or (True, True, False)"
+    if isinstance(pbc, (str, bytes)) or not hasattr(pbc, "__len__"):
+        raise TypeError(f"pbc must be {allowed}, got {type(pbc).__name__} {pbc!r}")
+    values = list(pbc.tolist() if isinstance(pbc, (np.ndarray, torch.Tensor)) else pbc)
     if len(values) != 3:
-        raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r} (length {len(values)})")
-    return values  # type: ignore[return-value]
+        raise ValueError(f"pbc must be {allowed}, got {pbc!r} (length {len(values)})")
+    if not all(isinstance(p, (bool, np.bool_)) for p in values):
+        raise TypeError(f"pbc must be {allowed}, got {pbc!r}")
+    return (bool(values[0]), bool(values[1]), bool(values[2]))
 
 
 def _float64_cpu(t: torch.Tensor) -> torch.Tensor:
@@ -245,6 +249,15 @@ class Graph:
     @staticmethod
     def batch_graphs(graphs: Sequence[Graph]) -> Graph:
         """Concatenate graphs (atom indices offset; one cell per structure)."""
+        if isinstance(graphs, Graph) or not isinstance(graphs, Sequence):
+            raise TypeError(f"graphs must be a sequence of Graph, got {type(graphs).__name__}")
+        if len(graphs) == 0:
+            raise ValueError("graphs must contain at least one Graph, got []")
+        for k, g in enumerate(graphs):
+            if not isinstance(g, Graph):
+                raise TypeError(
+                    f"graphs[{k}] must be a periodic_conv.Graph, got {type(g).__name__}"
+                )
         if len(graphs) == 1:
             return graphs[0]
         r_cuts = {g.r_cut for g in graphs}
@@ -353,10 +366,10 @@ def _compiled_ops() -> dict[str, Any]:
     if _GROUP_BACKEND == "numpy":
         return {}
     if not _OPS:
-        from periodic_conv import _ops
+        from periodic_conv import _build
 
         forced = _GROUP_BACKEND in ("fused", "cpp")
-        if not (_ops.load_extension() if forced else _ops.extension_ready()):
+        if not (_build.load_extension() if forced else _build.extension_ready()):
             if forced:
                 raise RuntimeError(
                     f"_GROUP_BACKEND={_GROUP_BACKEND!r} but the C++ extension is unavailable"
@@ -389,6 +402,110 @@ def _vesin_functions() -> tuple[int, int] | None:
     except Exception:  # another vesin layout: the Python API path still works
         return None
     return fns if all(fns) else None  # type: ignore[return-value]
+
+
+def _as_tensor(x: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor:
+    """A tensor with values (meta tensors have none) from a tensor or a numeric array."""
+    if isinstance(x, torch.Tensor):
+        if x.device.type == "meta":
+            raise ValueError(
+                f"{name} is a meta tensor (shape only, no values); neighbor_list needs values"
+            )
+        return x
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be a tensor or an array of numbers (Å), got {type(x).__name__}"
+        ) from exc
+    return torch.as_tensor(arr, dtype=dtype)
+
+
+def _check_numbers(numbers: Any, n: int, device: torch.device) -> torch.Tensor | None:
+    """Atomic numbers as an int64 tensor [n] on ``device`` (list, array or tensor accepted)."""
+    if numbers is None:
+        return None
+    if not isinstance(numbers, torch.Tensor):
+        arr = np.asarray(numbers)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+            raise TypeError(
+                f"numbers must be integers (atomic numbers) [N], got {type(numbers).__name__} "
+                f"of dtype {arr.dtype}"
+            )
+        numbers = torch.as_tensor(arr.astype(np.int64))
+    elif numbers.is_floating_point() or numbers.is_complex() or numbers.dtype == torch.bool:
+        raise TypeError(f"numbers must be an integer tensor [N], got dtype {numbers.dtype}")
+    if tuple(numbers.shape) != (n,):
+        raise ValueError(
+            f"numbers must have shape [{n}] (one per atom), got {tuple(numbers.shape)}"
+        )
+    return numbers.to(device=device, dtype=torch.long)
+
+
+#: Atoms closer than this (Å) overlap: an input error (a duplicated site), never an edge.
+OVERLAP_TOL = 1e-4
+
+
+def _check_overlaps(
+    length: torch.Tensor,
+    center: torch.Tensor,
+    neighbor: torch.Tensor,
+    shift: torch.Tensor,
+    self_interaction: bool,
+) -> None:
+    """Raise when two atoms (or an atom and a periodic image) are closer than OVERLAP_TOL.
+
+    The r = 0 edge (a, a, 0) that ``self_interaction=True`` adds is the only allowed one.
+    """
+    close = length.detach() <= OVERLAP_TOL
+    if not bool(close.any()):
+        return
+    idx = torch.nonzero(close).flatten()
+    a, b, sh = center[idx], neighbor[idx], shift[idx]
+    keep = (a < b) | ((a == b) & (sh != 0).any(dim=1))  # each pair once; not the self edge
+    if self_interaction:
+        keep &= ~((a == b) & (sh == 0).all(dim=1))
+    if not bool(keep.any()):
+        return
+    idx, a, b, sh = idx[keep], a[keep], b[keep], sh[keep]
+    pairs = [
+        f"atoms {int(i)} and {int(j)}"
+        + ("" if not bool((s != 0).any()) else f" (image shift {tuple(int(x) for x in s)})")
+        + f" at {float(length[e].detach()):.3g} Å"
+        for i, j, s, e in zip(a[:5], b[:5], sh[:5], idx[:5])
+    ]
+    more = f" and {len(idx) - 5} more pairs" if len(idx) > 5 else ""
+    raise ValueError(
+        f"positions: overlapping atoms (closer than {OVERLAP_TOL:g} Å): {'; '.join(pairs)}{more}. "
+        "Two atoms at the same place are an input error (a duplicated site?); remove or move them"
+    )
+
+
+def _empty_graph(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    r_cut: float,
+    pbc: tuple[bool, bool, bool],
+    numbers: torch.Tensor | None,
+) -> Graph:
+    """The graph of a structure without atoms (what a batch of an empty Structure gives)."""
+    dev = positions.device
+    idx = torch.zeros(0, dtype=torch.long, device=dev)
+    return Graph(
+        positions=positions,
+        cell=cell.unsqueeze(0),
+        center=idx,
+        neighbor=idx.clone(),
+        shift=torch.zeros(0, 3, dtype=torch.long, device=dev),
+        edge_vec=positions.new_zeros(0, 3),
+        length=positions.new_zeros(0),
+        counts=idx.clone(),
+        batch=idx.clone(),
+        r_cut=r_cut,
+        numbers=numbers,
+        pbc=pbc,
+        edge_batch=idx.clone(),
+    )
 
 
 def neighbor_list(
@@ -437,23 +554,24 @@ def neighbor_list(
     Python API and a compiled or numpy grouping are used (same graph, slower). This function
     never compiles the extension itself.
     """
-    if not isinstance(positions, torch.Tensor):
-        positions = torch.as_tensor(np.asarray(positions, dtype=np.float64))
-    if not isinstance(cell, torch.Tensor):
-        cell = torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=positions.dtype)
+    positions = _as_tensor(positions, "positions", None)
+    cell = _as_tensor(cell, "cell", positions.dtype)
     if not positions.is_floating_point():
         raise TypeError(f"positions must be a floating tensor, got dtype {positions.dtype}")
     if cell.dtype != positions.dtype:
         cell = cell.to(positions.dtype)
     pbc_t = _as_pbc(pbc)
     r_cut = check_r_cut(r_cut)
+    if isinstance(self_interaction, (bool, np.bool_)):
+        self_interaction = bool(self_interaction)
+    else:
+        raise TypeError(f"self_interaction must be a bool, got {self_interaction!r}")
     pos_t, cell_t, info = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
-    if numbers is not None and numbers.shape != (positions.shape[0],):
-        raise ValueError(
-            f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
-        )
+    numbers = _check_numbers(numbers, positions.shape[0], positions.device)
 
     n = pos_t.shape[0]
+    if n == 0:
+        return _empty_graph(positions, cell, r_cut, pbc_t, numbers)
     if not any(pbc_t):
         cell_t = torch.zeros(3, 3, dtype=torch.float64)
     elif info.reduced_used:
@@ -512,6 +630,7 @@ def neighbor_list(
         length = torch.linalg.norm(vec, dim=-1)
     elif vec.dtype != positions.dtype:
         vec, length = vec.to(positions.dtype), length.to(positions.dtype)
+    _check_overlaps(length, center, neighbor, shift, self_interaction)
     return Graph(
         positions=positions,
         cell=cell_b,

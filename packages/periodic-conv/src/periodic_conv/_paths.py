@@ -95,6 +95,18 @@ class PathTable:
     w_nonzero: tuple[float, ...]  # W_{r != 0} per output block (B.34, counted over present paths)
     w_zero: tuple[float, ...]  # W_{r = 0} per output block (B.35, counted over present paths)
 
+    @functools.cached_property
+    def maxima(self) -> tuple[int, int, int, int]:
+        """(max degree of l_out, l_in, l; max multiplicity u, v; max l_out; max l_in) over
+        the paths: the sizes the compiled kernels need, passed as ints (no device reads)."""
+        ps = self.paths
+        return (
+            max(max(p.l_out, p.l_in, p.l) for p in ps),
+            max(max(p.u, p.v) for p in ps),
+            max(p.l_out for p in ps),
+            max(p.l_in for p in ps),
+        )
+
     @property
     def in_offsets(self) -> list[int]:
         return self.irreps_in.offsets()
