@@ -23,7 +23,7 @@ def case():
     g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 3.5, self_interaction=True)
     gen = torch.Generator().manual_seed(1)
     conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", backend="cpp")
-    F = torch.randn(g.num_nodes, pc.parse_irreps(IR_IN).dim, generator=gen, dtype=torch.float64)
+    F = torch.randn(g.num_nodes, pc.Irreps(IR_IN).dim, generator=gen, dtype=torch.float64)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=torch.float64)
     return g, conv, F, R
 

@@ -1,146 +1,156 @@
-"""Build and load the C++ (and CUDA) extension.
+"""periodic_conv's C++ (and CUDA) extension, built and loaded by :mod:`rsh.extensions`.
 
-The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extension.load``
-into ``$PERIODIC_CONV_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/xtalnet/torch-<ver>/
-periodic_conv-<sha>/`` (sha of the sources), and an existing build there is loaded with
-``torch.ops.load_library`` without rebuilding. Without a compiler the ``torch`` backend is
-used and ONE warning says why.
+The one loader of the xtalnet packages compiles ``csrc/`` on first use (about a minute),
+caches the build under ``$XTAL_EXTENSIONS_DIR`` (default ``~/.cache/xtalnet/extensions``) and
+falls back with one warning: a failed CUDA build to a CPU-only build, a failed CPU build to
+the plain-torch backend. ``XTAL_DISABLE_EXTENSIONS=1`` skips it (plain torch only),
+``XTAL_DISABLE_CUDA_EXTENSIONS=1`` skips the CUDA sources.
+
+:func:`neighbor_list` must never block on a first build, so it asks
+:func:`extension_ready`, which loads the extension only when this exact build (same sources,
+flags and vesin header) is known to be in the cache: a small record written next to the
+cache after each successful build.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import warnings
+import json
+import threading
 from pathlib import Path
+from typing import Any
 
-import torch
+from rsh import extensions
 
-__all__ = ["cpp_available", "cuda_available", "extension_ready", "load_extension"]
+__all__ = [
+    "cpp_available",
+    "cuda_available",
+    "extension_ready",
+    "load_extension",
+    "vesin_include",
+]
 
-_CSRC = Path(__file__).parent / "csrc"
+_CSRC = Path(__file__).resolve().parent / "csrc"
 _CPU_SOURCES = ["conv_cpu.cpp", "neighbors_cpu.cpp"]
+_CUDA_SOURCES = ["conv_cuda.cu"]
 _HEADERS = ["conv_kernel.h", "conv_ops.h"]
-_NAME = "periodic_conv_ops"
-
-
-def _with_cuda() -> bool:
-    # Build the CUDA launcher only where it can run: a CUDA torch with a visible device.
-    return bool(torch.cuda.is_available() and torch.version.cuda)
+_NAME = "periodic_conv"
+#: vesin versions whose C header (options struct) the fused neighbour-list op is written for.
+VESIN_TESTED = ((0, 6), (0, 7))  # >= 0.6, < 0.7: the range pinned in pyproject.toml
 
 
 @functools.lru_cache(maxsize=1)
-def _vesin_include() -> Path | None:
-    """vesin's C header directory (its public C API), if the installed vesin ships one and is
-    a version whose options struct has the fields we set (0.6 onwards)."""
+def vesin_include() -> tuple[Path | None, str]:
+    """(vesin's C header directory, "") when the fused neighbour-list op can be built against
+    the installed vesin, else (None, the reason)."""
     try:
         import vesin
-
-        major, minor = (int(x) for x in vesin.__version__.split(".")[:2])
-    except (ImportError, AttributeError, ValueError):
-        return None
+    except ImportError as exc:
+        return None, f"vesin cannot be imported ({exc})"
+    version = getattr(vesin, "__version__", "?")
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return None, f"vesin's version {version!r} is not of the form X.Y.Z"
+    lo, hi = VESIN_TESTED
+    if not lo <= (major, minor) < hi:
+        return None, (
+            f"vesin {version} is outside the tested range >={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]}"
+        )
     inc = Path(vesin.__file__).parent / "include"
-    return inc if (major, minor) >= (0, 6) and (inc / "vesin.h").is_file() else None
+    if not (inc / "vesin.h").is_file():
+        return None, f"vesin {version} ships no C header ({inc / 'vesin.h'} is missing)"
+    return inc, ""
 
 
-def _build(build: Path, with_vesin: bool) -> None:
-    from torch.utils import cpp_extension
-
-    sources = [str(_CSRC / s) for s in _CPU_SOURCES]
-    if _with_cuda():
-        sources.append(str(_CSRC / "conv_cuda.cu"))
-    includes, flags = [str(_CSRC)], ["-O3", "-fopenmp"]
-    if with_vesin:
-        includes.append(str(_vesin_include()))
-        flags.append("-DPERIODIC_CONV_WITH_VESIN")
-    cpp_extension.load(
-        name=_NAME,
-        sources=sources,
-        extra_cflags=flags,
+def _spec() -> dict[str, Any]:
+    """The arguments of :func:`rsh.extensions.load_extension` for this package."""
+    inc, _ = vesin_include()
+    includes = [_CSRC] if inc is None else [_CSRC, inc]
+    depends = [_CSRC / h for h in _HEADERS] + ([] if inc is None else [inc / "vesin.h"])
+    cflags = ["-O3", "-fopenmp"] + ([] if inc is None else ["-DPERIODIC_CONV_WITH_VESIN"])
+    return dict(
+        sources=[_CSRC / s for s in _CPU_SOURCES],
+        cuda_sources=[_CSRC / s for s in _CUDA_SOURCES],
+        depends=depends,
+        extra_cflags=cflags,
+        extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"],
         extra_ldflags=["-fopenmp"],
         extra_include_paths=includes,
-        build_directory=str(build),
-        is_python_module=False,
-        verbose=False,
     )
 
 
-def _cache_dir() -> Path:
-    files = sorted(_CPU_SOURCES + _HEADERS + ["conv_cuda.cu"])
-    sha = hashlib.sha256()
-    for f in files:
-        p = _CSRC / f
-        if p.exists():
-            sha.update(f.encode() + p.read_bytes())
-    inc = _vesin_include()
-    if inc is not None:  # the struct layouts compiled in must be those of the installed vesin
-        sha.update(b"vesin.h" + (inc / "vesin.h").read_bytes())
-    root = os.environ.get("PERIODIC_CONV_CACHE")
-    if root is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-        root = os.path.join(base, "xtalnet", f"torch-{torch.__version__.split('+')[0]}")
-    flavour = "cuda" if _with_cuda() else "cpu"
-    return Path(root) / f"periodic_conv-{flavour}-{sha.hexdigest()[:16]}"
+def _record_key(spec: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for f in [*spec["sources"], *spec["cuda_sources"], *spec["depends"]]:
+        h.update(str(f).encode() + b"\0" + Path(f).read_bytes())
+    h.update(repr([spec[k] for k in sorted(spec) if k.startswith("extra")]).encode())
+    return h.hexdigest()[:16]
 
 
-#: True once the operators are loaded in this process (by any of the functions below).
-_LOADED = False
+def _record_path() -> Path:
+    return extensions.extensions_dir() / f"{_NAME}.built.json"
 
 
-@functools.lru_cache(maxsize=1)
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
 def load_extension() -> bool:
-    """Build (once) and load the C++ operators; False (with one warning) if that fails."""
-    global _LOADED
-    if hasattr(torch.ops.periodic_conv, "conv_fwd"):
-        _LOADED = True
-        return True
-    build = _cache_dir()
-    so = build / f"{_NAME}.so"
-    try:
-        if not so.exists():
-            build.mkdir(parents=True, exist_ok=True)
-            try:
-                _build(build, with_vesin=_vesin_include() is not None)
-            except Exception:
-                if _vesin_include() is None:
-                    raise
-                # A vesin header we cannot compile against must not cost the convolution
-                # backends: build again without the fused neighbour-list op.
-                _build(build, with_vesin=False)
-        else:
-            torch.ops.load_library(str(so))
-    except Exception as exc:
-        warnings.warn(
-            f"periodic_conv: could not build/load the C++ extension ({type(exc).__name__}: "
-            f"{exc}); using the plain-torch backend. Install a C++ compiler for the cpp backend.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return False
-    from periodic_conv import _registration
+    """Build (once, cached) and load the C++ operators; False (with one warning from
+    :mod:`rsh.extensions`) when they cannot be built.
 
-    _registration.register()
-    _LOADED = True
-    return True
+    Call it once up front (``periodic_conv.build_extension()``) to take the ~1 minute first
+    build out of the first convolution or neighbour list.
+    """
+    if "ok" in _state:  # lock-free fast path (torch.compile traces through it)
+        return bool(_state["ok"])
+    with _lock:
+        if "ok" not in _state:
+            spec = _spec()
+            ext = extensions.load_extension(_NAME, **spec)
+            if ext is not None:
+                from periodic_conv import _registration
 
-
-@functools.lru_cache(maxsize=1)
-def _built() -> bool:
-    return (_cache_dir() / f"{_NAME}.so").exists()
+                _registration.register()
+                try:  # remember the build for extension_ready() in later processes
+                    _record_path().write_text(
+                        json.dumps({"key": _record_key(spec), "path": str(ext.path)})
+                    )
+                except OSError:
+                    pass
+            _state["ext"] = ext
+            _state["ok"] = ext is not None
+    return bool(_state["ok"])
 
 
 def extension_ready() -> bool:
-    """True when the operators are loaded, loading an existing build but never compiling one
-    (for callers such as ``neighbor_list`` that have a fallback and must not block for the
-    first build)."""
-    return _LOADED or (_built() and load_extension())
+    """True when the operators are loaded, loading a cached build but never compiling one
+    (for callers such as ``neighbor_list`` that have a fallback and must not block)."""
+    if "ok" in _state:
+        return bool(_state["ok"])
+    try:
+        record = json.loads(_record_path().read_text())
+        spec = _spec()
+        if record.get("key") != _record_key(spec) or not Path(record["path"]).is_file():
+            return False
+    except (OSError, ValueError, KeyError):
+        return False
+    return load_extension()
 
 
 def cpp_available() -> bool:
+    """True when the CPU operators are available (builds on first call)."""
     return load_extension()
 
 
 def cuda_available() -> bool:
-    """True when the extension was built with the CUDA launcher (CUDA torch + device)."""
-    return _with_cuda() and load_extension()
+    """True when the extension was built with its CUDA launcher (builds on first call)."""
+    return load_extension() and bool(getattr(_state.get("ext"), "cuda", False))
+
+
+def cuda_reason() -> str | None:
+    """Why the CUDA launcher is not built in (None when it is, or before the first build)."""
+    ext = _state.get("ext")
+    return None if ext is None else ext.cuda_reason

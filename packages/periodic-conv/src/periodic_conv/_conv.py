@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION
 
 from periodic_conv._backends import BACKENDS, get_backend, resolve_backend
 from periodic_conv._hub import DataHub
@@ -71,7 +72,7 @@ def periodic_convolution(
     irreps_out,
     l_filter_max: int,
     *,
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     scaling: str = "unit_variance",
     backend: str = "auto",
     chunk: int | None = None,
@@ -153,7 +154,7 @@ class PeriodicConvolution(torch.nn.Module):
         irreps_out,
         l_filter_max: int,
         *,
-        convention: str = "standard",
+        convention: str = DEFAULT_CONVENTION,
         scaling: str = "unit_variance",
         backend: str = "auto",
     ) -> None:

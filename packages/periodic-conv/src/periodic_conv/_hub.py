@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION, check_convention, check_degree
 
 from periodic_conv._neighbors import Graph
-from periodic_conv._paths import CONVENTIONS
 
 __all__ = ["DataHub"]
 
@@ -26,8 +26,6 @@ def _edge_harmonics(
     """
     import rsh
 
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if normalization not in SH_NORMALIZATIONS:
         raise ValueError(
             f"sh_normalization must be one of {SH_NORMALIZATIONS}, got {normalization!r}"
@@ -101,14 +99,14 @@ class DataHub:
         graph: Graph,
         l_max: int,
         *,
-        convention: str = "standard",
+        convention: str = DEFAULT_CONVENTION,
         sh_normalization: str = "integral",
     ) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a periodic_conv.Graph, got {type(graph).__name__}")
-        if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 0:
-            raise ValueError(f"l_max must be an int >= 0, got {l_max!r}")
+        l_max = check_degree(l_max, "l_max")
         _check_graph(graph)
+        convention = check_convention(convention)
         self.graph = graph
         self.l_max = l_max
         self.convention = convention

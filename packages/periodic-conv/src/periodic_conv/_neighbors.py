@@ -15,6 +15,7 @@ periodic copy) are edges; the self pair with zero shift is an edge only with
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -312,7 +313,7 @@ def _group_numpy(
     distances: np.ndarray | None,
     n: int,
     self_interaction: bool,
-) -> tuple[np.ndarray, ...]:
+) -> tuple[Any, ...]:
     """Group vesin's edges by center, stably (vesin's order within a center), in numpy.
 
     ``pairs`` [E, 2] and ``shifts`` [E, 3] may be views into vesin's buffers: every array
@@ -377,21 +378,37 @@ def _compiled_ops() -> dict[str, Any]:
             return {}
         # the overloads themselves: skips the overload resolution of each call (µs count here)
         _OPS["group"] = torch.ops.periodic_conv.group_by_center.default
-        fns = _vesin_functions()
-        if fns is not None and hasattr(torch.ops.periodic_conv, "vesin_grouped"):
+        fns, reason = _vesin_functions()
+        if fns is not None and not hasattr(torch.ops.periodic_conv, "vesin_grouped"):
+            fns, reason = None, _build.vesin_include()[1] or "built without vesin.h"
+        if fns is None:
+            warnings.warn(
+                f"periodic_conv.neighbor_list: the fused vesin path is unavailable ({reason}); "
+                "using vesin's Python API and the compiled grouping (same graph, ~1.2x slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
             _OPS["fused"] = (torch.ops.periodic_conv.vesin_grouped.default, *fns)
     if _GROUP_BACKEND == "cpp":
         return {"group": _OPS["group"]}
     if _GROUP_BACKEND == "fused" and "fused" not in _OPS:
-        raise RuntimeError("_GROUP_BACKEND='fused' but the extension was built without vesin.h")
+        raise RuntimeError("_GROUP_BACKEND='fused' but the fused vesin path is unavailable")
     return _OPS
 
 
-def _vesin_functions() -> tuple[int, int] | None:
-    """Addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded."""
-    try:
-        import ctypes
+def _vesin_functions() -> tuple[tuple[int, int] | None, str]:
+    """(addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded,
+    "") or (None, why not). ``vesin._c_lib.get_library`` is private to vesin: the version
+    range pinned in pyproject.toml is the one this was written and tested for."""
+    import ctypes
 
+    from periodic_conv import _build
+
+    inc, reason = _build.vesin_include()
+    if inc is None:
+        return None, reason
+    try:
         from vesin._c_lib import get_library
 
         lib = get_library()
@@ -399,9 +416,11 @@ def _vesin_functions() -> tuple[int, int] | None:
             ctypes.cast(lib.vesin_neighbors, ctypes.c_void_p).value,
             ctypes.cast(lib.vesin_free, ctypes.c_void_p).value,
         )
-    except Exception:  # another vesin layout: the Python API path still works
-        return None
-    return fns if all(fns) else None  # type: ignore[return-value]
+    except (ImportError, AttributeError, OSError) as exc:
+        return None, f"vesin's library is not where vesin 0.6 keeps it: {type(exc).__name__}: {exc}"
+    if not all(fns):
+        return None, "vesin_neighbors / vesin_free have null addresses"
+    return (int(fns[0]), int(fns[1])), ""  # type: ignore[arg-type]
 
 
 def _as_tensor(x: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor:
@@ -451,20 +470,17 @@ def _check_overlaps(
     center: torch.Tensor,
     neighbor: torch.Tensor,
     shift: torch.Tensor,
-    self_interaction: bool,
 ) -> None:
-    """Raise when two atoms (or an atom and a periodic image) are closer than OVERLAP_TOL.
-
-    The r = 0 edge (a, a, 0) that ``self_interaction=True`` adds is the only allowed one.
+    """Raise when two distinct atoms (possibly through a periodic image) are closer than
+    OVERLAP_TOL. An atom next to its own image only means a short lattice vector: that is
+    the cell's business (``check_cell``), and so is the r = 0 edge of ``self_interaction``.
     """
     close = length.detach() <= OVERLAP_TOL
     if not bool(close.any()):
         return
     idx = torch.nonzero(close).flatten()
     a, b, sh = center[idx], neighbor[idx], shift[idx]
-    keep = (a < b) | ((a == b) & (sh != 0).any(dim=1))  # each pair once; not the self edge
-    if self_interaction:
-        keep &= ~((a == b) & (sh == 0).all(dim=1))
+    keep = a < b  # each pair of distinct atoms once
     if not bool(keep.any()):
         return
     idx, a, b, sh = idx[keep], a[keep], b[keep], sh[keep]
@@ -611,7 +627,12 @@ def neighbor_list(
             out = tuple(
                 None if a is None else torch.from_numpy(a)
                 for a in _group_numpy(
-                    pairs, shifts, *(vd if vd else (None, None)), n, self_interaction
+                    pairs,
+                    shifts,
+                    vd[0] if vd else None,
+                    vd[1] if vd else None,
+                    n,
+                    self_interaction,
                 )
             )
             out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
@@ -630,7 +651,7 @@ def neighbor_list(
         length = torch.linalg.norm(vec, dim=-1)
     elif vec.dtype != positions.dtype:
         vec, length = vec.to(positions.dtype), length.to(positions.dtype)
-    _check_overlaps(length, center, neighbor, shift, self_interaction)
+    _check_overlaps(length, center, neighbor, shift)
     return Graph(
         positions=positions,
         cell=cell_b,

@@ -27,9 +27,9 @@ def materialize_kernel(
     E = R.shape[0]
     oo, io = table.out_offsets, table.in_offsets
     rows = []
-    for k, bo in enumerate(table.irreps_out.blocks):
+    for k, bo in enumerate(table.irreps_out):
         cols = []
-        for i, bi in enumerate(table.irreps_in.blocks):
+        for i, bi in enumerate(table.irreps_in):
             blk = Y.new_zeros(E, bo.mul, 2 * bo.l + 1, bi.mul, 2 * bi.l + 1)
             for p, C in zip(table.paths, table.couplings):
                 if p.k != k or p.i != i:
