@@ -89,11 +89,7 @@ class CellCheck:
     heights: tuple[float, float, float]
     image_shells: tuple[int, int, int]
     expected_edges: int
-
-    @property
-    def reduced_used(self) -> bool:
-        """True when ``reduced`` is not the given cell (``transform`` is not the identity)."""
-        return not bool((self.transform == np.eye(3, dtype=np.int64)).all())
+    reduced_used: bool = False
 
 
 def check_r_cut(r_cut: Any, name: str = "r_cut") -> float:
@@ -412,4 +408,5 @@ def check_cell(
         heights=(heights[0], heights[1], heights[2]),
         image_shells=(int(shells[0]), int(shells[1]), int(shells[2])),
         expected_edges=int(estimate_f),
+        reduced_used=transform is not eye,
     )

@@ -475,9 +475,14 @@ def _check_overlaps(
     OVERLAP_TOL. An atom next to its own image only means a short lattice vector: that is
     the cell's business (``check_cell``), and so is the r = 0 edge of ``self_interaction``.
     """
-    close = length.detach() <= OVERLAP_TOL
-    if not bool(close.any()):
+    if length.numel() == 0:
         return
+    d = length.detach()
+    on_numpy = d.device.type == "cpu" and d.dtype in (torch.float64, torch.float32)
+    shortest = float(d.numpy().min()) if on_numpy else float(d.min())
+    if shortest > OVERLAP_TOL:  # the common case: one reduction, no temporaries
+        return
+    close = d <= OVERLAP_TOL
     idx = torch.nonzero(close).flatten()
     a, b, sh = center[idx], neighbor[idx], shift[idx]
     keep = a < b  # each pair of distinct atoms once
