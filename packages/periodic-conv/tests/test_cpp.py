@@ -239,3 +239,31 @@ def test_cuda_op_refuses_cpu_tensors(case):
     args[6] = args[6].cpu()  # row_ptr
     with pytest.raises(RuntimeError, match="row_ptr must be on cuda"):
         torch.ops.periodic_conv.conv_fwd(*args)
+
+
+def test_disabled_extensions_fall_back_to_torch():
+    """XTAL_DISABLE_EXTENSIONS=1 (rsh.extensions' switch): auto -> torch, the neighbour list
+    on its numpy path, an explicit cpp backend refused with a clear error; no warning."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import warnings, torch, periodic_conv as pc
+from periodic_conv import _backends, _neighbors
+warnings.simplefilter("error")
+assert _backends.resolve_backend("auto", torch.device("cpu")) == "torch"
+x = torch.zeros(1, 3, dtype=torch.float64)
+g = pc.neighbor_list(x, torch.eye(3, dtype=torch.float64) * 3, 3.5)
+assert g.num_edges == 6 and _neighbors._compiled_ops() == {}
+conv = pc.PeriodicConvolution("1x0e", "1x0e", 0, backend="cpp")
+F = torch.ones(1, 1, dtype=torch.float64)
+try:
+    conv(F, pc.DataHub(g, 0), torch.ones(6, 1, dtype=torch.float64))
+except RuntimeError as err:
+    assert "backend='cpp' is unavailable" in str(err), err
+else:
+    raise AssertionError("cpp backend ran with extensions disabled")
+"""
+    env = {**os.environ, "XTAL_DISABLE_EXTENSIONS": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
