@@ -557,18 +557,33 @@ def neighbor_list(
     max_edges : int
         Refuse (ValueError) when the estimated number of edges exceeds this.
     cell_tol : float
-        Refuse cells with |det(cell)| <= cell_tol * |a||b||c| (flat cells would hang or give a
-        wrong graph in the underlying libraries).
-    numbers : Tensor [N], optional
-        Atomic numbers, stored on the graph.
+        Refuse cells whose LLL-reduced basis has |det| <= cell_tol * |a||b||c| (flat cells
+        would hang or give a wrong graph in the underlying libraries).
+    numbers : Tensor [N] or sequence of int, optional
+        Atomic numbers, stored on the graph (int64).
 
     Returns
     -------
     Graph
-        One structure; edges sorted by center atom.
+        One structure; edges sorted by center atom. No atoms (positions [0, 3]): an empty
+        graph. Shifts are those of the given ``cell`` even when the search ran in its reduced
+        basis.
+
+    Raises
+    ------
+    ValueError
+        Cell or cutoff refused by :func:`periodic_conv.check_cell` (flat or too thin a cell,
+        more than ``max_edges`` expected edges, ``r_cut`` outside [MIN_R_CUT, MAX_R_CUT]);
+        non-finite values; wrong shapes; two distinct atoms closer than ``OVERLAP_TOL`` (the
+        message names them).
+    TypeError
+        Arguments of the wrong type (each message names the argument).
 
     Notes
     -----
+    The cell is checked (and, when skewed, LLL-reduced) by :func:`periodic_conv.check_cell`,
+    so a skewed but legitimate cell is searched in its reduced basis (fast) and a degenerate
+    one fails at once.
     When the package's C++ extension is built (first use of the ``cpp`` convolution backend,
     or :func:`periodic_conv.build_extension`),
     vesin's C API and the grouping by center run in one compiled call; otherwise vesin's
