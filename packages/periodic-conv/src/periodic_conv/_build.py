@@ -130,14 +130,15 @@ def extension_ready() -> bool:
     (for callers such as ``neighbor_list`` that have a fallback and must not block)."""
     if "ok" in _state:
         return bool(_state["ok"])
-    try:
-        record = json.loads(_record_path().read_text())
-        spec = _spec()
-        if record.get("key") != _record_key(spec) or not Path(record["path"]).is_file():
-            return False
-    except (OSError, ValueError, KeyError):
-        return False
-    return load_extension()
+    if "cached" not in _state:  # looked up once per process (neighbor_list asks every call)
+        try:
+            record = json.loads(_record_path().read_text())
+            _state["cached"] = (
+                record.get("key") == _record_key(_spec()) and Path(record["path"]).is_file()
+            )
+        except (OSError, ValueError, KeyError):
+            _state["cached"] = False
+    return load_extension() if _state["cached"] else False
 
 
 def cpp_available() -> bool:
