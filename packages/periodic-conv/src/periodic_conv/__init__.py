@@ -18,6 +18,7 @@ from periodic_conv._cell import (
     MIN_R_CUT,
     CellCheck,
     check_cell,
+    check_pbc,
     check_r_cut,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "__version__",
     "build_extension",
     "check_cell",
+    "check_pbc",
     "check_r_cut",
     "coupling",
     "materialize_kernel",

@@ -28,28 +28,11 @@ from periodic_conv._cell import (
     DEFAULT_MAX_EDGES,
     CellCheck,
     check_cell,
+    check_pbc,
     check_r_cut,
 )
 
 __all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
-
-
-def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
-    """A bool, or 3 bools (Python or numpy bools, e.g. ASE's ``get_pbc()``): nothing else, so
-    ``pbc="off"`` or ``pbc=(1, 0, 0)`` cannot silently mean something else."""
-    if pbc.__class__ is tuple and len(pbc) == 3 and all(p.__class__ is bool for p in pbc):
-        return pbc  # the common case, kept cheap
-    if isinstance(pbc, (bool, np.bool_)):
-        return (bool(pbc),) * 3
-    allowed = "a bool or a sequence of 3 bools, e.g. True or (True, True, False)"
-    if isinstance(pbc, (str, bytes)) or not hasattr(pbc, "__len__"):
-        raise TypeError(f"pbc must be {allowed}, got {type(pbc).__name__} {pbc!r}")
-    values = list(pbc.tolist() if isinstance(pbc, (np.ndarray, torch.Tensor)) else pbc)
-    if len(values) != 3:
-        raise ValueError(f"pbc must be {allowed}, got {pbc!r} (length {len(values)})")
-    if not all(isinstance(p, (bool, np.bool_)) for p in values):
-        raise TypeError(f"pbc must be {allowed}, got {pbc!r}")
-    return (bool(values[0]), bool(values[1]), bool(values[2]))
 
 
 def _float64_cpu(t: torch.Tensor) -> torch.Tensor:
@@ -596,7 +579,7 @@ def neighbor_list(
         raise TypeError(f"positions must be a floating tensor, got dtype {positions.dtype}")
     if cell.dtype != positions.dtype:
         cell = cell.to(positions.dtype)
-    pbc_t = _as_pbc(pbc)
+    pbc_t = check_pbc(pbc)
     r_cut = check_r_cut(r_cut)
     if isinstance(self_interaction, (bool, np.bool_)):
         self_interaction = bool(self_interaction)
