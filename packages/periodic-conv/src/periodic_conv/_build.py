@@ -7,16 +7,12 @@ the plain-torch backend. ``XTAL_DISABLE_EXTENSIONS=1`` skips it (plain torch onl
 ``XTAL_DISABLE_CUDA_EXTENSIONS=1`` skips the CUDA sources.
 
 :func:`neighbor_list` must never block on a first build, so it asks
-:func:`extension_ready`, which loads the extension only when this exact build (same sources,
-flags and vesin header) is known to be in the cache: a small record written next to the
-cache after each successful build.
+:func:`extension_ready`, which loads a cached build (``build=False``) but never compiles.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -81,20 +77,19 @@ def _spec() -> dict[str, Any]:
     )
 
 
-def _record_key(spec: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for f in [*spec["sources"], *spec["cuda_sources"], *spec["depends"]]:
-        h.update(str(f).encode() + b"\0" + Path(f).read_bytes())
-    h.update(repr([spec[k] for k in sorted(spec) if k.startswith("extra")]).encode())
-    return h.hexdigest()[:16]
-
-
-def _record_path() -> Path:
-    return extensions.extensions_dir() / f"{_NAME}.built.json"
-
-
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
+
+
+def _loaded(ext: extensions.Extension | None) -> bool:
+    """Register the Python side of the ops once the library is loaded; remember the result."""
+    if ext is not None:
+        from periodic_conv import _registration
+
+        _registration.register()
+    _state["ext"] = ext
+    _state["ok"] = ext is not None
+    return ext is not None
 
 
 def load_extension() -> bool:
@@ -108,20 +103,7 @@ def load_extension() -> bool:
         return bool(_state["ok"])
     with _lock:
         if "ok" not in _state:
-            spec = _spec()
-            ext = extensions.load_extension(_NAME, **spec)
-            if ext is not None:
-                from periodic_conv import _registration
-
-                _registration.register()
-                try:  # remember the build for extension_ready() in later processes
-                    _record_path().write_text(
-                        json.dumps({"key": _record_key(spec), "path": str(ext.path)})
-                    )
-                except OSError:
-                    pass
-            _state["ext"] = ext
-            _state["ok"] = ext is not None
+            _loaded(extensions.load_extension(_NAME, **_spec()))
     return bool(_state["ok"])
 
 
@@ -130,15 +112,16 @@ def extension_ready() -> bool:
     (for callers such as ``neighbor_list`` that have a fallback and must not block)."""
     if "ok" in _state:
         return bool(_state["ok"])
-    if "cached" not in _state:  # looked up once per process (neighbor_list asks every call)
-        try:
-            record = json.loads(_record_path().read_text())
-            _state["cached"] = (
-                record.get("key") == _record_key(_spec()) and Path(record["path"]).is_file()
-            )
-        except (OSError, ValueError, KeyError):
-            _state["cached"] = False
-    return load_extension() if _state["cached"] else False
+    if _state.get("not_built"):  # probed once per process (neighbor_list asks every call)
+        return False
+    with _lock:
+        if "ok" not in _state:
+            ext = extensions.load_extension(_NAME, **_spec(), build=False)
+            if ext is None:
+                _state["not_built"] = True
+                return False
+            _loaded(ext)
+    return bool(_state["ok"])
 
 
 def cpp_available() -> bool:
