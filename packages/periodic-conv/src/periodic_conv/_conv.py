@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION
 
-from periodic_conv._fused_torch import conv_fused_torch
+from periodic_conv._backends import BACKENDS, get_backend, resolve_backend
 from periodic_conv._hub import DataHub
 from periodic_conv._paths import PathTable, path_table
-from periodic_conv._reference import conv_reference
 
-__all__ = ["BACKENDS", "NORMALIZATIONS", "PeriodicConvolution", "periodic_convolution"]
+__all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "periodic_convolution"]
 
-BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
-NORMALIZATIONS = ("thesis", "none")
-
-
-def _resolve_backend(backend: str, device: torch.device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        from periodic_conv import _ops
-
-        if device.type == "cuda" and _ops.cuda_available():
-            return "cuda"
-        if device.type == "cpu" and _ops.cpp_available():
-            return "cpp"
-        return "torch"
-    return backend
+#: ``scaling`` values: "unit_variance" (W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|)), "none".
+SCALINGS = ("unit_variance", "none")
 
 
-def _check(features, hub: DataHub, R, table: PathTable, convention: str, normalization: str):
+def _check_scaling(scaling: str) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(
+            f"scaling must be one of {SCALINGS} (renamed from normalization='thesis'/'none'), "
+            f"got {scaling!r}"
+        )
+
+
+def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling: str):
     if not isinstance(hub, DataHub):
         raise TypeError(f"hub must be a periodic_conv.DataHub, got {type(hub).__name__}")
+    for name, t in (("features", features), ("R", R)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor, got {type(t).__name__} (convert with "
+                "torch.as_tensor(..., dtype=hub.Y.dtype))"
+            )
     if features.ndim != 2 or features.shape != (hub.num_nodes, table.irreps_in.dim):
         raise ValueError(
             f"features must have shape [N, dim(irreps_in)] = [{hub.num_nodes}, "
@@ -52,9 +52,9 @@ def _check(features, hub: DataHub, R, table: PathTable, convention: str, normali
             f"hub.l_max={hub.l_max} is below the layer's l_filter_max={table.l_filter_max}; "
             "build the DataHub with l_max >= every layer's l_filter_max"
         )
-    if normalization == "thesis" and hub.sh_normalization != "integral":
+    if scaling == "unit_variance" and hub.sh_normalization != "integral":
         raise ValueError(
-            "normalization='thesis' assumes integral-normalised Y (eq. B.18), got "
+            "scaling='unit_variance' assumes integral-normalised Y (eq. B.18), got "
             f"hub.sh_normalization={hub.sh_normalization!r}"
         )
     if features.dtype != R.dtype or features.dtype != hub.Y.dtype:
@@ -72,8 +72,8 @@ def periodic_convolution(
     irreps_out,
     l_filter_max: int,
     *,
-    convention: str = "thesis",
-    normalization: str = "thesis",
+    convention: str = DEFAULT_CONVENTION,
+    scaling: str = "unit_variance",
     backend: str = "auto",
     chunk: int | None = None,
     deterministic: bool = True,
@@ -92,9 +92,13 @@ def periodic_convolution(
         e3nn irreps strings.
     l_filter_max : int
         Highest filter degree l.
-    convention : {"thesis", "standard", "e3nn"}
-    normalization : {"thesis", "none"}
-        "thesis": W of eq. B.33-B.36 and 1/sqrt(|N(a)|); "none": plain sums (for comparisons).
+    convention : {"standard", "thesis", "e3nn"}
+        Real spherical-harmonic basis of features, Y and couplings (``rsh.conventions``);
+        must match the hub's.
+    scaling : {"unit_variance", "none"}
+        "unit_variance": the factor W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|), which keep
+        the output variance at 1 for unit-variance inputs; "none": plain sums (for
+        comparisons with e3nn's TensorProduct).
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
         "auto": cuda for CUDA tensors, cpp for CPU tensors when the extension builds, else
         torch. Double backward (e.g. training on forces) needs "torch" or "reference".
@@ -109,20 +113,18 @@ def periodic_convolution(
     Tensor [N, dim(irreps_out)]
         Isolated atoms (|N(a)| = 0) get exactly zero.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    _check_scaling(scaling)
     table = path_table(irreps_in, irreps_out, l_filter_max, convention)
-    _check(features, hub, R, table, convention, normalization)
-    backend = _resolve_backend(backend, features.device)
+    _check(features, hub, R, table, convention, scaling)
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise TypeError(f"chunk must be None or an int >= 1 (edges per chunk), got {chunk!r}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
+    name = resolve_backend(backend, features.device)
+    fn = get_backend(name, features.device)
     Y = hub.Y[:, : (l_filter_max + 1) ** 2]
-    scale = hub.edge_scale(table, normalization)
-    if backend == "reference":
-        return conv_reference(features, Y, R, hub.src, hub.dst, scale, table)
-    if backend == "torch":
-        return conv_fused_torch(features, Y, R, hub.src, hub.dst, scale, table, chunk)
-    from periodic_conv import _ops
-
-    return _ops.conv_compiled(features, Y, R, hub, scale, table, backend, deterministic)
+    scale = hub.edge_scale(table, scaling)
+    return fn(features, Y, R, hub, scale, table, chunk=chunk, deterministic=deterministic)
 
 
 class PeriodicConvolution(torch.nn.Module):
@@ -134,9 +136,9 @@ class PeriodicConvolution(torch.nn.Module):
         e3nn irreps strings, e.g. ``"16x0e+16x1o+16x2e"``.
     l_filter_max : int
         Highest degree of the spherical-harmonic filter.
-    convention : {"thesis", "standard", "e3nn"}
+    convention : {"standard", "thesis", "e3nn"}
         Real spherical-harmonic basis (must match the DataHub's).
-    normalization : {"thesis", "none"}
+    scaling : {"unit_variance", "none"}
         See :func:`periodic_convolution`.
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
 
@@ -152,15 +154,12 @@ class PeriodicConvolution(torch.nn.Module):
         irreps_out,
         l_filter_max: int,
         *,
-        convention: str = "thesis",
-        normalization: str = "thesis",
+        convention: str = DEFAULT_CONVENTION,
+        scaling: str = "unit_variance",
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-            )
+        _check_scaling(scaling)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.table = path_table(irreps_in, irreps_out, l_filter_max, convention)
@@ -168,7 +167,7 @@ class PeriodicConvolution(torch.nn.Module):
         self.irreps_out = str(self.table.irreps_out)
         self.l_filter_max = l_filter_max
         self.convention = convention
-        self.normalization = normalization
+        self.scaling = scaling
         self.backend = backend
 
     @property
@@ -189,13 +188,13 @@ class PeriodicConvolution(torch.nn.Module):
             self.table.irreps_out,
             self.l_filter_max,
             convention=self.convention,
-            normalization=self.normalization,
+            scaling=self.scaling,
             backend=self.backend,
         )
 
     def extra_repr(self) -> str:
         return (
             f"{self.irreps_in} -> {self.irreps_out}, l_filter_max={self.l_filter_max}, "
-            f"convention={self.convention!r}, normalization={self.normalization!r}, "
+            f"convention={self.convention!r}, scaling={self.scaling!r}, "
             f"weight_numel={self.weight_numel}, backend={self.backend!r}"
         )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION, check_convention, check_degree
 
 from periodic_conv._neighbors import Graph
-from periodic_conv._paths import CONVENTIONS
 
-__all__ = ["DataHub", "spherical_harmonics"]
+__all__ = ["DataHub"]
 
 SH_NORMALIZATIONS = ("integral", "component", "norm")
 # Y_00 for each normalisation: the value used on r = 0 edges, where the direction is undefined
@@ -17,12 +17,8 @@ SH_NORMALIZATIONS = ("integral", "component", "norm")
 _Y00 = {"integral": 1.0 / math.sqrt(4.0 * math.pi), "component": 1.0, "norm": 1.0}
 
 
-def spherical_harmonics(
-    vectors: torch.Tensor,
-    l_max: int,
-    *,
-    convention: str = "thesis",
-    normalization: str = "integral",
+def _edge_harmonics(
+    vectors: torch.Tensor, l_max: int, *, convention: str, normalization: str
 ) -> torch.Tensor:
     """Real spherical harmonics of edge directions, [E, (l_max+1)^2], l-major (rsh underneath).
 
@@ -30,8 +26,6 @@ def spherical_harmonics(
     """
     import rsh
 
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if normalization not in SH_NORMALIZATIONS:
         raise ValueError(
             f"sh_normalization must be one of {SH_NORMALIZATIONS}, got {normalization!r}"
@@ -49,6 +43,30 @@ def spherical_harmonics(
     return torch.where(is_zero, y0, y)
 
 
+def _check_graph(graph: Graph) -> None:
+    """Shapes and index ranges of a (possibly hand-built) graph, once per hub."""
+    n, e = graph.num_nodes, graph.num_edges
+    for name in ("center", "neighbor"):
+        t = getattr(graph, name)
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.long or tuple(t.shape) != (e,):
+            raise ValueError(
+                f"graph.{name} must be an int64 tensor of shape [E] = [{e}] (E from "
+                f"graph.center), got {getattr(t, 'dtype', type(t).__name__)} "
+                f"{tuple(getattr(t, 'shape', ()))}"
+            )
+        if e and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(
+                f"graph.{name} holds atom indices in [{int(t.min())}, {int(t.max())}], outside "
+                f"[0, {n}) (N = {n} atoms in graph.positions)"
+            )
+    if tuple(graph.edge_vec.shape) != (e, 3):
+        raise ValueError(f"graph.edge_vec must have shape [E, 3] = [{e}, 3], got "
+                         f"{tuple(graph.edge_vec.shape)}")  # fmt: skip
+    if tuple(graph.counts.shape) != (n,):
+        raise ValueError(f"graph.counts must have shape [N] = [{n}], got "
+                         f"{tuple(graph.counts.shape)}")  # fmt: skip
+
+
 class DataHub:
     """Input-lifetime data shared by all convolution layers of a network (thesis Fig. 3.5).
 
@@ -58,10 +76,11 @@ class DataHub:
         Neighbour graph (edge vectors may carry autograd history for forces/stress).
     l_max : int
         Highest filter degree any layer will use (Y is computed up to it once).
-    convention : {"thesis", "standard", "e3nn"}
+    convention : {"standard", "thesis", "e3nn"}
         Real spherical-harmonic basis; must match the layers' convention.
     sh_normalization : {"integral", "component", "norm"}
-        Normalisation of Y; ``normalization="thesis"`` layers need "integral" (eq. B.18).
+        Normalisation of Y (as ``rsh.spherical_harmonics``' ``normalization``);
+        ``scaling="unit_variance"`` layers need "integral" (eq. B.18).
 
     Attributes
     ----------
@@ -80,13 +99,14 @@ class DataHub:
         graph: Graph,
         l_max: int,
         *,
-        convention: str = "thesis",
+        convention: str = DEFAULT_CONVENTION,
         sh_normalization: str = "integral",
     ) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a periodic_conv.Graph, got {type(graph).__name__}")
-        if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 0:
-            raise ValueError(f"l_max must be an int >= 0, got {l_max!r}")
+        l_max = check_degree(l_max, "l_max")
+        _check_graph(graph)
+        convention = check_convention(convention)
         self.graph = graph
         self.l_max = l_max
         self.convention = convention
@@ -95,7 +115,7 @@ class DataHub:
         self.dst = graph.center
         self.length = graph.length
         self.is_self = (graph.edge_vec.detach() == 0).all(dim=-1)
-        self.Y = spherical_harmonics(
+        self.Y = _edge_harmonics(
             graph.edge_vec, l_max, convention=convention, normalization=sh_normalization
         )
         counts = graph.counts.to(graph.edge_vec.dtype)
@@ -135,18 +155,18 @@ class DataHub:
         """Indices of atoms with no neighbour (their convolution output is exactly zero)."""
         return self.graph.isolated
 
-    def edge_scale(self, table, normalization: str) -> torch.Tensor:
+    def edge_scale(self, table, scaling: str) -> torch.Tensor:
         """Per-edge, per-output-block factor W(l_out, r = 0?) / sqrt(|N(a)|), [E, n_out_blocks].
 
-        Cached per (table, normalization): reused by every layer with the same irreps_out.
+        Cached per (table, scaling): reused by every layer with the same irreps_out.
         """
-        key = (id(table), normalization)
+        key = (id(table), scaling)
         hit = self._scale_cache.get(key)
         if hit is not None and hit[0] is table:
             return hit[1]
         dtype, device = self.Y.dtype, self.Y.device
         n_out = len(table.irreps_out)
-        if normalization == "none":
+        if scaling == "none":
             scale = torch.ones(self.num_edges, n_out, dtype=dtype, device=device)
         else:
             w1 = torch.tensor(table.w_nonzero, dtype=dtype, device=device)

@@ -14,26 +14,57 @@ import math
 from dataclasses import dataclass
 
 import torch
+from rsh import Irreps
+from rsh.conventions import CONVENTIONS, DEFAULT_CONVENTION, check_convention, check_degree
 
-from periodic_conv._irreps import Irreps, parse_irreps
-
-__all__ = ["CONVENTIONS", "Path", "PathTable", "coupling", "path_table"]
-
-CONVENTIONS = ("thesis", "standard", "e3nn")
+__all__ = ["CONVENTIONS", "Path", "PathTable", "as_irreps", "coupling", "path_table"]
 
 
 @functools.cache
-def coupling(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
-    """Coupling coefficients C[i, j, m] (float64, Frobenius norm 1) of App. A.
-
-    From ``gaunt_elastic.coupling`` in every convention; for ``convention="e3nn"`` those are
-    exactly ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op equals e3nn's TensorProduct.
-    """
+def _coupling64(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
     import gaunt_elastic
 
-    c = torch.as_tensor(gaunt_elastic.coupling(l_out, l_in, l, convention=convention))
-    c = c.to(torch.float64)
-    return c.contiguous()
+    c = gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=torch.float64)
+    return torch.as_tensor(c).contiguous()
+
+
+def coupling(
+    l_out: int,
+    l_in: int,
+    l: int,
+    *,
+    convention: str = DEFAULT_CONVENTION,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Coupling coefficients C[i, j, m] of thesis App. A, as used by the convolution.
+
+    ``gaunt_elastic.coupling`` with the same arguments (same keyword-only ``convention`` and
+    ``dtype``, same checks), cached per degree triple: a new tensor each call, so the cache
+    cannot be modified through it. For ``convention="e3nn"`` it is exactly
+    ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op then equals e3nn's TensorProduct.
+
+    Parameters
+    ----------
+    l_out, l_in, l : int
+        Degrees of output, input and filter, ``|l_out - l_in| <= l <= l_out + l_in``.
+    convention : {"standard", "thesis", "e3nn"}
+        Real spherical-harmonic basis of all three indices.
+    dtype : torch.dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    Tensor [2 l_out + 1, 2 l_in + 1, 2 l + 1]
+        Frobenius norm 1.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    hashable = all(isinstance(x, int) and not isinstance(x, bool) for x in (l_out, l_in, l))
+    if not hashable or not isinstance(convention, str):
+        import gaunt_elastic  # its checks and messages for bad degrees / conventions
+
+        return gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=dtype)
+    return _coupling64(l_out, l_in, l, convention).to(dtype, copy=True)
 
 
 @dataclass(frozen=True)
@@ -62,30 +93,47 @@ class PathTable:
     w_nonzero: tuple[float, ...]  # W_{r != 0} per output block (B.34, counted over present paths)
     w_zero: tuple[float, ...]  # W_{r = 0} per output block (B.35, counted over present paths)
 
-    @property
-    def in_offsets(self) -> list[int]:
-        return self.irreps_in.offsets()
+    @functools.cached_property
+    def maxima(self) -> tuple[int, int, int, int]:
+        """(max degree of l_out, l_in, l; max multiplicity u, v; max l_out; max l_in) over
+        the paths: the sizes the compiled kernels need, passed as ints (no device reads)."""
+        ps = self.paths
+        return (
+            max(max(p.l_out, p.l_in, p.l) for p in ps),
+            max(max(p.u, p.v) for p in ps),
+            max(p.l_out for p in ps),
+            max(p.l_in for p in ps),
+        )
 
-    @property
+    @functools.cached_property
+    def in_offsets(self) -> list[int]:
+        """Start of each input block in the feature dimension."""
+        return [s.start for s in self.irreps_in.slices()]
+
+    @functools.cached_property
     def out_offsets(self) -> list[int]:
-        return self.irreps_out.offsets()
+        """Start of each output block in the feature dimension."""
+        return [s.start for s in self.irreps_out.slices()]
+
+
+def as_irreps(irreps: object, name: str) -> Irreps:
+    """``rsh.Irreps`` of an argument, zero multiplicities dropped; at least one block."""
+    ir = Irreps(irreps, name=name)
+    blocks = [b for b in ir if b.mul > 0]
+    if not blocks:
+        raise ValueError(f"{name}={irreps!r} has no irreps with multiplicity > 0")
+    return ir if len(blocks) == len(ir) else Irreps(blocks)
 
 
 @functools.lru_cache(maxsize=256)
-def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: str) -> PathTable:
-    ir_in = parse_irreps(irreps_in, "irreps_in")
-    ir_out = parse_irreps(irreps_out, "irreps_out")
-    if ir_in.has_parity != ir_out.has_parity:
-        raise ValueError(
-            f"irreps_in={irreps_in!r} and irreps_out={irreps_out!r}: either both carry parity "
-            "(e/o) or neither does"
-        )
+def _path_table(ir_in: Irreps, ir_out: Irreps, l_filter_max: int, convention: str) -> PathTable:
+    irreps_in, irreps_out = str(ir_in), str(ir_out)
     paths = []
     offset = 0
-    for k, bo in enumerate(ir_out.blocks):
-        for i, bi in enumerate(ir_in.blocks):
+    for k, bo in enumerate(ir_out):
+        for i, bi in enumerate(ir_in):
             for l in range(abs(bo.l - bi.l), min(bo.l + bi.l, l_filter_max) + 1):
-                if ir_in.has_parity and bo.parity != bi.parity * (-1) ** l:
+                if bo.parity != bi.parity * (-1) ** l:
                     continue
                 paths.append(Path(k, i, l, bo.l, bi.l, bo.mul, bi.mul, offset))
                 offset += bo.mul * bi.mul
@@ -100,23 +148,36 @@ def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: 
     # thesis's closed form 1 + 2 min(l_out, l_in) would over-count. For r = 0 only Y_00 != 0,
     # so only l = 0 paths contribute.
     w1, w0 = [], []
-    for k, bo in enumerate(ir_out.blocks):
+    for k, bo in enumerate(ir_out):
         n1 = sum(p.v for p in paths if p.k == k)
         n0 = sum(p.v for p in paths if p.k == k and p.l == 0)
         w1.append(math.sqrt(4 * math.pi * (2 * bo.l + 1) / n1) if n1 else 0.0)
         w0.append(math.sqrt(4 * math.pi * (2 * bo.l + 1) / n0) if n0 else 0.0)
-    cs = tuple(coupling(p.l_out, p.l_in, p.l, convention) for p in paths)
+    cs = tuple(_coupling64(p.l_out, p.l_in, p.l, convention) for p in paths)
     return PathTable(
         ir_in, ir_out, l_filter_max, convention, tuple(paths), cs, offset, tuple(w1), tuple(w0)
     )
 
 
-def path_table(irreps_in, irreps_out, l_filter_max: int, convention: str = "thesis") -> PathTable:
-    """The (cached) path table of a convolution; see module docstring for the layout."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if isinstance(l_filter_max, bool) or not isinstance(l_filter_max, int) or l_filter_max < 0:
-        raise ValueError(f"l_filter_max must be an int >= 0, got {l_filter_max!r}")
-    ir_in = str(parse_irreps(irreps_in, "irreps_in"))
-    ir_out = str(parse_irreps(irreps_out, "irreps_out"))
+def path_table(
+    irreps_in: object,
+    irreps_out: object,
+    l_filter_max: int,
+    convention: str = DEFAULT_CONVENTION,
+) -> PathTable:
+    """The (cached) path table of a convolution; see module docstring for the layout.
+
+    Parameters
+    ----------
+    irreps_in, irreps_out : str or rsh.Irreps
+        Irreps of the input and output features (parities e/o; zero multiplicities dropped).
+    l_filter_max : int
+        Highest filter degree.
+    convention : {"standard", "thesis", "e3nn"}
+        Basis of the coupling coefficients (``rsh.conventions``).
+    """
+    convention = check_convention(convention)
+    l_filter_max = check_degree(l_filter_max, "l_filter_max")
+    ir_in = as_irreps(irreps_in, "irreps_in")
+    ir_out = as_irreps(irreps_out, "irreps_out")
     return _path_table(ir_in, ir_out, l_filter_max, convention)
