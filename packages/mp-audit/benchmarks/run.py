@@ -50,17 +50,17 @@ FILES = [
 def _arrays(entry):
     warnings.simplefilter("ignore")
     s = mp_audit.parse_payload(entry.payload)
-    return np.array(s.lattice.matrix), np.array(s.cart_coords)
+    return np.array(s.cart_coords), np.array(s.lattice.matrix)
 
 
 def _geometry(item):
-    return mp_audit.geometry_metrics(item[0], item[1], r_cuts=(5.0,))
+    return mp_audit.geometry_metrics(item[0], item[1], r_cuts=(5.0,))  # positions, cell
 
 
 def _anchor(item):
     from pymatgen.core import Lattice, Structure
 
-    cell, pos = item
+    pos, cell = item
     s = Structure(Lattice(cell), ["H"] * len(pos), pos, coords_are_cartesian=True)
     r = 5.0
     while True:
