@@ -16,8 +16,6 @@ from ._audits import (
 from ._dataset import Dataset, Entry, from_entries, from_structures, parse_payload
 from ._geometry import (
     DEFAULT_R_CUTS,
-    MAX_R_CUT,
-    MIN_R_CUT,
     check_r_cuts,
     enclosing_radius,
     geometry_metrics,
@@ -33,8 +31,6 @@ from ._report import write_report
 __all__ = [
     "DEFAULT_R_CUTS",
     "EXPECTED_RUN_TYPES",
-    "MAX_R_CUT",
-    "MIN_R_CUT",
     "AuditResult",
     "Dataset",
     "Entry",

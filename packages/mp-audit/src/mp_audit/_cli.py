@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from periodic_conv import MAX_R_CUT, MIN_R_CUT
+
 from .__about__ import __version__
-from ._geometry import DEFAULT_R_CUTS, MAX_R_CUT, MIN_R_CUT, check_r_cuts
+from ._geometry import DEFAULT_R_CUTS, check_r_cuts
 from ._mp import MissingExtraError, MPFetchError
 
 #: bad input, a missing file or extra, a failed download: one line, exit status 2. Anything

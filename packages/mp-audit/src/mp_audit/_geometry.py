@@ -6,12 +6,12 @@ in Å) and returns plain numbers, so the map step can run anywhere (process pool
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import vesin
+from periodic_conv import MAX_R_CUT, MIN_R_CUT, check_cell, check_r_cut
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
@@ -19,10 +19,6 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 DEFAULT_R_CUTS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 #: cells with |det| below this (Å^3) are reported as zero-volume
 ZERO_VOLUME = 1e-6
-#: smallest cut-off accepted (Å): below it every atom is isolated and the audit says nothing
-MIN_R_CUT = 0.1
-#: largest cut-off accepted (Å)
-MAX_R_CUT = 50.0
 #: two atoms closer than this (Å) overlap: a data error (no bond is shorter than ~0.5 Å)
 OVERLAP_DISTANCE = 0.1
 
@@ -59,6 +55,9 @@ def _check_positions(positions: Any) -> np.ndarray:
 def check_r_cuts(r_cuts: Any, name: str = "r_cuts") -> tuple[float, ...]:
     """Validate cut-offs (Å) once, before any work: sorted, duplicates removed.
 
+    Each cut-off goes through :func:`periodic_conv.check_r_cut` (the one range for every
+    package: ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``, one message).
+
     Parameters
     ----------
     r_cuts
@@ -69,29 +68,24 @@ def check_r_cuts(r_cuts: Any, name: str = "r_cuts") -> tuple[float, ...]:
     Returns
     -------
     tuple of float
-        The cut-offs in increasing order, each in ``[MIN_R_CUT, MAX_R_CUT]``.
+        The cut-offs in increasing order.
 
     Raises
     ------
     ValueError
-        Empty, non-numeric, non-finite or out-of-range cut-offs; the message names
-        ``name``, the values received and the allowed range.
+        No cut-off, or one that is not finite or out of range.
+    TypeError
+        A cut-off that is not a real number.
     """
-    if isinstance(r_cuts, (int, float, np.integer, np.floating)) and not isinstance(r_cuts, bool):
+    if isinstance(r_cuts, (str, bytes)) or not hasattr(r_cuts, "__iter__"):
         r_cuts = [r_cuts]
-    try:
-        values = [float(r) for r in r_cuts]
-    except (TypeError, ValueError):
+    values = list(r_cuts)
+    if not values:
         raise ValueError(
-            f"{name}={r_cuts!r}: expected cut-offs in Å, numbers in [{MIN_R_CUT:g}, {MAX_R_CUT:g}]"
-        ) from None
-    bad = [r for r in values if not (math.isfinite(r) and MIN_R_CUT <= r <= MAX_R_CUT)]
-    if not values or bad:
-        raise ValueError(
-            f"{name}={values!r}: expected at least one cut-off in Å, each in "
-            f"[{MIN_R_CUT:g}, {MAX_R_CUT:g}]" + (f" (offending: {bad})" if bad else "")
+            f"{name}=[]: expected at least one cut-off in Å, in "
+            f"[{MIN_R_CUT:g}, {MAX_R_CUT:g}] (periodic_conv.MIN_R_CUT, MAX_R_CUT)"
         )
-    return tuple(sorted(set(values)))
+    return tuple(sorted({check_r_cut(r, name) for r in values}))
 
 
 def _face_normals(cell: np.ndarray) -> np.ndarray:
@@ -166,8 +160,8 @@ def _per_atom_min(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> np.nda
 def nearest_neighbor_distances(positions: Any, cell: Any, cutoff: float = 8.0) -> np.ndarray:
     """Distance (Å) from every atom to its closest other atom or periodic image.
 
-    Atoms with nothing within ``cutoff`` are retried with a doubled cutoff until each has a
-    neighbor (a lattice translation always gives one), so the result is exact.
+    Atoms with nothing within ``cutoff`` are searched again out to the shortest lattice
+    vector (a translation always gives a neighbor there), so the result is exact.
 
     Parameters
     ----------
@@ -176,53 +170,51 @@ def nearest_neighbor_distances(positions: Any, cell: Any, cutoff: float = 8.0) -
     cell
         [3, 3] lattice vectors as rows, Å.
     cutoff
-        First search radius, Å (any value in ``[MIN_R_CUT, MAX_R_CUT]``).
+        First search radius, Å (in ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``).
 
     Returns
     -------
     numpy.ndarray
         [N] distances in Å.
+
+    Raises
+    ------
+    ValueError
+        Bad positions, cell or cutoff, or a degenerate cell (see
+        :func:`periodic_conv.check_cell`).
     """
     positions = _check_positions(positions)
     cell = _check_cell(cell)
-    (r,) = check_r_cuts([cutoff], "cutoff")
-    _guard(cell, max(r, 2.0 * _retry_bound(cell)), len(positions))
-    return _nearest(positions, cell, r)
+    r = check_r_cut(cutoff, "cutoff")
+    search = _searchable(cell, r, len(positions))
+    i, j, d = _pairs(positions, search, r)
+    return _nearest(positions, cell, search, r, _per_atom_min(len(positions), i, j, d))
 
 
-def _nearest(positions: np.ndarray, cell: np.ndarray, r: float) -> np.ndarray:
-    # ends once r passes the shortest lattice vector (at most 2x that: the guard's bound)
-    n = len(positions)
-    while True:
-        i, j, d = _pairs(positions, cell, r)
-        nn = _per_atom_min(n, i, j, d)
-        if np.all(nn <= r):
-            return nn
-        r *= 2.0
+def _searchable(cell: np.ndarray, r_cut: float, n_atoms: int) -> np.ndarray:
+    """The shared guard: raises for degenerate cells, returns the (reduced) cell to search."""
+    return check_cell(cell, r_cut, n_atoms=n_atoms).reduced
 
 
-def _retry_bound(cell: np.ndarray) -> float:
-    # the shortest lattice vector bounds every nearest-neighbor distance
-    return float(np.sqrt(np.einsum("ij,ij->i", cell, cell).min()))
-
-
-def _guard(cell: np.ndarray, r_cut: float, n_atoms: int) -> None:
-    """The degenerate-cell guard (thin or skewed cells whose image count explodes)."""
-    volume = abs(float(np.linalg.det(cell)))
-    normals = _face_normals(cell)
-    areas = np.sqrt(np.einsum("ij,ij->i", normals, normals))
-    heights = volume / np.maximum(areas, np.finfo(float).tiny)
-    images = float(np.prod(2 * np.ceil(r_cut / np.maximum(heights, 1e-300)) + 1))
-    if not images * max(n_atoms, 1) <= MAX_IMAGES:
+def _nearest(
+    positions: np.ndarray, cell: np.ndarray, search: np.ndarray, r: float, nn: np.ndarray
+) -> np.ndarray:
+    """Complete ``nn`` (found within ``r``) for atoms with no neighbor within ``r``."""
+    if np.all(nn <= r):
+        return nn
+    # a lattice translation of every atom lies within the shortest lattice vector
+    shortest = float(np.sqrt(min(np.einsum("ij,ij->i", m, m).min() for m in (cell, search))))
+    r2 = min(shortest * (1 + 1e-9) + 1e-9, MAX_R_CUT)
+    search = _searchable(cell, r2, len(positions))
+    i, j, d = _pairs(positions, search, r2)
+    nn = _per_atom_min(len(positions), i, j, d)
+    if not np.all(nn <= r2):
+        lonely = np.flatnonzero(nn > r2)[:10].tolist()
         raise ValueError(
-            f"cell {np.round(cell, 6).tolist()} is degenerate for r_cut={r_cut:g} Å: its "
-            f"heights {np.round(heights, 6).tolist()} Å need {images:.3g} periodic images; "
-            f"allowed: at most {MAX_IMAGES:g} images x atoms"
+            f"atom(s) {lonely} have no neighbor within periodic_conv.MAX_R_CUT = "
+            f"{MAX_R_CUT:g} Å: the cell is too large for the audit"
         )
-
-
-#: the degenerate-cell guard refuses cells that need more (images x atoms) than this
-MAX_IMAGES = 2e6
+    return nn
 
 
 def _overlaps(i: np.ndarray, j: np.ndarray, d: np.ndarray) -> str:
@@ -291,7 +283,7 @@ def geometry_metrics(
         [3, 3] lattice vectors as rows, Å.
     r_cuts
         Cut-offs (Å) for isolated atoms and the crystal graph, each in
-        ``[MIN_R_CUT, MAX_R_CUT]``.
+        ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``.
 
     Returns
     -------
@@ -307,8 +299,9 @@ def geometry_metrics(
     Raises
     ------
     ValueError
-        Bad positions, cell or cut-offs, or a degenerate cell (so thin or skewed that the
-        neighbor search would need more than ``MAX_IMAGES`` periodic images times atoms).
+        Bad positions, cell or cut-offs, or a degenerate cell: so thin that the neighbor
+        search would return more than ``periodic_conv.DEFAULT_MAX_EDGES`` edges (the one
+        shared guard :func:`periodic_conv.check_cell`; skewed cells are LLL-reduced first).
     """
     positions = _check_positions(positions)
     cell = _check_cell(cell)
@@ -319,13 +312,11 @@ def geometry_metrics(
         return out
     n = len(positions)
     r_max = max(r_cuts)
-    _guard(cell, max(r_max, 2.0 * _retry_bound(cell)), n)
+    search = _searchable(cell, r_max, n)
     out["inscribed_radius"] = _inscribed(cell)
     out["enclosing_radius"] = _enclosing(cell)
-    i, j, d = _pairs(positions, cell, r_max)
-    nn = _per_atom_min(n, i, j, d)
-    if not np.all(nn <= r_max):
-        nn = _nearest(positions, cell, 2.0 * r_max)
+    i, j, d = _pairs(positions, search, r_max)
+    nn = _nearest(positions, cell, search, r_max, _per_atom_min(n, i, j, d))
     out["nn_min"] = float(nn.min())
     out["nn_max"] = float(nn.max())
     out["overlapping_atoms"] = _overlaps(i, j, d)
