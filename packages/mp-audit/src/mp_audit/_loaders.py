@@ -43,6 +43,7 @@ MP_OPTIONS = (
     "chunk_size",
     "elasticity",
     "progress",
+    "endpoint",
     "client_factory",
     "retries",
     "backoff",

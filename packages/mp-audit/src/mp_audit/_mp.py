@@ -43,6 +43,9 @@ SUMMARY_FIELDS = (
 )
 THERMO_FIELDS = ("material_id", "thermo_type", "energy_type")
 ELASTIC_FIELDS = ("material_id", "elastic_tensor", "structure")
+#: ids per page of the id listing
+LIST_PAGE = 1000
+_ALL_PAGES = 10**9
 #: preferred thermo type for the run type of a material (the GGA/GGA+U mixing of §2.3.2)
 PREFERRED_THERMO = ("GGA_GGA+U", "GGA_GGA+U_R2SCAN", "R2SCAN")
 KEY_HELP = (
@@ -104,12 +107,12 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("mp-audit", appauthor=False))
 
 
-def _default_client(api_key: str) -> Any:
+def _default_client(api_key: str, endpoint: str | None = None) -> Any:
     try:
         from mp_api.client import MPRester
     except ImportError as exc:
         raise MissingExtraError("the 'mp' source needs mp-api: pip install 'mp-audit[mp]'") from exc
-    return MPRester(api_key, use_document_model=False, mute_progress_bars=True)
+    return MPRester(api_key, endpoint=endpoint, use_document_model=False, mute_progress_bars=True)
 
 
 def _to_plain(obj: Any) -> Any:
@@ -242,6 +245,7 @@ def fetch_mp(
     chunk_size: int = 1000,
     elasticity: bool = False,
     progress: bool = True,
+    endpoint: str | None = None,
     client_factory: Callable[[str], Any] | None = None,
     retries: int = 5,
     backoff: float = 1.0,
@@ -259,9 +263,12 @@ def fetch_mp(
         Materials per chunk file (fixed for a database version once the manifest exists).
     elasticity
         Also fetch elasticity documents (raw tensor and its own structure).
+    endpoint
+        REST endpoint of the default client (default: mp-api's, i.e.
+        ``https://api.materialsproject.org/`` or ``$MP_API_ENDPOINT``); for mirrors and tests.
     client_factory
-        ``api_key -> client`` with the ``mp_api.client.MPRester`` interface (tests pass a
-        fake one; the default builds an ``MPRester``).
+        ``api_key -> client`` with the ``mp_api.client.MPRester`` interface; the default
+        builds an ``MPRester`` (``use_document_model=False``) on ``endpoint``.
     retries, backoff, sleep
         Retries per request, first back-off in seconds (doubling), sleep function.
 
@@ -277,7 +284,7 @@ def fetch_mp(
         raise ValueError(f"retries={retries!r}: expected an int >= 0")
     key = resolve_api_key(api_key)
     call = _Caller(key, retries, backoff, sleep)
-    factory = client_factory or _default_client
+    factory = client_factory or (lambda k: _default_client(k, endpoint))
     # MPRester asks the server for its version on construction: retried like any request
     client = call("connecting to the Materials Project", lambda: factory(key))
     version = _database_version(call, client)
@@ -293,7 +300,15 @@ def fetch_mp(
         except ValueError as exc:  # rebuilt below: the chunks are fetched again
             warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
     if manifest is None or manifest.get("elasticity") != elasticity:
-        docs = call("material id listing", client.materials.summary.search, fields=["material_id"])
+        # ``num_chunks`` makes mp-api page through the REST endpoint (small id-only pages)
+        # instead of downloading the whole summary collection from its S3 bucket
+        docs = call(
+            "material id listing",
+            client.materials.summary.search,
+            fields=["material_id"],
+            chunk_size=LIST_PAGE,
+            num_chunks=_ALL_PAGES,
+        )
         ids = sorted({str(_to_plain(d)["material_id"]) for d in docs})
         chunks = [ids[k : k + chunk_size] for k in range(0, len(ids), chunk_size)]
         manifest = {
