@@ -158,11 +158,11 @@ def _entries_from_frame(
             f"{prefix}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
             f"got {sorted(map(str, present))}"
         )
-    prop_cols = {
-        name: next((c for c in aliases if c in present), None)
-        for name, aliases in PROPERTY_ALIASES.items()
-    }
-    prop_cols = {name: col for name, col in prop_cols.items() if col is not None}
+    prop_cols: dict[str, str] = {}
+    for name, aliases in PROPERTY_ALIASES.items():
+        col = next((c for c in aliases if c in present), None)
+        if col is not None:
+            prop_cols[name] = col
     extra = _extra_columns(frame, prefix, columns, {id_col, struct_col}, prop_cols)
     entries = []
     for k, (index, row) in enumerate(frame.iterrows()):
