@@ -148,14 +148,19 @@ def _read_json(path: Path) -> pd.DataFrame:
 
 
 def _entries_from_frame(
-    frame: pd.DataFrame, prefix: str, columns: Sequence[str] | str | None = None
+    frame: pd.DataFrame,
+    prefix: str,
+    columns: Sequence[str] | str | None = None,
+    where: str | None = None,
 ) -> list[Entry]:
+    """Entries of a table; ``prefix`` names rows without an id, ``where`` the file in errors."""
+    where = where or prefix
     present = set(frame.columns)
     id_col = next((c for c in ID_COLUMNS if c in present), None)
     struct_col = next((c for c in STRUCTURE_COLUMNS if c in present), None)
     if struct_col is None:
         raise ValueError(
-            f"{prefix}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
+            f"{where}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
             f"got {sorted(map(str, present))}"
         )
     prop_cols: dict[str, str] = {}
@@ -163,7 +168,7 @@ def _entries_from_frame(
         col = next((c for c in aliases if c in present), None)
         if col is not None:
             prop_cols[name] = col
-    extra = _extra_columns(frame, prefix, columns, {id_col, struct_col}, prop_cols)
+    extra = _extra_columns(frame, where, columns, {id_col, struct_col}, prop_cols)
     entries = []
     for k, (index, row) in enumerate(frame.iterrows()):
         raw_id = _clean(row[id_col]) if id_col else None
@@ -213,7 +218,8 @@ def _value(value: Any) -> Any:
 
 
 def _load_table(path: Path, columns: Sequence[str] | str | None) -> list[Entry]:
-    return _entries_from_frame(_read_table(path), str(path), columns)
+    # rows without an id are named after the file (name and row index)
+    return _entries_from_frame(_read_table(path), path.name, columns, where=str(path))
 
 
 def _load_cif_folder(folder: Path, files: list[Path]) -> Dataset:
