@@ -116,11 +116,11 @@ def main() -> int:
     anchor = _timed(_anchor, sub, None, 1)
     mine_sub = _timed(_geometry, sub, None, args.repeats)
     n = len(items)
-    natoms = sum(len(p) for _, p in items)
+    natoms = sum(len(p) for p, _ in items)
     rows = [
         (f"geometry (mp_audit), --jobs {args.jobs}", n, geo_par, n / geo_par),
         ("geometry (mp_audit), 1 process", n, geo_one, n / geo_one),
-        ("anchor (pymatgen neighbours), 1 process", len(sub), anchor, len(sub) / anchor),
+        ("anchor (pymatgen neighbors), 1 process", len(sub), anchor, len(sub) / anchor),
         ("geometry (mp_audit), same subset, 1 process", len(sub), mine_sub, len(sub) / mine_sub),
         (f"full map step (parse + 6 cut-offs), --jobs {args.jobs}", n, full, n / full),
         (f"parse to arrays only, --jobs {args.jobs}", n, parse_s, n / parse_s),

@@ -100,10 +100,17 @@ def _face_normals(cell: np.ndarray) -> np.ndarray:
     )
 
 
-def _inscribed(cell: np.ndarray) -> float:
+def _volume_and_areas(cell: np.ndarray) -> tuple[float, np.ndarray]:
     normals = _face_normals(cell)
-    volume = abs(float(normals[2] @ cell[2]))
-    areas = np.sqrt(np.einsum("ij,ij->i", normals, normals))
+    return abs(float(normals[2] @ cell[2])), np.sqrt(np.einsum("ij,ij->i", normals, normals))
+
+
+def _inscribed(cell: np.ndarray) -> float:
+    volume, areas = _volume_and_areas(cell)
+    return _inscribed_from(volume, areas)
+
+
+def _inscribed_from(volume: float, areas: np.ndarray) -> float:
     if volume < ZERO_VOLUME or areas.min() == 0:
         return 0.0
     return 0.5 * volume / float(areas.max())
@@ -306,14 +313,14 @@ def geometry_metrics(
     positions = _check_positions(positions)
     cell = _check_cell(cell)
     r_cuts = check_r_cuts(r_cuts)
-    volume = float(abs(np.linalg.det(cell)))
+    volume, areas = _volume_and_areas(cell)
     out: dict[str, Any] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
     if out["zero_volume"]:
         return out
     n = len(positions)
     r_max = max(r_cuts)
     search = _searchable(cell, r_max, n)
-    out["inscribed_radius"] = _inscribed(cell)
+    out["inscribed_radius"] = _inscribed_from(volume, areas)
     out["enclosing_radius"] = _enclosing(cell)
     i, j, d = _pairs(positions, search, r_max)
     nn = _nearest(positions, cell, search, r_max, _per_atom_min(n, i, j, d))
