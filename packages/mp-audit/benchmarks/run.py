@@ -4,7 +4,7 @@
 
 Measures, in one process run, medians over repeats:
 
-* ``geometry (mp_audit)``: nearest neighbour, crystal-graph diameter at 5 Å and both cell
+* ``geometry (mp_audit)``: nearest neighbor, crystal-graph diameter at 5 Å and both cell
   sphere radii (:func:`mp_audit.geometry_metrics` with ``r_cuts=[5]``), on pre-parsed
   arrays, with ``--jobs`` worker processes (the issue's target: >= 520 structures/s);
 * the same with one process (parallel speed-up);

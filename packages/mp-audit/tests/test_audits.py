@@ -251,12 +251,12 @@ def test_parallel_map_equals_serial():
         mp_audit.map_entries(ds, jobs=-1)
 
 
-def test_prototypes_audit_is_consistent_with_pymatgen_neighbours():
+def test_prototypes_audit_is_consistent_with_pymatgen_neighbors():
     result = mp_audit.audit("builtin:prototypes", progress=False, limit=40)
     table = result.table.set_index("material_id")
     ds = mp_audit.load("builtin:prototypes", limit=40)
     for entry, s, _ in ds.structures():
-        # pymatgen's own neighbour search as the independent reference
+        # pymatgen's own neighbor search as the independent reference
         nbrs = s.get_all_neighbors(6.0)
         nn = max(min(n.nn_distance for n in site) if site else np.inf for site in nbrs)
         assert table.loc[entry.material_id, "nn_max"] == pytest.approx(nn, rel=1e-9) or nn == np.inf

@@ -68,8 +68,8 @@ def comparison_rows(summary: dict[str, Any]) -> list[list[str]]:
     nn = summary.get("nearest_neighbor")
     if nn:
         rows += [
-            ["nearest-neighbour distance > 6 Å", _fmt(nn["nn_max"]["above_6A"]), "174"],
-            ["max nearest-neighbour distance (Å)", _fmt(nn["nn_max"]["max"], 1), "13.4"],
+            ["nearest-neighbor distance > 6 Å", _fmt(nn["nn_max"]["above_6A"]), "174"],
+            ["max nearest-neighbor distance (Å)", _fmt(nn["nn_max"]["max"], 1), "13.4"],
         ]
         r = summary["graph_r_cut"]
         g = summary["graph"][f"{r:g}"]
