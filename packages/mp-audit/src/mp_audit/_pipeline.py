@@ -168,7 +168,8 @@ def audit(
     jobs
         Worker processes of the map step (0 = all cores).
     load_options
-        Passed to :func:`mp_audit.load` (``api_key``, ``cache_dir``, ``limit``).
+        Passed to :func:`mp_audit.load` (``columns``, ``api_key``, ``cache_dir``,
+        ``limit``, ...); a TypeError when ``source`` is already a :class:`Dataset`.
     """
     # every argument is checked before any data is read or any worker started
     r_cuts = check_r_cuts(r_cuts)
@@ -178,6 +179,11 @@ def audit(
     layers = [int(x) for x in layers]
     if not layers or min(layers) < 1:
         raise ValueError(f"layers={layers!r}: expected positive layer counts")
+    if isinstance(source, Dataset) and load_options:
+        raise TypeError(
+            f"audit() got load options {sorted(load_options)} with a Dataset: they only "
+            "apply when source is a path or name (use dataset.head(n) to limit a Dataset)"
+        )
     ds = source if isinstance(source, Dataset) else load(source, **load_options)
     table = map_entries(ds, r_cuts=r_cuts, jobs=jobs, chunk_size=chunk_size, progress=progress)
     if ds.load_failures:
