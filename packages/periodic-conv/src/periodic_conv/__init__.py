@@ -23,7 +23,7 @@ from periodic_conv._cell import (
 
 if TYPE_CHECKING:
     from periodic_conv._conv import PeriodicConvolution, periodic_convolution
-    from periodic_conv._hub import DataHub, spherical_harmonics
+    from periodic_conv._hub import DataHub
     from periodic_conv._irreps import Irreps, parse_irreps
     from periodic_conv._neighbors import Graph, neighbor_list
     from periodic_conv._ops import load_extension as build_extension
@@ -35,7 +35,6 @@ _LAZY = {
     "PeriodicConvolution": ("_conv", "PeriodicConvolution"),
     "periodic_convolution": ("_conv", "periodic_convolution"),
     "DataHub": ("_hub", "DataHub"),
-    "spherical_harmonics": ("_hub", "spherical_harmonics"),
     "Irreps": ("_irreps", "Irreps"),
     "parse_irreps": ("_irreps", "parse_irreps"),
     "Graph": ("_neighbors", "Graph"),
@@ -47,8 +46,15 @@ _LAZY = {
     "materialize_kernel": ("_reference", "materialize_kernel"),
 }
 
+_REMOVED = {
+    "spherical_harmonics": "use rsh.spherical_harmonics (same basis names, default "
+    "convention 'standard'); a DataHub computes the edge harmonics itself",
+}
+
 
 def __getattr__(name: str) -> Any:
+    if name in _REMOVED:
+        raise AttributeError(f"periodic_conv.{name} was removed: {_REMOVED[name]}")
     try:
         module, attr = _LAZY[name]
     except KeyError:
@@ -83,5 +89,4 @@ __all__ = [
     "parse_irreps",
     "path_table",
     "periodic_convolution",
-    "spherical_harmonics",
 ]
