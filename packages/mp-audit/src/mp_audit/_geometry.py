@@ -43,8 +43,8 @@ def _check_positions(positions: Any) -> np.ndarray:
         )
     if len(pos) == 0:
         raise ValueError("positions is empty: expected at least one atom")
-    bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
-    if len(bad):
+    if not np.isfinite(pos).all():
+        bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
         raise ValueError(
             f"positions of atom(s) {bad[:10].tolist()} are not finite: expected finite "
             "Cartesian coordinates in Å"
@@ -226,6 +226,8 @@ def _nearest(
 
 def _overlaps(i: np.ndarray, j: np.ndarray, d: np.ndarray) -> str:
     close = d < OVERLAP_DISTANCE
+    if not close.any():
+        return ""
     pairs = sorted({(int(a), int(b)) for a, b in zip(i[close], j[close])})
     return " ".join(f"{a}-{b}" for a, b in pairs)
 
