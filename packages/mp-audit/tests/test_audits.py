@@ -265,8 +265,13 @@ def test_prototypes_audit_is_consistent_with_pymatgen_neighbors():
 @pytest.mark.shared_data
 def test_trachote_has_81_non_positive_definite_tensors(shared_data):
     ds = mp_audit.load(shared_data / "elastic/trachote_mp_elastic_val_clean.json.gz")
-    not_pd = [e for e in ds if not mp_audit.elastic_checks(e.props["elastic_tensor"])["elastic_pd"]]
-    assert len(not_pd) == 81
+    checks = [mp_audit.elastic_checks(e.props["elastic_tensor"]) for e in ds]
+    assert len(checks) == 1211
+    # every tensor is readable, symmetric and in GPa; exactly the 81 of the data README
+    # are not positive definite
+    assert all(c["elastic_readable"] and c["elastic_symmetric"] for c in checks)
+    assert all(c["elastic_units_ok"] for c in checks)
+    assert sum(c["elastic_pd"] is False for c in checks) == 81
     dejong = mp_audit.load(shared_data / "elastic/matminer_elastic_tensor_2015.csv.gz")
     checks = [
         mp_audit.elastic_checks(
@@ -274,7 +279,8 @@ def test_trachote_has_81_non_positive_definite_tensors(shared_data):
         )
         for e in dejong
     ]
-    assert all(c["elastic_pd"] for c in checks)
+    assert all(c["elastic_pd"] and c["elastic_bounds_ok"] for c in checks)
+    assert all(c["elastic_symmetric"] and c["elastic_units_ok"] for c in checks)
 
 
 @pytest.mark.shared_data
