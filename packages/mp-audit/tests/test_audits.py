@@ -298,3 +298,4 @@ def test_mp20_subset_statistics(shared_data):
     )
     assert r.summary["sizes"]["max"] <= 20
     assert r.summary["data_issues"]["parse_failures"] == []
+    assert r.summary["data_issues"]["overlapping_atoms"] == []  # real MP cells: no overlaps

@@ -149,3 +149,17 @@ def test_graph_metrics_against_networkx(n, density, seed):
     comps = nx.number_connected_components(g)
     expected = (comps, nx.diameter(g) if comps == 1 else -1)
     assert mp_audit.graph_metrics(n, i, j, d, 5.0) == expected
+
+
+@given(
+    st.lists(st.floats(1e-4, 100.0), min_size=1, max_size=8),
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0)),
+)
+def test_check_r_cuts_accepts_the_shared_range_only(good, other):
+    got = mp_audit.check_r_cuts(good)
+    assert list(got) == sorted(set(good))
+    if 1e-4 <= other <= 100.0:  # NaN fails this comparison
+        assert other in mp_audit.check_r_cuts([*good, other])
+    else:
+        with pytest.raises(ValueError, match="r_cuts must be a finite number in"):
+            mp_audit.check_r_cuts([*good, other])
