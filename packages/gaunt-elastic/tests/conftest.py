@@ -1,4 +1,4 @@
-"""Shared fixtures: hypothesis profiles, a seed, the shared MP data directory."""
+"""Shared fixtures: a seed and the shared MP data directory (hypothesis profiles: root conftest)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,6 @@ from pathlib import Path
 import pytest
 import rsh.testing
 import torch
-from hypothesis import settings
-
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture

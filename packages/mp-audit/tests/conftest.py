@@ -1,4 +1,4 @@
-"""Shared fixtures: hypothesis profiles, seed, shared-data path, hand-built structures."""
+"""Shared fixtures: seed, shared-data path, structures (hypothesis profiles: root conftest)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import settings
 from pymatgen.core import Lattice, Structure
-
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture

@@ -1,12 +1,5 @@
-import os
-
 import pytest
 import torch
-from hypothesis import settings
-
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture
