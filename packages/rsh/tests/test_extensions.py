@@ -41,7 +41,12 @@ def built(tmp_path_factory):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ext = extensions.load_extension(
-                "xtal_ext_test", [src], cuda_sources=[cu], with_cuda=True
+                # extra_ldflags: torch must not leak its CUDA libraries into the CPU retry
+                "xtal_ext_test",
+                [src],
+                cuda_sources=[cu],
+                with_cuda=True,
+                extra_ldflags=["-lm"],
             )
         yield tmp, src, cu, ext, [w for w in caught if issubclass(w.category, RuntimeWarning)]
     finally:
@@ -69,7 +74,9 @@ def test_same_call_is_cached_in_process(built):
     _, src, cu, ext, _ = built
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning, no rebuild
-        again = extensions.load_extension("xtal_ext_test", [src], cuda_sources=[cu], with_cuda=True)
+        again = extensions.load_extension(
+            "xtal_ext_test", [src], cuda_sources=[cu], with_cuda=True, extra_ldflags=["-lm"]
+        )
     assert again is ext
 
 
@@ -84,7 +91,8 @@ def test_new_process_reuses_cache_and_remembers_cuda_failure(built):
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             e = extensions.load_extension(
-                "xtal_ext_test", [{str(src)!r}], cuda_sources=[{str(cu)!r}], with_cuda=True)
+                "xtal_ext_test", [{str(src)!r}], cuda_sources=[{str(cu)!r}], with_cuda=True,
+                extra_ldflags=["-lm"])
         import torch
         print(e.path, e.cuda, len(w), "earlier build failed" in str(w[0].message))
         print(torch.ops.xtal_ext_test.twice(torch.ones(1)).item(), time.perf_counter() - t)
@@ -159,7 +167,12 @@ def test_build_false_never_compiles(tmp_path, monkeypatch, built):
     # A build that exists is loaded with build=False (here: the module's build, cached).
     _, bsrc, bcu, ext, _ = built
     again = extensions.load_extension(
-        "xtal_ext_test", [bsrc], cuda_sources=[bcu], with_cuda=True, build=False
+        "xtal_ext_test",
+        [bsrc],
+        cuda_sources=[bcu],
+        with_cuda=True,
+        build=False,
+        extra_ldflags=["-lm"],
     )
     assert again is ext
 
@@ -188,7 +201,8 @@ def test_builds_wait_for_the_file_lock(built):
     assert lock.is_file()
     code = (
         "from rsh import extensions; "
-        f"e = extensions.load_extension('xtal_ext_test', [{str(src)!r}]); print(e.path)"
+        f"e = extensions.load_extension('xtal_ext_test', [{str(src)!r}], extra_ldflags=['-lm']); "
+        "print(e.path)"
     )
     env = dict(os.environ, **{extensions.DIR_ENV: str(tmp / "cache")})
     env.pop(extensions.DISABLE_ENV, None)

@@ -210,10 +210,12 @@ def _build_one(
             cpp_extension.load(
                 name=libname,
                 sources=[str(s) for s in sources],
-                extra_cflags=cflags,
-                extra_cuda_cflags=cuda_cflags,
-                extra_ldflags=ldflags,
-                extra_include_paths=includes,
+                # fresh lists: torch appends its CUDA libraries to extra_ldflags in place,
+                # which would make the CPU-only fallback link against them
+                extra_cflags=list(cflags),
+                extra_cuda_cflags=list(cuda_cflags),
+                extra_ldflags=list(ldflags),
+                extra_include_paths=list(includes),
                 build_directory=str(directory),
                 is_python_module=False,
                 verbose=verbose,
