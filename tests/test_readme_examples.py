@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-READMES = sorted([ROOT / "README.md", *ROOT.glob("packages/*/README.md")])
+PACKAGE_READMES = sorted(ROOT.glob("packages/*/README.md"))
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -31,11 +31,15 @@ def test_block_parser_finds_fenced_python() -> None:
     assert python_blocks(path) == ["x = 1\n", "y = x + 1\n"]
 
 
-@pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_package_readme_has_a_python_example() -> None:
+    assert PACKAGE_READMES, "no package README found"
+    missing = [str(p.relative_to(ROOT)) for p in PACKAGE_READMES if not python_blocks(p)]
+    assert not missing, f"package READMEs without a ```python example: {missing}"
+
+
+@pytest.mark.parametrize("readme", PACKAGE_READMES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_readme_python_blocks_run(readme: Path, tmp_path: Path) -> None:
     blocks = python_blocks(readme)
-    if not blocks:
-        pytest.skip(f"{readme.relative_to(ROOT)} has no python example")
     namespace: dict[str, object] = {"__name__": "__readme__"}
     cwd = Path.cwd()
     os.chdir(tmp_path)
