@@ -15,8 +15,8 @@ L_F = 3
 
 
 def conventions():
-    """e3nn (wigner_3j from e3nn) and thesis (rsh + gaunt_elastic) bases."""
-    return ["e3nn", "thesis"]
+    """e3nn (wigner_3j from e3nn), standard (the default) and thesis (rsh + gaunt_elastic)."""
+    return ["e3nn", "standard", "thesis"]
 
 
 def structure(n=3, r_cut=3.5, self_interaction=True, seed=0, positions=None):
@@ -75,7 +75,7 @@ def test_matches_e3nn_tensor_product_plus_scatter():
     from e3nn import o3
 
     g = structure(self_interaction=False)
-    conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", normalization="none")
+    conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", scaling="none")
     hub = pc.DataHub(g, L_F, convention="e3nn")
     F, R = inputs(g, conv)
     sh = o3.Irreps.spherical_harmonics(L_F)
@@ -311,8 +311,12 @@ def test_bad_inputs_raise():
         pc.PeriodicConvolution("1x0e", "1x0o", 4, convention="e3nn")
     with pytest.raises(ValueError, match="backend"):
         pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", backend="gpu")
-    with pytest.raises(ValueError, match="normalization"):
-        pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", normalization="x")
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", scaling="x")
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        pc.periodic_convolution(F, hub, R, IR_IN, IR_OUT, L_F, convention="e3nn", scaling="thesis")
+    with pytest.raises(TypeError, match="normalization"):
+        pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, normalization="none")
     with pytest.raises(ValueError, match="convention"):
         pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="sphericart")
     with pytest.raises(ValueError, match="l_filter_max"):
@@ -329,3 +333,36 @@ def test_hub_convention_mismatch_raises():
     F, R = inputs(g, conv)
     with pytest.raises(ValueError, match="convention"):
         conv(F, pc.DataHub(g, L_F, convention="e3nn"), R)
+
+
+# ----------------------------------------------------------------------------- API (issue 10)
+def test_default_convention_is_standard_everywhere():
+    import inspect
+
+    g = structure(n=2)
+    assert pc.PeriodicConvolution(IR_IN, IR_OUT, L_F).convention == "standard"
+    assert pc.DataHub(g, L_F).convention == "standard"
+    assert pc.path_table(IR_IN, IR_OUT, L_F).convention == "standard"
+    for fn in (pc.periodic_convolution, pc.coupling):
+        assert inspect.signature(fn).parameters["convention"].default == "standard"
+
+
+def test_spherical_harmonics_removed_with_pointer():
+    with pytest.raises(AttributeError, match=r"rsh\.spherical_harmonics"):
+        pc.spherical_harmonics  # noqa: B018
+    assert "spherical_harmonics" not in pc.__all__
+
+
+@pytest.mark.parametrize("convention", ["standard", "thesis", "e3nn"])
+def test_coupling_same_keywords_as_gaunt_elastic(convention):
+    import gaunt_elastic
+
+    for dtype in (torch.float64, torch.float32):
+        mine = pc.coupling(2, 1, 3, convention=convention, dtype=dtype)
+        ref = gaunt_elastic.coupling(2, 1, 3, convention=convention, dtype=dtype)
+        assert mine.dtype == ref.dtype == dtype
+        torch.testing.assert_close(mine, ref, rtol=0, atol=0)
+    mine.zero_()  # a fresh tensor: the cache is not modified
+    assert pc.coupling(2, 1, 3, convention=convention, dtype=torch.float32).abs().sum() > 0
+    with pytest.raises(TypeError):
+        pc.coupling(2, 1, 3, convention)  # keyword-only, as in gaunt_elastic

@@ -1,16 +1,79 @@
-"""Periodic neighbour lists, a data hub and the fused Kernel + PeriodicConvolution operator."""
+"""Periodic neighbour lists, a data hub and the fused Kernel + PeriodicConvolution operator.
+
+The cell guard (:func:`check_cell`, :func:`check_r_cut` and their constants) needs only
+numpy: ``from periodic_conv import check_cell`` does not import torch. Everything else is
+loaded on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from periodic_conv.__about__ import __version__
-from periodic_conv._conv import PeriodicConvolution, periodic_convolution
-from periodic_conv._hub import DataHub, spherical_harmonics
-from periodic_conv._irreps import Irreps, parse_irreps
-from periodic_conv._neighbors import DEFAULT_MAX_EDGES, Graph, neighbor_list
-from periodic_conv._ops import load_extension as build_extension
-from periodic_conv._paths import PathTable, coupling, path_table
-from periodic_conv._reference import materialize_kernel
+from periodic_conv._cell import (
+    DEFAULT_CELL_TOL,
+    DEFAULT_MAX_EDGES,
+    MAX_R_CUT,
+    MIN_R_CUT,
+    CellCheck,
+    check_cell,
+    check_r_cut,
+)
+
+if TYPE_CHECKING:
+    from periodic_conv._conv import PeriodicConvolution, periodic_convolution
+    from periodic_conv._hub import DataHub
+    from periodic_conv._irreps import Irreps, parse_irreps
+    from periodic_conv._neighbors import Graph, neighbor_list
+    from periodic_conv._ops import load_extension as build_extension
+    from periodic_conv._paths import PathTable, coupling, path_table
+    from periodic_conv._reference import materialize_kernel
+
+# public name -> (private module, attribute); imported on first access (they need torch)
+_LAZY = {
+    "PeriodicConvolution": ("_conv", "PeriodicConvolution"),
+    "periodic_convolution": ("_conv", "periodic_convolution"),
+    "DataHub": ("_hub", "DataHub"),
+    "Irreps": ("_irreps", "Irreps"),
+    "parse_irreps": ("_irreps", "parse_irreps"),
+    "Graph": ("_neighbors", "Graph"),
+    "neighbor_list": ("_neighbors", "neighbor_list"),
+    "build_extension": ("_ops", "load_extension"),
+    "PathTable": ("_paths", "PathTable"),
+    "coupling": ("_paths", "coupling"),
+    "path_table": ("_paths", "path_table"),
+    "materialize_kernel": ("_reference", "materialize_kernel"),
+}
+
+_REMOVED = {
+    "spherical_harmonics": "use rsh.spherical_harmonics (same basis names, default "
+    "convention 'standard'); a DataHub computes the edge harmonics itself",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REMOVED:
+        raise AttributeError(f"periodic_conv.{name} was removed: {_REMOVED[name]}")
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'periodic_conv' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"periodic_conv.{module}"), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
+    "DEFAULT_CELL_TOL",
     "DEFAULT_MAX_EDGES",
+    "MAX_R_CUT",
+    "MIN_R_CUT",
+    "CellCheck",
     "DataHub",
     "Graph",
     "Irreps",
@@ -18,11 +81,12 @@ __all__ = [
     "PeriodicConvolution",
     "__version__",
     "build_extension",
+    "check_cell",
+    "check_r_cut",
     "coupling",
     "materialize_kernel",
     "neighbor_list",
     "parse_irreps",
     "path_table",
     "periodic_convolution",
-    "spherical_harmonics",
 ]

@@ -9,10 +9,19 @@ from periodic_conv._hub import DataHub
 from periodic_conv._paths import PathTable, path_table
 from periodic_conv._reference import conv_reference
 
-__all__ = ["BACKENDS", "NORMALIZATIONS", "PeriodicConvolution", "periodic_convolution"]
+__all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "periodic_convolution"]
 
 BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
-NORMALIZATIONS = ("thesis", "none")
+#: ``scaling`` values: "unit_variance" (W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|)), "none".
+SCALINGS = ("unit_variance", "none")
+
+
+def _check_scaling(scaling: str) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(
+            f"scaling must be one of {SCALINGS} (renamed from normalization='thesis'/'none'), "
+            f"got {scaling!r}"
+        )
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -29,7 +38,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _check(features, hub: DataHub, R, table: PathTable, convention: str, normalization: str):
+def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling: str):
     if not isinstance(hub, DataHub):
         raise TypeError(f"hub must be a periodic_conv.DataHub, got {type(hub).__name__}")
     if features.ndim != 2 or features.shape != (hub.num_nodes, table.irreps_in.dim):
@@ -52,9 +61,9 @@ def _check(features, hub: DataHub, R, table: PathTable, convention: str, normali
             f"hub.l_max={hub.l_max} is below the layer's l_filter_max={table.l_filter_max}; "
             "build the DataHub with l_max >= every layer's l_filter_max"
         )
-    if normalization == "thesis" and hub.sh_normalization != "integral":
+    if scaling == "unit_variance" and hub.sh_normalization != "integral":
         raise ValueError(
-            "normalization='thesis' assumes integral-normalised Y (eq. B.18), got "
+            "scaling='unit_variance' assumes integral-normalised Y (eq. B.18), got "
             f"hub.sh_normalization={hub.sh_normalization!r}"
         )
     if features.dtype != R.dtype or features.dtype != hub.Y.dtype:
@@ -72,8 +81,8 @@ def periodic_convolution(
     irreps_out,
     l_filter_max: int,
     *,
-    convention: str = "thesis",
-    normalization: str = "thesis",
+    convention: str = "standard",
+    scaling: str = "unit_variance",
     backend: str = "auto",
     chunk: int | None = None,
     deterministic: bool = True,
@@ -92,9 +101,13 @@ def periodic_convolution(
         e3nn irreps strings.
     l_filter_max : int
         Highest filter degree l.
-    convention : {"thesis", "standard", "e3nn"}
-    normalization : {"thesis", "none"}
-        "thesis": W of eq. B.33-B.36 and 1/sqrt(|N(a)|); "none": plain sums (for comparisons).
+    convention : {"standard", "thesis", "e3nn"}
+        Real spherical-harmonic basis of features, Y and couplings (``rsh.conventions``);
+        must match the hub's.
+    scaling : {"unit_variance", "none"}
+        "unit_variance": the factor W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|), which keep
+        the output variance at 1 for unit-variance inputs; "none": plain sums (for
+        comparisons with e3nn's TensorProduct).
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
         "auto": cuda for CUDA tensors, cpp for CPU tensors when the extension builds, else
         torch. Double backward (e.g. training on forces) needs "torch" or "reference".
@@ -109,13 +122,12 @@ def periodic_convolution(
     Tensor [N, dim(irreps_out)]
         Isolated atoms (|N(a)| = 0) get exactly zero.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    _check_scaling(scaling)
     table = path_table(irreps_in, irreps_out, l_filter_max, convention)
-    _check(features, hub, R, table, convention, normalization)
+    _check(features, hub, R, table, convention, scaling)
     backend = _resolve_backend(backend, features.device)
     Y = hub.Y[:, : (l_filter_max + 1) ** 2]
-    scale = hub.edge_scale(table, normalization)
+    scale = hub.edge_scale(table, scaling)
     if backend == "reference":
         return conv_reference(features, Y, R, hub.src, hub.dst, scale, table)
     if backend == "torch":
@@ -134,9 +146,9 @@ class PeriodicConvolution(torch.nn.Module):
         e3nn irreps strings, e.g. ``"16x0e+16x1o+16x2e"``.
     l_filter_max : int
         Highest degree of the spherical-harmonic filter.
-    convention : {"thesis", "standard", "e3nn"}
+    convention : {"standard", "thesis", "e3nn"}
         Real spherical-harmonic basis (must match the DataHub's).
-    normalization : {"thesis", "none"}
+    scaling : {"unit_variance", "none"}
         See :func:`periodic_convolution`.
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
 
@@ -152,15 +164,12 @@ class PeriodicConvolution(torch.nn.Module):
         irreps_out,
         l_filter_max: int,
         *,
-        convention: str = "thesis",
-        normalization: str = "thesis",
+        convention: str = "standard",
+        scaling: str = "unit_variance",
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-            )
+        _check_scaling(scaling)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.table = path_table(irreps_in, irreps_out, l_filter_max, convention)
@@ -168,7 +177,7 @@ class PeriodicConvolution(torch.nn.Module):
         self.irreps_out = str(self.table.irreps_out)
         self.l_filter_max = l_filter_max
         self.convention = convention
-        self.normalization = normalization
+        self.scaling = scaling
         self.backend = backend
 
     @property
@@ -189,13 +198,13 @@ class PeriodicConvolution(torch.nn.Module):
             self.table.irreps_out,
             self.l_filter_max,
             convention=self.convention,
-            normalization=self.normalization,
+            scaling=self.scaling,
             backend=self.backend,
         )
 
     def extra_repr(self) -> str:
         return (
             f"{self.irreps_in} -> {self.irreps_out}, l_filter_max={self.l_filter_max}, "
-            f"convention={self.convention!r}, normalization={self.normalization!r}, "
+            f"convention={self.convention!r}, scaling={self.scaling!r}, "
             f"weight_numel={self.weight_numel}, backend={self.backend!r}"
         )

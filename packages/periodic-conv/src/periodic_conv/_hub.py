@@ -9,7 +9,7 @@ import torch
 from periodic_conv._neighbors import Graph
 from periodic_conv._paths import CONVENTIONS
 
-__all__ = ["DataHub", "spherical_harmonics"]
+__all__ = ["DataHub"]
 
 SH_NORMALIZATIONS = ("integral", "component", "norm")
 # Y_00 for each normalisation: the value used on r = 0 edges, where the direction is undefined
@@ -17,12 +17,8 @@ SH_NORMALIZATIONS = ("integral", "component", "norm")
 _Y00 = {"integral": 1.0 / math.sqrt(4.0 * math.pi), "component": 1.0, "norm": 1.0}
 
 
-def spherical_harmonics(
-    vectors: torch.Tensor,
-    l_max: int,
-    *,
-    convention: str = "thesis",
-    normalization: str = "integral",
+def _edge_harmonics(
+    vectors: torch.Tensor, l_max: int, *, convention: str, normalization: str
 ) -> torch.Tensor:
     """Real spherical harmonics of edge directions, [E, (l_max+1)^2], l-major (rsh underneath).
 
@@ -58,10 +54,11 @@ class DataHub:
         Neighbour graph (edge vectors may carry autograd history for forces/stress).
     l_max : int
         Highest filter degree any layer will use (Y is computed up to it once).
-    convention : {"thesis", "standard", "e3nn"}
+    convention : {"standard", "thesis", "e3nn"}
         Real spherical-harmonic basis; must match the layers' convention.
     sh_normalization : {"integral", "component", "norm"}
-        Normalisation of Y; ``normalization="thesis"`` layers need "integral" (eq. B.18).
+        Normalisation of Y (as ``rsh.spherical_harmonics``' ``normalization``);
+        ``scaling="unit_variance"`` layers need "integral" (eq. B.18).
 
     Attributes
     ----------
@@ -80,7 +77,7 @@ class DataHub:
         graph: Graph,
         l_max: int,
         *,
-        convention: str = "thesis",
+        convention: str = "standard",
         sh_normalization: str = "integral",
     ) -> None:
         if not isinstance(graph, Graph):
@@ -95,7 +92,7 @@ class DataHub:
         self.dst = graph.center
         self.length = graph.length
         self.is_self = (graph.edge_vec.detach() == 0).all(dim=-1)
-        self.Y = spherical_harmonics(
+        self.Y = _edge_harmonics(
             graph.edge_vec, l_max, convention=convention, normalization=sh_normalization
         )
         counts = graph.counts.to(graph.edge_vec.dtype)
@@ -135,18 +132,18 @@ class DataHub:
         """Indices of atoms with no neighbour (their convolution output is exactly zero)."""
         return self.graph.isolated
 
-    def edge_scale(self, table, normalization: str) -> torch.Tensor:
+    def edge_scale(self, table, scaling: str) -> torch.Tensor:
         """Per-edge, per-output-block factor W(l_out, r = 0?) / sqrt(|N(a)|), [E, n_out_blocks].
 
-        Cached per (table, normalization): reused by every layer with the same irreps_out.
+        Cached per (table, scaling): reused by every layer with the same irreps_out.
         """
-        key = (id(table), normalization)
+        key = (id(table), scaling)
         hit = self._scale_cache.get(key)
         if hit is not None and hit[0] is table:
             return hit[1]
         dtype, device = self.Y.dtype, self.Y.device
         n_out = len(table.irreps_out)
-        if normalization == "none":
+        if scaling == "none":
             scale = torch.ones(self.num_edges, n_out, dtype=dtype, device=device)
         else:
             w1 = torch.tensor(table.w_nonzero, dtype=dtype, device=device)

@@ -22,12 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
+from periodic_conv._cell import (
+    DEFAULT_CELL_TOL,
+    DEFAULT_MAX_EDGES,
+    CellCheck,
+    check_cell,
+    check_r_cut,
+)
 
-#: Default limit on the estimated number of edges (about 2.4 GB of int64 indices + shifts).
-DEFAULT_MAX_EDGES = 50_000_000
-#: A cell is rejected when |det(cell)| <= CELL_TOL * |a| |b| |c| (flat or nearly flat).
-DEFAULT_CELL_TOL = 1e-6
+__all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
 
 
 def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
@@ -58,8 +61,9 @@ def _validate(
     pbc: tuple[bool, bool, bool],
     cell_tol: float,
     max_edges: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check the input; return positions and cell as contiguous float64 CPU tensors.
+) -> tuple[torch.Tensor, torch.Tensor, CellCheck]:
+    """Check the input; return positions and cell as contiguous float64 CPU tensors and the
+    :func:`check_cell` result.
 
     The numerical checks run in numpy and plain Python floats: on a 3x3 cell and a few
     hundred positions the fixed cost of torch ops (isfinite, det, norm) would dominate.
@@ -70,46 +74,27 @@ def _validate(
         raise ValueError(
             f"cell must have shape [3, 3] (rows = lattice vectors), got {tuple(cell.shape)}"
         )
-    if not isinstance(r_cut, (int, float)) or isinstance(r_cut, bool):
-        raise TypeError(f"r_cut must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
-    if not math.isfinite(r_cut) or r_cut <= 0:
-        raise ValueError(f"r_cut must be a finite number > 0 (Å), got {r_cut!r}")
     pos_t, cell_t = _float64_cpu(positions), _float64_cpu(cell)
     pos = pos_t.numpy()
     if not np.isfinite(pos).all():
         bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))[:5].tolist()
         raise ValueError(f"positions must be finite, got non-finite values in rows {bad}")
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell_t.tolist()
-    if not all(math.isfinite(x) for x in (ax, ay, az, bx, by, bz, cx, cy, cz)):
-        raise ValueError(f"cell must be finite, got {cell.tolist()}")
     n = pos.shape[0]
+    info = check_cell(
+        cell_t.tolist(), r_cut, n_atoms=n, max_edges=max_edges, pbc=pbc, cell_tol=cell_tol
+    )
     if any(pbc):
-        # |det| as the triple product a . (b x c); scale = |a||b||c| (Hadamard bound on |det|)
-        det = abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
-        scale = (
-            math.sqrt(ax * ax + ay * ay + az * az)
-            * math.sqrt(bx * bx + by * by + bz * bz)
-            * math.sqrt(cx * cx + cy * cy + cz * cz)
-        )
-        if not det > cell_tol * scale:
-            raise ValueError(
-                f"cell is flat or nearly flat: |det(cell)| = {det:.3e} Å^3 <= cell_tol * |a||b||c| "
-                f"= {cell_tol * scale:.3e} Å^3 (cell_tol={cell_tol}); a periodic cell needs volume"
-            )
-        volume = det
-    else:
-        span = pos.max(0) - pos.min(0) if n else np.zeros(3)
-        volume = float(np.prod(span + 2 * r_cut))
-    # Each atom sees about density * (4/3) pi (r_cut + d)^3 atoms, d accounting for the
-    # atoms of the cell itself being spread over one cell (upper-bound flavour, cheap).
-    density = n / volume
-    estimate = int(n * (density * 4.0 / 3.0 * math.pi * r_cut**3 + 1))
+        return pos_t, cell_t, info
+    span = pos.max(0) - pos.min(0) if n else np.zeros(3)
+    volume = float(np.prod(span + 2 * r_cut))
+    # Each atom sees about density * (4/3) pi r_cut^3 atoms (upper-bound flavour, cheap).
+    estimate = int(n * (n / volume * 4.0 / 3.0 * math.pi * r_cut**3 + 1))
     if estimate > max_edges:
         raise ValueError(
             f"r_cut={r_cut} Å would give about {estimate:,} edges for {n} atoms in "
             f"{volume:.3g} Å^3, above max_edges={max_edges:,}; lower r_cut or raise max_edges"
         )
-    return pos_t, cell_t
+    return pos_t, cell_t, info
 
 
 @dataclass(frozen=True)
@@ -461,9 +446,8 @@ def neighbor_list(
     if cell.dtype != positions.dtype:
         cell = cell.to(positions.dtype)
     pbc_t = _as_pbc(pbc)
-    if isinstance(r_cut, torch.Tensor):
-        r_cut = float(r_cut)
-    pos_t, cell_t = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
+    r_cut = check_r_cut(r_cut)
+    pos_t, cell_t, info = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
     if numbers is not None and numbers.shape != (positions.shape[0],):
         raise ValueError(
             f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
@@ -472,6 +456,10 @@ def neighbor_list(
     n = pos_t.shape[0]
     if not any(pbc_t):
         cell_t = torch.zeros(3, 3, dtype=torch.float64)
+    elif info.reduced_used:
+        # a skewed cell: search the same lattice in its reduced basis (far fewer images),
+        # then map the shifts back with `transform` (s_r @ reduced == (s_r @ transform) @ cell)
+        cell_t = torch.from_numpy(info.reduced)
     # Without autograd the edge vectors and lengths come from the grouping kernel (compiled
     # paths) or from vesin (numpy path); with it they are recomputed below from
     # differentiable ops so forces and stress flow.
@@ -515,6 +503,9 @@ def neighbor_list(
     if device.type != "cpu":
         out = tuple(None if a is None else a.to(device) for a in out)
     center, neighbor, shift, vec, length, counts, edge_batch, batch = out
+    if info.reduced_used:
+        t = torch.from_numpy(info.transform).to(shift.device)
+        shift = shift[:, :1] * t[0] + shift[:, 1:2] * t[1] + shift[:, 2:] * t[2]
     cell_b = cell.unsqueeze(0)
     if differentiable:
         vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)

@@ -19,21 +19,54 @@ from periodic_conv._irreps import Irreps, parse_irreps
 
 __all__ = ["CONVENTIONS", "Path", "PathTable", "coupling", "path_table"]
 
-CONVENTIONS = ("thesis", "standard", "e3nn")
+CONVENTIONS = ("standard", "thesis", "e3nn")
 
 
 @functools.cache
-def coupling(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
-    """Coupling coefficients C[i, j, m] (float64, Frobenius norm 1) of App. A.
-
-    From ``gaunt_elastic.coupling`` in every convention; for ``convention="e3nn"`` those are
-    exactly ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op equals e3nn's TensorProduct.
-    """
+def _coupling64(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
     import gaunt_elastic
 
-    c = torch.as_tensor(gaunt_elastic.coupling(l_out, l_in, l, convention=convention))
-    c = c.to(torch.float64)
-    return c.contiguous()
+    c = gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=torch.float64)
+    return torch.as_tensor(c).contiguous()
+
+
+def coupling(
+    l_out: int,
+    l_in: int,
+    l: int,
+    *,
+    convention: str = "standard",
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Coupling coefficients C[i, j, m] of thesis App. A, as used by the convolution.
+
+    ``gaunt_elastic.coupling`` with the same arguments (same keyword-only ``convention`` and
+    ``dtype``, same checks), cached per degree triple: a new tensor each call, so the cache
+    cannot be modified through it. For ``convention="e3nn"`` it is exactly
+    ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op then equals e3nn's TensorProduct.
+
+    Parameters
+    ----------
+    l_out, l_in, l : int
+        Degrees of output, input and filter, ``|l_out - l_in| <= l <= l_out + l_in``.
+    convention : {"standard", "thesis", "e3nn"}
+        Real spherical-harmonic basis of all three indices.
+    dtype : torch.dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    Tensor [2 l_out + 1, 2 l_in + 1, 2 l + 1]
+        Frobenius norm 1.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    hashable = all(isinstance(x, int) and not isinstance(x, bool) for x in (l_out, l_in, l))
+    if not hashable or not isinstance(convention, str):
+        import gaunt_elastic  # its checks and messages for bad degrees / conventions
+
+        return gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=dtype)
+    return _coupling64(l_out, l_in, l, convention).to(dtype, copy=True)
 
 
 @dataclass(frozen=True)
@@ -105,13 +138,13 @@ def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: 
         n0 = sum(p.v for p in paths if p.k == k and p.l == 0)
         w1.append(math.sqrt(4 * math.pi * (2 * bo.l + 1) / n1) if n1 else 0.0)
         w0.append(math.sqrt(4 * math.pi * (2 * bo.l + 1) / n0) if n0 else 0.0)
-    cs = tuple(coupling(p.l_out, p.l_in, p.l, convention) for p in paths)
+    cs = tuple(_coupling64(p.l_out, p.l_in, p.l, convention) for p in paths)
     return PathTable(
         ir_in, ir_out, l_filter_max, convention, tuple(paths), cs, offset, tuple(w1), tuple(w0)
     )
 
 
-def path_table(irreps_in, irreps_out, l_filter_max: int, convention: str = "thesis") -> PathTable:
+def path_table(irreps_in, irreps_out, l_filter_max: int, convention: str = "standard") -> PathTable:
     """The (cached) path table of a convolution; see module docstring for the layout."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")

@@ -1,0 +1,397 @@
+"""The one guard for periodic cells and cutoffs (issue 12 items 1-3), in plain numpy.
+
+A neighbour search costs time and memory in proportion to the number of periodic images it
+must visit and to the number of edges it returns. Both follow from three numbers:
+
+* the heights ``h_i = V / |a_j x a_k|`` of the cell (distance between the lattice planes
+  spanned by the two other lattice vectors): ``r_cut`` reaches ``ceil(r_cut / h_i)``
+  image shells along lattice vector ``i``;
+* the volume ``V``: ``n_atoms`` atoms see about ``n_atoms * (n_atoms / V) * 4/3 pi r_cut^3``
+  pairs closer than ``r_cut``;
+* a skewed cell (``[[5,0,0],[0,5,0],[5,5,1e-3]]``) has tiny heights although its lattice
+  is just a thin slab: it is first reduced (LLL, integer row operations that keep the
+  lattice) so the heights measured are those of the shortest, most orthogonal basis.
+
+:func:`check_cell` refuses a cell whose graph would not fit ``max_edges`` (with a message
+naming the cell, the heights and the largest allowed ``r_cut``), and returns the reduced cell
+with the integer matrix that maps shifts found with it back to shifts of the given cell.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_CELL_TOL",
+    "DEFAULT_MAX_EDGES",
+    "MAX_R_CUT",
+    "MIN_R_CUT",
+    "CellCheck",
+    "check_cell",
+    "check_r_cut",
+]
+
+#: Default limit on the estimated number of edges (about 2.4 GB of int64 indices + shifts).
+DEFAULT_MAX_EDGES = 50_000_000
+#: A (reduced) cell is rejected when |det| <= CELL_TOL * |a| |b| |c| (flat or nearly flat).
+DEFAULT_CELL_TOL = 1e-6
+#: Largest accepted radial cutoff, Å. Interatomic-potential and audit cutoffs are a few Å;
+#: 100 Å already means ~4e6 neighbours per atom at a typical density of 0.01 atoms/Å^3.
+MAX_R_CUT = 100.0
+#: Smallest accepted radial cutoff, Å (below ~1e-5 Å vesin refuses "cutoff is too small").
+MIN_R_CUT = 1e-4
+
+# Cells whose orthogonality defect |a||b||c| / V is at most this are searched as given: then
+# every height is at least |a_i| / defect, so reduction would not visit fewer images.
+_DEFECT_NO_REDUCE = 2.0
+# Below this |det| / (|a||b||c|) the cell is numerically singular (before reduction).
+_SINGULAR = 1e-13
+_LLL_DELTA = 0.99
+_LLL_MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class CellCheck:
+    """What :func:`check_cell` found out about a cell.
+
+    Attributes
+    ----------
+    reduced : ndarray [3, 3] (float64)
+        The cell to hand to a neighbour search, rows = lattice vectors, Å. Equal to the given
+        cell unless lattice reduction lets the search visit fewer periodic images; always
+        ``transform @ cell`` (the same lattice).
+    transform : ndarray [3, 3] (int64)
+        Unimodular integer matrix with ``reduced = transform @ cell``. A shift ``s_r`` found
+        with ``reduced`` is the shift ``s_r @ transform`` of the given cell
+        (``s_r @ reduced == (s_r @ transform) @ cell``).
+    volume : float
+        ``|det(cell)|``, Å^3.
+    heights : tuple of 3 floats
+        Heights ``V / |a_j x a_k|`` of ``reduced``, Å (``inf`` along non-periodic directions).
+    image_shells : tuple of 3 ints
+        ``ceil(r_cut / h_i)``: how many periodic images the search visits on each side.
+    expected_edges : int
+        Estimated number of edges ``n_atoms * (n_atoms / V * 4/3 pi r_cut^3 + 1)``.
+    reduced_used : bool
+        True when ``reduced`` differs from the given cell.
+    """
+
+    reduced: np.ndarray
+    transform: np.ndarray
+    volume: float
+    heights: tuple[float, float, float]
+    image_shells: tuple[int, int, int]
+    expected_edges: int
+
+    @property
+    def reduced_used(self) -> bool:
+        """True when ``reduced`` is not the given cell (``transform`` is not the identity)."""
+        return not bool((self.transform == np.eye(3, dtype=np.int64)).all())
+
+
+def check_r_cut(r_cut: Any, name: str = "r_cut") -> float:
+    """Validate a radial cutoff: a real number in ``[MIN_R_CUT, MAX_R_CUT]`` Å.
+
+    Parameters
+    ----------
+    r_cut : float
+        Radial cutoff, Å. Python or numpy real numbers (not bool); a one-element tensor or
+        array is accepted too.
+    name : str
+        Argument name used in the error message.
+
+    Returns
+    -------
+    float
+        ``r_cut`` as a Python float.
+
+    Raises
+    ------
+    TypeError
+        When ``r_cut`` is not a real number.
+    ValueError
+        When ``r_cut`` is not finite or outside ``[MIN_R_CUT, MAX_R_CUT]``.
+    """
+    value = r_cut
+    if hasattr(value, "shape") and hasattr(value, "item") and not isinstance(value, numbers.Real):
+        # a one-element torch tensor or numpy array
+        if math.prod(tuple(value.shape)) != 1:
+            raise TypeError(
+                f"{name} must be a real number in Å, got a {type(r_cut).__name__} of shape "
+                f"{tuple(value.shape)}"
+            )
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in Å, got {type(r_cut).__name__} {r_cut!r}")
+    value = float(value)
+    if not (MIN_R_CUT <= value <= MAX_R_CUT):  # also catches nan
+        raise ValueError(
+            f"{name} must be a finite number in [{MIN_R_CUT:g}, {MAX_R_CUT:g}] Å "
+            f"(periodic_conv.MIN_R_CUT, MAX_R_CUT), got {value!r}"
+        )
+    return value
+
+
+def _dot(u: list[float], v: list[float]) -> float:
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+
+def _cross(u: list[float], v: list[float]) -> list[float]:
+    return [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]]
+
+
+def _heights(rows: list[list[float]], volume: float) -> list[float]:
+    a, b, c = rows
+    return [
+        volume / math.sqrt(_dot(x, x)) if _dot(x, x) > 0 else 0.0
+        for x in (_cross(b, c), _cross(c, a), _cross(a, b))
+    ]
+
+
+def _lll(rows: list[list[float]], idx: list[int]) -> list[list[int]] | None:
+    """LLL-reduce the rows ``idx`` of ``rows`` among themselves (delta = 0.99).
+
+    Returns the unimodular integer matrix ``U`` (3 x 3, identity outside ``idx``) with
+    ``U @ rows`` reduced, or None when it does not converge (numerically singular input).
+    """
+    k_dim = len(idx)
+    b = [list(rows[i]) for i in idx]
+    u = [[1 if r == c else 0 for c in range(k_dim)] for r in range(k_dim)]
+    k, steps = 1, 0
+    while k < k_dim:
+        steps += 1
+        if steps > _LLL_MAX_STEPS:
+            return None
+        # Gram-Schmidt of b[0..k] (k <= 2: recomputing is cheaper than bookkeeping)
+        bs: list[list[float]] = []
+        for i in range(k + 1):
+            v = list(b[i])
+            for w in bs:
+                mu = _dot(b[i], w) / _dot(w, w)
+                v = [v[0] - mu * w[0], v[1] - mu * w[1], v[2] - mu * w[2]]
+            if _dot(v, v) <= 0.0:
+                return None
+            bs.append(v)
+        # size-reduce b[k] against b[k-1], ..., b[0]
+        for j in range(k - 1, -1, -1):
+            q = round(_dot(b[k], bs[j]) / _dot(bs[j], bs[j]))
+            if q:
+                b[k] = [b[k][0] - q * b[j][0], b[k][1] - q * b[j][1], b[k][2] - q * b[j][2]]
+                u[k] = [u[k][c] - q * u[j][c] for c in range(k_dim)]
+        mu = _dot(b[k], bs[k - 1]) / _dot(bs[k - 1], bs[k - 1])
+        bk = list(b[k])
+        for w in bs[:k]:
+            m = _dot(b[k], w) / _dot(w, w)
+            bk = [bk[0] - m * w[0], bk[1] - m * w[1], bk[2] - m * w[2]]
+        if _dot(bk, bk) >= (_LLL_DELTA - mu * mu) * _dot(bs[k - 1], bs[k - 1]):
+            k += 1
+        else:
+            b[k], b[k - 1] = b[k - 1], b[k]
+            u[k], u[k - 1] = u[k - 1], u[k]
+            k = max(k - 1, 1)
+    full = [[1 if r == c else 0 for c in range(3)] for r in range(3)]
+    for r, i in enumerate(idx):
+        full[i] = [0, 0, 0]
+        for c, j in enumerate(idx):
+            full[i][j] = u[r][c]
+    return full
+
+
+def _fmt_cell(rows: list[list[float]]) -> str:
+    return "[" + ", ".join("[" + ", ".join(f"{x:.6g}" for x in r) + "]" for r in rows) + "]"
+
+
+def _shells(r_cut: float, heights: list[float], pbc: tuple[bool, bool, bool]) -> list[float]:
+    return [math.ceil(r_cut / h) if p else 0 for h, p in zip(heights, pbc)]
+
+
+def check_cell(
+    cell: Any,
+    r_cut: Any,
+    *,
+    n_atoms: int | None = None,
+    max_edges: int | None = None,
+    pbc: bool | tuple[bool, bool, bool] = True,
+    cell_tol: float = DEFAULT_CELL_TOL,
+    name: str = "cell",
+) -> CellCheck:
+    """Check that a neighbour search in ``cell`` with cutoff ``r_cut`` is well posed and cheap.
+
+    The one guard for degenerate cells used by :func:`periodic_conv.neighbor_list` and by
+    ``mp_audit``. Pure numpy and Python floats: a few tens of microseconds.
+
+    Parameters
+    ----------
+    cell : array_like [3, 3]
+        Lattice vectors as rows, Å (numpy array, nested sequence or CPU tensor).
+    r_cut : float
+        Radial cutoff, Å; must lie in ``[MIN_R_CUT, MAX_R_CUT]`` (see :func:`check_r_cut`).
+    n_atoms : int, optional
+        Number of atoms in the cell (default 1, the least a structure has). Used for the edge
+        estimate, which grows as ``n_atoms**2``.
+    max_edges : int, optional
+        Refuse when the estimated number of edges exceeds this (default
+        ``DEFAULT_MAX_EDGES`` = 50,000,000).
+    pbc : bool or 3 bools
+        Periodicity along each lattice vector; only periodic directions are reduced and
+        counted. Without any periodic direction only ``r_cut`` and finiteness are checked.
+    cell_tol : float
+        Refuse cells whose reduced basis has ``|det| <= cell_tol * |a||b||c|`` (flat).
+    name : str
+        How the cell is named in error messages (e.g. ``"cell of mp-149"``).
+
+    Returns
+    -------
+    CellCheck
+        Volume, heights and image shells of the (reduced) cell, the cell to search with and the
+        integer matrix mapping its shifts back, and the edge estimate.
+
+    Raises
+    ------
+    TypeError
+        ``r_cut``, ``n_atoms`` or ``max_edges`` of the wrong type.
+    ValueError
+        Wrong shape, non-finite entries, a flat cell, ``r_cut`` outside
+        ``[MIN_R_CUT, MAX_R_CUT]``, or more than ``max_edges`` expected edges (a thin cell:
+        the message gives the heights and the largest ``r_cut`` that fits).
+
+    Examples
+    --------
+    >>> import periodic_conv as pc
+    >>> info = pc.check_cell([[5, 0, 0], [0, 5, 0], [5, 5, 1e-3]], 5.0)
+    >>> [round(h, 6) for h in info.heights], info.reduced[2].tolist()
+    ([5.0, 5.0, 0.001], [0.0, 0.0, 0.001])
+    """
+    r = check_r_cut(r_cut)
+    if n_atoms is None:
+        n = 1
+    elif isinstance(n_atoms, (bool, np.bool_)) or not isinstance(n_atoms, numbers.Integral):
+        raise TypeError(
+            f"n_atoms must be an integer >= 0, got {type(n_atoms).__name__} {n_atoms!r}"
+        )
+    elif n_atoms < 0:
+        raise ValueError(f"n_atoms must be an integer >= 0, got {n_atoms}")
+    else:
+        n = int(n_atoms)
+    if max_edges is None:
+        limit = DEFAULT_MAX_EDGES
+    elif isinstance(max_edges, (bool, np.bool_)) or not isinstance(max_edges, numbers.Integral):
+        raise TypeError(
+            f"max_edges must be an integer > 0, got {type(max_edges).__name__} {max_edges!r}"
+        )
+    elif max_edges <= 0:
+        raise ValueError(f"max_edges must be an integer > 0, got {max_edges}")
+    else:
+        limit = int(max_edges)
+    if isinstance(cell_tol, (bool, np.bool_)) or not isinstance(cell_tol, numbers.Real):
+        raise TypeError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    if not 0.0 <= cell_tol < 1.0:
+        raise ValueError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    if isinstance(pbc, (bool, np.bool_)):
+        pbc3 = (bool(pbc),) * 3
+    else:
+        pbc3 = tuple(bool(p) for p in pbc)
+        if len(pbc3) != 3:
+            raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r}")
+
+    if isinstance(cell, list) and len(cell) == 3:
+        try:
+            rows = [[float(x) for x in row] for row in cell]
+        except TypeError:
+            rows = []
+        if any(len(row) != 3 for row in rows):
+            rows = []
+    else:
+        rows = []
+    if not rows:
+        try:
+            arr = np.asarray(cell, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be a 3x3 array of lattice vectors (rows, Å), "
+                f"got {type(cell).__name__}"
+            ) from exc
+        if arr.shape != (3, 3):
+            raise ValueError(
+                f"{name} must have shape [3, 3] (rows = lattice vectors), got {arr.shape}"
+            )
+        rows = arr.tolist()
+    if not all(math.isfinite(x) for row in rows for x in row):
+        raise ValueError(f"{name} must be finite, got {_fmt_cell(rows)}")
+
+    eye = np.eye(3, dtype=np.int64)
+    a, b, c = rows
+    volume = abs(_dot(a, _cross(b, c)))
+    if not any(pbc3):
+        inf = math.inf
+        return CellCheck(np.array(rows), eye, volume, (inf, inf, inf), (0, 0, 0), n)
+
+    lengths = [math.sqrt(_dot(x, x)) for x in rows]
+    scale = lengths[0] * lengths[1] * lengths[2]
+    flat_msg = (
+        f"{name} = {_fmt_cell(rows)} Å is flat or nearly flat: |det| = {volume:.3e} Å^3 "
+        f"<= cell_tol * |a||b||c| = {{bound:.3e}} Å^3 (cell_tol={cell_tol:g}, measured on the "
+        f"LLL-reduced cell); a periodic cell needs volume"
+    )
+    if not volume > _SINGULAR * scale:
+        raise ValueError(flat_msg.format(bound=max(cell_tol, _SINGULAR) * scale))
+
+    heights = _heights(rows, volume)
+    shells = _shells(r, heights, pbc3)
+    transform = eye
+    reduced = rows
+    periodic = [i for i in range(3) if pbc3[i]]
+    if scale > _DEFECT_NO_REDUCE * volume and len(periodic) >= 2:
+        u = _lll(rows, periodic)
+        if u is None:
+            raise ValueError(flat_msg.format(bound=max(cell_tol, _SINGULAR) * scale))
+        cand = [[sum(u[i][k] * rows[k][d] for k in range(3)) for d in range(3)] for i in range(3)]
+        cand_h = _heights(cand, volume)
+        cand_shells = _shells(r, cand_h, pbc3)
+        lengths_r = [math.sqrt(_dot(x, x)) for x in cand]
+        scale = lengths_r[0] * lengths_r[1] * lengths_r[2]
+        if math.prod(2 * s + 1 for s in cand_shells) < math.prod(2 * s + 1 for s in shells):
+            transform = np.array(u, dtype=np.int64)
+            reduced, heights, shells = cand, cand_h, cand_shells
+    if not volume > cell_tol * scale:
+        raise ValueError(flat_msg.format(bound=cell_tol * scale))
+
+    density = n / volume
+    sphere = 4.0 / 3.0 * math.pi * r**3
+    estimate_f = n * (density * sphere + 1)
+    if estimate_f > limit:
+        # largest r_cut with n * (n / V * 4/3 pi r^3 + 1) <= limit
+        room = limit / max(n, 1) - 1
+        r_ok = (room * volume / max(n, 1) * 3 / (4 * math.pi)) ** (1 / 3) if room > 0 else 0.0
+        allowed = (
+            f"r_cut <= {r_ok:.3g} Å for this cell"
+            if r_ok >= MIN_R_CUT
+            else f"no r_cut >= {MIN_R_CUT:g} Å fits this cell"
+        )
+        thin = min(h for h, p in zip(heights, pbc3) if p)
+        flat = (
+            f"; the cell is thin (nearly flat): {thin:.3g} Å between lattice planes, so "
+            f"r_cut spans {max(shells):,} periodic images"
+            if thin * 100 < r
+            else ""
+        )
+        raise ValueError(
+            f"{name} = {_fmt_cell(rows)} Å with r_cut={r:g} Å would give about "
+            f"{estimate_f:,.0f} edges for {n} atoms in {volume:.3g} Å^3, above "
+            f"max_edges={limit:,}{flat} (heights of the reduced cell "
+            f"{[float(f'{h:.4g}') for h in heights]} Å). Allowed: {allowed} and "
+            f"max_edges={limit:,}; lower r_cut, raise max_edges or fix the cell"
+        )
+    return CellCheck(
+        reduced=np.array(reduced, dtype=np.float64),
+        transform=transform,
+        volume=volume,
+        heights=(heights[0], heights[1], heights[2]),
+        image_shells=(int(shells[0]), int(shells[1]), int(shells[2])),
+        expected_edges=int(estimate_f),
+    )
