@@ -131,13 +131,13 @@ def _arrays(s: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tup
                 f"species {sorted({str(x) for x in s.species})} include one without: {exc}"
             ) from exc
         pos = np.asarray(s.cart_coords, dtype=np.float64)
-        cell = np.asarray(s.lattice.matrix, dtype=np.float64)
+        cell = np.array(s.lattice.matrix, dtype=np.float64)
         pbc = tuple(bool(p) for p in getattr(s.lattice, "pbc", (True, True, True)))
         symbols = [str(getattr(sp, "symbol", sp)) for sp in s.species]
     else:
         numbers = np.asarray(s.get_atomic_numbers(), dtype=np.int64)
         pos = np.asarray(s.get_positions(), dtype=np.float64)
-        cell = np.asarray(s.get_cell()[:], dtype=np.float64)
+        cell = np.array(s.get_cell()[:], dtype=np.float64)
         pbc = tuple(bool(p) for p in s.get_pbc())
         symbols = list(s.get_chemical_symbols())
     if len(numbers) == 0:

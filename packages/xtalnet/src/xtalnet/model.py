@@ -453,6 +453,7 @@ class InteractionLayer(nn.Module):
             irreps_str(conv_out),
             config.l_filter_max,
             convention=config.convention,
+            scaling="unit_variance",
             backend=config.backend,
         )
         self._check_reachable(irreps_in, conv_out, config.l_filter_max)
@@ -499,7 +500,10 @@ def _make_heads(config: NetworkConfig, dtype: torch.dtype) -> dict[str, nn.Modul
     out = {}
     for t in config.targets:
         spec = heads_mod.TargetSpec.parse(t)
-        out[spec.column] = heads_mod.make_head(spec, dtype=dtype)
+        options: dict[str, float] = {}
+        if spec.kind == "band_gap" and config.band_gap_prior is not None:
+            options = dict(zip(("p", "mu", "sigma"), config.band_gap_prior))
+        out[spec.column] = heads_mod.make_head(spec, dtype=dtype, **options)
     return out
 
 
