@@ -33,7 +33,7 @@ def test_issue_example_fields():
         min_size=1,
         max_size=4,
         unique=True,
-    ),  # fmt: skip
+    ),
     prior=st.one_of(st.none(), st.tuples(st.floats(0, 1), st.floats(-5, 5), st.floats(0.01, 5))),
 )
 def test_json_round_trip(tmp_path_factory, r_cut, num_layers, pooling, dtype, targets, prior):

@@ -79,11 +79,11 @@ def test_single_structure_above_the_budget_is_refused():
         (
             Atoms("Cu", positions=[[0, 0, 0]], cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True),
             "structures\\[0\\]",
-        ),  # fmt: skip
+        ),
         (
             Atoms("Cu", positions=[[np.nan, 0, 0]], cell=np.eye(3) * 3, pbc=True),
             "structures\\[0\\]",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_structures_raise_naming_the_structure(structure, match):
@@ -144,7 +144,7 @@ def test_pyg_batch_builds_the_same_graph():
     ref = collate(s, CFG)
     assert _pairs(ours) == _pairs(ref)
     key = lambda b: np.lexsort(  # noqa: E731
-        b.graph.shift.numpy().T.tolist() + [b.graph.neighbor.numpy(), b.graph.center.numpy()]
+        [*b.graph.shift.numpy().T.tolist(), b.graph.neighbor.numpy(), b.graph.center.numpy()]
     )
     torch.testing.assert_close(
         ours.graph.edge_vec[key(ours)], ref.graph.edge_vec[key(ref)], rtol=0, atol=1e-12
