@@ -33,6 +33,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
 def shared_data() -> Path:
     """The shared Materials Project data folder, or skip with how to enable it."""
     root = os.environ.get("XTAL_SHARED_DATA")
@@ -63,3 +64,9 @@ def small_structures():
         bulk("Ti", "hcp", a=2.95, c=4.68),
     ]
     return [distorted(a, 0.04, k) for k, a in enumerate(base)]
+
+
+@pytest.fixture(scope="session")
+def distort():
+    """:func:`distorted` as a fixture (test modules cannot import conftest)."""
+    return distorted

@@ -125,8 +125,8 @@ def normalized_activation(name: str) -> nn.Module:
 # --------------------------------------------------------------------------- radial model
 def polynomial_cutoff(r: torch.Tensor, r_cut: float, p: int = 6) -> torch.Tensor:
     """Smooth envelope u(r) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2),
-    x = r / r_cut, and 0 for r >= r_cut: u(0) = 1, and u, u', ..., u^(p) vanish... (u and
-    its first p derivatives are continuous at r_cut; Klicpera et al. 2020)."""
+    x = r / r_cut, and 0 for r >= r_cut (Klicpera et al. 2020, as in NequIP): u(0) = 1 and
+    u, u', u'' vanish at r_cut, so R and its first two derivatives are continuous there."""
     x = r / r_cut
     u = (
         1.0
@@ -171,7 +171,7 @@ class BesselBasis(nn.Module):
         return (self._raw(r) - self.mean) / self.std
 
 
-def ball_quadrature(r_cut: float, n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def ball_quadrature(r_cut: float, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes r and weights w (float64, summing to 1) with sum_k w_k f(r_k) = <f> over the ball:
     (3 / r_cut^3) int_0^r_cut f(r) r^2 dr (thesis eq. B.1 for a function of |r| only)."""
     x, w = np.polynomial.legendre.leggauss(n)
