@@ -11,14 +11,15 @@ import xtalnet
 from ase.build import bulk
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rsh.testing import assert_equivariant, random_rotation
 from xtalnet import NetworkConfig, collate
 from xtalnet.model import (
+    BlockRMSNorm,
     EquivariantLinear,
     Gate,
     RadialMLP,
     ball_quadrature,
     normalized_activation,
-    parse_irreps,
     polynomial_cutoff,
 )
 
@@ -28,28 +29,11 @@ VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 # ------------------------------------------------------------------ helpers
-def irreps_D(irreps, R: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal O(3) representation of ``irreps`` (parity included) for R [3, 3]."""
-    det = float(torch.linalg.det(R))
-    proper = R * det
-    blocks = []
-    for mul, l, p in parse_irreps(irreps):
-        d = rsh.wigner_D(l, proper, convention="standard") * (p if det < 0 else 1)
-        blocks += [d] * mul
-    return torch.block_diag(*blocks)
-
-
 def rotations(n: int, seed: int) -> list[torch.Tensor]:
-    """n Haar rotations, every second one improper (times -1), plus the inversion."""
+    """n Haar-random O(3) matrices (proper or improper), one improper for sure, and -I."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for k in range(n):
-        q = torch.randn(3, 3, generator=g, dtype=torch.float64)
-        Q, r = torch.linalg.qr(q)
-        Q = Q * torch.sign(torch.diagonal(r))
-        if torch.linalg.det(Q) < 0:
-            Q = -Q
-        out.append(Q if k % 2 == 0 else -Q)
+    out = list(random_rotation(n, parity=True, generator=g))
+    out.append(-random_rotation(generator=g))
     out.append(-torch.eye(3, dtype=torch.float64))
     return out
 
@@ -239,25 +223,30 @@ def test_features_keep_unit_mean_square_on_mp20(shared_data):
 # ------------------------------------------------------------------ equivariant pieces
 @given(seed=st.integers(0, 2**31 - 1))
 @settings(max_examples=10)
-def test_linear_and_gate_are_o3_equivariant(seed):
+def test_linear_gate_and_norm_are_o3_equivariant(seed):
+    """rsh.testing.assert_equivariant: random rotations, inversion and improper rotations."""
     g = torch.Generator().manual_seed(seed)
     irreps_in = "3x0e+2x0o+2x1o+2x1e+1x2e+2x2e"
     irreps_out = "4x0e+1x0o+3x1o+1x1e+2x2e"
     lin = EquivariantLinear(irreps_in, irreps_out, generator=g).double()
-    gate = Gate([(2, 0, 1), (1, 0, -1)], [(2, 1, -1), (1, 2, 1)]).double()
-    gate_in = "2x0e+1x0o+3x0e+2x1o+1x2e"
-    gate_out = "2x0e+1x0o+2x1o+1x2e"
     x = torch.randn(5, lin.dim_in, generator=g, dtype=torch.float64)
+    assert_equivariant(lin, [x], irreps_in, irreps_out, atol=1e-12, generator=g)
+    gate = Gate("2x0e+1x0o", "2x1o+1x2e").double()
     y = torch.randn(5, 2 + 1 + 3 + 6 + 5, generator=g, dtype=torch.float64)
-    for R in rotations(2, seed):
-        torch.testing.assert_close(
-            lin(x @ irreps_D(irreps_in, R).T), lin(x) @ irreps_D(irreps_out, R).T,
-            rtol=1e-12, atol=1e-12,
-        )  # fmt: skip
-        torch.testing.assert_close(
-            gate(y @ irreps_D(gate_in, R).T), gate(y) @ irreps_D(gate_out, R).T,
-            rtol=1e-12, atol=1e-12,
-        )  # fmt: skip
+    assert_equivariant(gate, [y], str(gate.irreps_in), str(gate.irreps_out), atol=1e-12,
+                       generator=g)  # fmt: skip
+    norm = BlockRMSNorm(rsh.Irreps(irreps_in))
+    assert_equivariant(norm, [x], irreps_in, irreps_in, atol=1e-12, generator=g)
+
+
+def test_block_rms_norm_unit_blocks_and_zero_blocks():
+    norm = BlockRMSNorm(rsh.Irreps("2x0e+1x1o"), eps=1e-3)
+    x = torch.tensor([[3.0, 4.0, 0.0, 0.0, 0.0], [0.0] * 5], dtype=torch.float64)
+    y = norm(x)
+    ms_atom = 25.0 / 5
+    torch.testing.assert_close(y[0, :2], x[0, :2] / math.sqrt(12.5 + 1e-3 * ms_atom))
+    assert float(y[0, 2:].abs().max()) == 0.0 and float(y[1].abs().max()) == 0.0
+    assert bool(torch.isfinite(norm(x + 0 * x.requires_grad_())).all())
 
 
 # ------------------------------------------------------------------ the whole network
@@ -470,8 +459,10 @@ def test_bad_network_inputs(small_structures):
         net.loss({}, {"nope": torch.zeros(1)})
     with pytest.raises(ValueError, match="lacks"):
         EquivariantLinear("4x0e", "2x1o", generator=torch.Generator())
-    with pytest.raises(ValueError, match="is not"):
-        parse_irreps("4x0q")
+    with pytest.raises(ValueError, match="irreps_in"):
+        EquivariantLinear("4x0q", "4x0e", generator=torch.Generator())
+    with pytest.raises(ValueError, match="irreps_gated"):
+        Gate("2x0e", "1x0e")
     with pytest.raises(ValueError, match="activation"):
         normalized_activation("relu")
 

@@ -25,24 +25,19 @@ BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
 CONVENTIONS = ("standard", "thesis", "e3nn")
 #: Highest atomic number the species embedding knows (H..Pu, like the thesis's MP data).
 MAX_Z = 94
-_IRREPS_TERM = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*([eo])\s*$")
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*(:.+)?$")
 _SCHEMA = "xtalnet/network-config/1"
 
 
 def _check_irreps(value: Any, name: str) -> str:
+    from rsh import Irreps
+
     if not isinstance(value, str):
         raise TypeError(f"{name} must be an irreps string like '16x0e+4x1o', got {value!r}")
-    terms = value.split("+")
-    ok = value.strip() != "" and all(_IRREPS_TERM.match(t) for t in terms)
-    if not ok:
-        raise ValueError(
-            f"{name}={value!r} is not an irreps string: every term must be '<mul>x<l><e|o>' "
-            "with parity written out (e.g. '16x0e+4x0o+4x1o+4x1e')"
-        )
-    if not any(_IRREPS_TERM.match(t).group(2) == "0" for t in terms):  # type: ignore[union-attr]
+    irreps = Irreps(value, name=name)  # ValueError naming `name` for a malformed string
+    if not any(ir.l == 0 and ir.mul > 0 for ir in irreps):
         raise ValueError(f"{name}={value!r} needs at least one scalar term (l = 0)")
-    return "+".join(t.strip() for t in terms)
+    return str(irreps)
 
 
 def _check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from periodic_conv import DataHub, PeriodicConvolution
+from rsh import Irreps
 from torch import nn
 
 from xtalnet.config import MAX_Z, NetworkConfig
@@ -39,51 +40,16 @@ __all__ = [
     "RadialMLP",
     "SpeciesEmbedding",
     "normalized_activation",
-    "parse_irreps",
     "polynomial_cutoff",
 ]
 
-IrrepList = list[tuple[int, int, int]]  # (mul, l, parity)
 
-
-# --------------------------------------------------------------------------- irreps helpers
-def parse_irreps(irreps: Any, name: str = "irreps") -> IrrepList:
-    """``"16x0e+4x1o"`` (or an object whose ``str`` is such a string) -> [(16, 0, 1), (4, 1, -1)].
-
-    Parity letters are required (``e``/``o``; ``y`` means (-1)^l). Zero multiplicities are
-    dropped.
-    """
-    if isinstance(irreps, list) and all(isinstance(t, tuple) and len(t) == 3 for t in irreps):
-        return [(int(m), int(l), int(p)) for m, l, p in irreps if m > 0]
-    text = str(irreps) if not isinstance(irreps, str) else irreps
-    out: IrrepList = []
-    for term in text.split("+"):
-        t = term.strip()
-        try:
-            mul_s, rest = t.split("x") if "x" in t else ("1", t)
-            l, p = int(rest[:-1]), rest[-1]
-            mul = int(mul_s)
-            par = {"e": 1, "o": -1, "y": (-1) ** l}[p]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise ValueError(
-                f"{name}={text!r}: term {term!r} is not '<mul>x<l><e|o>' (e.g. '16x0e+4x1o')"
-            ) from exc
-        if mul < 0 or l < 0:
-            raise ValueError(f"{name}={text!r}: negative multiplicity or degree in {term!r}")
-        if mul:
-            out.append((mul, l, par))
-    if not out:
-        raise ValueError(f"{name}={text!r} has no irreps")
+def _irreps(irreps: Any, name: str) -> Irreps:
+    """:class:`rsh.Irreps` without zero multiplicities (order kept)."""
+    out = Irreps([ir for ir in Irreps(irreps, name=name) if ir.mul > 0])
+    if len(out) == 0:
+        raise ValueError(f"{name}={str(irreps)!r} has no irreps with multiplicity > 0")
     return out
-
-
-def irreps_str(irreps: IrrepList) -> str:
-    """Inverse of :func:`parse_irreps`."""
-    return "+".join(f"{m}x{l}{'e' if p == 1 else 'o'}" for m, l, p in irreps)
-
-
-def irreps_dim(irreps: IrrepList) -> int:
-    return sum(m * (2 * l + 1) for m, l, _ in irreps)
 
 
 # --------------------------------------------------------------------------- activations
@@ -269,14 +235,14 @@ class EquivariantLinear(nn.Module):
 
     Parameters
     ----------
-    irreps_in, irreps_out : str or list of (mul, l, parity)
+    irreps_in, irreps_out : str or rsh.Irreps
         Every output (l, p) needs at least one input block of the same (l, p).
     """
 
     def __init__(self, irreps_in: Any, irreps_out: Any, *, generator: torch.Generator) -> None:
         super().__init__()
-        self.irreps_in = parse_irreps(irreps_in, "irreps_in")
-        self.irreps_out = parse_irreps(irreps_out, "irreps_out")
+        self.irreps_in = _irreps(irreps_in, "irreps_in")
+        self.irreps_out = _irreps(irreps_out, "irreps_out")
         in_off = np.cumsum([0] + [m * (2 * l + 1) for m, l, _ in self.irreps_in]).tolist()
         out_off = np.cumsum([0] + [m * (2 * l + 1) for m, l, _ in self.irreps_out]).tolist()
         self.dim_in, self.dim_out = in_off[-1], out_off[-1]
@@ -290,9 +256,9 @@ class EquivariantLinear(nn.Module):
             ]
             if not srcs:
                 raise ValueError(
-                    f"irreps_out={irreps_str(self.irreps_out)!r} needs "
+                    f"irreps_out={str(self.irreps_out)!r} needs "
                     f"{lo}{'e' if po == 1 else 'o'}, which irreps_in="
-                    f"{irreps_str(self.irreps_in)!r} lacks"
+                    f"{str(self.irreps_in)!r} lacks"
                 )
             fan_in = sum(m for _, m, _ in srcs)
             w = torch.randn(fan_in, mo, generator=generator, dtype=torch.float64)
@@ -310,7 +276,7 @@ class EquivariantLinear(nn.Module):
         return torch.cat(outs, 1) if len(outs) > 1 else outs[0]
 
     def extra_repr(self) -> str:
-        return f"{irreps_str(self.irreps_in)} -> {irreps_str(self.irreps_out)}"
+        return f"{self.irreps_in} -> {self.irreps_out}"
 
 
 class BlockRMSNorm(nn.Module):
@@ -330,7 +296,7 @@ class BlockRMSNorm(nn.Module):
     every block at unit mean square whatever the structure.
     """
 
-    def __init__(self, irreps: IrrepList, eps: float = 1e-3) -> None:
+    def __init__(self, irreps: Irreps, eps: float = 1e-3) -> None:
         super().__init__()
         self.irreps = irreps
         self.eps = float(eps)
@@ -351,7 +317,7 @@ class BlockRMSNorm(nn.Module):
         return torch.cat(outs, 1)
 
     def extra_repr(self) -> str:
-        return f"{irreps_str(self.irreps)}, eps={self.eps:g}"
+        return f"{self.irreps}, eps={self.eps:g}"
 
 
 class Gate(nn.Module):
@@ -363,25 +329,29 @@ class Gate(nn.Module):
 
     Parameters
     ----------
-    irreps_scalars : list of (mul, 0, parity)
-    irreps_gated : list of (mul, l > 0, parity); the number of gates is sum of their mul.
+    irreps_scalars : str or rsh.Irreps
+        Blocks with l = 0 (even or odd).
+    irreps_gated : str or rsh.Irreps
+        Blocks with l > 0 (may be empty: ``rsh.Irreps([])``); one gate per multiplicity copy.
     """
 
-    def __init__(self, irreps_scalars: IrrepList, irreps_gated: IrrepList) -> None:
+    def __init__(self, irreps_scalars: Any, irreps_gated: Any) -> None:
         super().__init__()
+        irreps_scalars = Irreps(irreps_scalars, name="irreps_scalars")
+        irreps_gated = Irreps(irreps_gated, name="irreps_gated")
         if any(l != 0 for _, l, _ in irreps_scalars):
-            raise ValueError(f"irreps_scalars must have l = 0, got {irreps_str(irreps_scalars)!r}")
+            raise ValueError(f"irreps_scalars must have l = 0, got {str(irreps_scalars)!r}")
         if any(l == 0 for _, l, _ in irreps_gated):
-            raise ValueError(f"irreps_gated must have l > 0, got {irreps_str(irreps_gated)!r}")
+            raise ValueError(f"irreps_gated must have l > 0, got {str(irreps_gated)!r}")
         self.irreps_scalars = irreps_scalars
         self.irreps_gated = irreps_gated
         self.num_gates = sum(m for m, _, _ in irreps_gated)
         self.silu = normalized_activation("silu")
         self.tanh = normalized_activation("tanh")
         self.sigmoid = normalized_activation("sigmoid")
-        self.irreps_in = [*irreps_scalars, *([(self.num_gates, 0, 1)] if self.num_gates else []),
-                          *irreps_gated]  # fmt: skip
-        self.irreps_out = [*irreps_scalars, *irreps_gated]
+        gates = Irreps([(self.num_gates, 0, 1)] if self.num_gates else [])
+        self.irreps_in = irreps_scalars + gates + irreps_gated
+        self.irreps_out = irreps_scalars + irreps_gated
         # per-component index of the gate of every gated component
         idx = []
         for g, (_m, l, _) in enumerate(_expand(irreps_gated)):
@@ -409,11 +379,11 @@ class Gate(nn.Module):
         return torch.cat([s, v * g[:, self.gate_index]], 1)
 
 
-def _expand(irreps: IrrepList) -> list[tuple[int, int, int]]:
+def _expand(irreps: Irreps) -> list[tuple[int, int, int]]:
     return [(1, l, p) for m, l, p in irreps for _ in range(m)]
 
 
-def reachable(irreps_in: IrrepList, l_out: int, p_out: int, l_filter_max: int) -> bool:
+def reachable(irreps_in: Irreps, l_out: int, p_out: int, l_filter_max: int) -> bool:
     """True when some path |l_out - l_in| <= l <= min(l_out + l_in, l_filter_max),
     p_out = p_in (-1)^l leads from a block of ``irreps_in`` to (l_out, p_out)."""
     return any(
@@ -436,21 +406,24 @@ class InteractionLayer(nn.Module):
 
     def __init__(
         self,
-        irreps_in: IrrepList,
-        irreps_out: IrrepList,
+        irreps_in: Irreps,
+        irreps_out: Irreps,
         config: NetworkConfig,
         basis: BesselBasis,
         *,
         generator: torch.Generator,
     ) -> None:
         super().__init__()
-        scalars = [t for t in irreps_out if t[1] == 0]
-        gated = [t for t in irreps_out if t[1] > 0]
-        self.gate = Gate(scalars, gated)
+        irreps_in = _irreps(irreps_in, "irreps_in")
+        irreps_out = _irreps(irreps_out, "irreps_out")
+        self.gate = Gate(
+            Irreps([ir for ir in irreps_out if ir.l == 0]),
+            Irreps([ir for ir in irreps_out if ir.l > 0]),
+        )
         conv_out = self.gate.irreps_in
         self.conv = PeriodicConvolution(
-            irreps_str(irreps_in),
-            irreps_str(conv_out),
+            str(irreps_in),
+            str(conv_out),
             config.l_filter_max,
             convention=config.convention,
             scaling="unit_variance",
@@ -470,13 +443,13 @@ class InteractionLayer(nn.Module):
         self.residual = bool(config.residual) and irreps_in == irreps_out
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
 
-    def _check_reachable(self, irreps_in: IrrepList, conv_out: IrrepList, l_f: int) -> None:
+    def _check_reachable(self, irreps_in: Irreps, conv_out: Irreps, l_f: int) -> None:
         reached = {p.k for p in self.conv.paths}
-        missing = [conv_out[k] for k in range(len(conv_out)) if k not in reached]
-        if missing:
+        missing = Irreps([conv_out[k] for k in range(len(conv_out)) if k not in reached])
+        if len(missing):
             raise ValueError(
-                f"irreps {irreps_str(missing)!r} cannot be reached from "
-                f"{irreps_str(irreps_in)!r} with l_filter_max={l_f} (need |l_out - l_in| <= l "
+                f"irreps {str(missing)!r} cannot be reached from "
+                f"{str(irreps_in)!r} with l_filter_max={l_f} (need |l_out - l_in| <= l "
                 "<= l_filter_max and p_out = p_in (-1)^l); add irreps to hidden_irreps or "
                 "raise l_filter_max"
             )
@@ -542,15 +515,15 @@ class Network(nn.Module):
                 raise ValueError(f"heads lacks the target column(s) {missing} of config.targets")
             heads = {c: heads[c] for c in config.columns}
         needed: list[tuple[int, int]] = []
-        head_irreps: dict[str, IrrepList] = {}
+        head_irreps: dict[str, Irreps] = {}
         for col, head in heads.items():
             if not hasattr(head, "irreps_in"):
                 raise TypeError(f"head for {col!r} has no irreps_in attribute")
-            head_irreps[col] = parse_irreps(head.irreps_in, f"heads[{col!r}].irreps_in")
+            head_irreps[col] = _irreps(head.irreps_in, f"heads[{col!r}].irreps_in")
             for _, l, p in head_irreps[col]:
                 if (l, p) not in needed:
                     needed.append((l, p))
-        hidden = parse_irreps(config.hidden_irreps, "hidden_irreps")
+        hidden = [tuple(ir) for ir in _irreps(config.hidden_irreps, "hidden_irreps")]
         have = {(l, p) for _, l, p in hidden}
         last = hidden + [
             (config.readout_mul, l, p) for l, p in sorted(needed) if (l, p) not in have
@@ -565,7 +538,8 @@ class Network(nn.Module):
             # blocks that no path reaches yet (odd parities in the first layers) are dropped
             out = [t for t in (last if n == config.num_layers - 1 else hidden)
                    if reachable(irreps, t[1], t[2], config.l_filter_max)]  # fmt: skip
-            layers.append(InteractionLayer(irreps, out, config, self.basis, generator=gen))
+            layer = InteractionLayer(Irreps(irreps), Irreps(out), config, self.basis, generator=gen)
+            layers.append(layer)
             irreps = out
         lacking = [f"{l}{'e' if p == 1 else 'o'}" for l, p in needed
                    if not any((l, p) == (t[1], t[2]) for t in irreps)]  # fmt: skip
@@ -576,9 +550,12 @@ class Network(nn.Module):
                 "num_layers or l_filter_max"
             )
         self.layers = nn.ModuleList(layers)
-        self.irreps_features = irreps
+        self.irreps_features = Irreps(irreps)
         self.readouts = nn.ModuleDict(
-            {c: EquivariantLinear(irreps, head_irreps[c], generator=gen) for c in heads}
+            {
+                c: EquivariantLinear(self.irreps_features, head_irreps[c], generator=gen)
+                for c in heads
+            }
         )
         self.heads = nn.ModuleDict(dict(heads))
         self.to(dtype)
@@ -664,7 +641,7 @@ class Network(nn.Module):
         return {k: np.concatenate(v, 0) for k, v in parts.items()}
 
     def extra_repr(self) -> str:
-        return f"irreps_features={irreps_str(self.irreps_features)}"
+        return f"irreps_features={self.irreps_features}"
 
 
 def _check_batch(batch: Any, config: NetworkConfig) -> None:
