@@ -112,6 +112,10 @@ class BesselBasis(nn.Module):
     At r = 0 the limit n pi / r_cut sqrt(2/r_cut) is used.
     """
 
+    freq: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, num_basis: int, r_cut: float) -> None:
         super().__init__()
         self.num_basis = num_basis
@@ -335,6 +339,9 @@ class Gate(nn.Module):
         Blocks with l > 0 (may be empty: ``rsh.Irreps([])``); one gate per multiplicity copy.
     """
 
+    gate_index: torch.Tensor
+    odd_mask: torch.Tensor
+
     def __init__(self, irreps_scalars: Any, irreps_gated: Any) -> None:
         super().__init__()
         irreps_scalars = Irreps(irreps_scalars, name="irreps_scalars")
@@ -470,7 +477,7 @@ class InteractionLayer(nn.Module):
 def _make_heads(config: NetworkConfig, dtype: torch.dtype) -> dict[str, nn.Module]:
     from xtalnet import heads as heads_mod
 
-    out = {}
+    out: dict[str, nn.Module] = {}
     for t in config.targets:
         spec = heads_mod.TargetSpec.parse(t)
         options: dict[str, float] = {}
@@ -604,7 +611,7 @@ class Network(nn.Module):
         for c, head in self.heads.items():
             if c not in targets:
                 continue
-            term = head.loss(outputs[c], targets[c])
+            term = getattr(head, "loss")(outputs[c], targets[c])  # noqa: B009 (a Head)
             total = term if total is None else total + term
         if total is None:
             raise ValueError(f"targets has none of the columns {sorted(self.heads)}")
@@ -631,7 +638,8 @@ class Network(nn.Module):
             for _, batch in iter_batches(structures, self.config, batch_size):
                 out = self(batch.to(device))
                 for c, head in self.heads.items():
-                    parts.setdefault(c, []).append(np.asarray(head.decode(out[c])))
+                    decode = getattr(head, "decode")  # noqa: B009 (a Head, typed nn.Module)
+                    parts.setdefault(c, []).append(np.asarray(decode(out[c])))
                     extra = getattr(head, "decode_extra", None)
                     if extra is not None:
                         for k, v in extra(out[c]).items():
