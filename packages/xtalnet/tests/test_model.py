@@ -474,3 +474,29 @@ def test_radial_mlp_shape(seed):
     out = mlp(basis(r), polynomial_cutoff(r, 5.0))
     assert out.shape == (11, 7)
     assert bool((out[r >= 5.0] == 0).all())
+
+
+def test_isolated_atoms_give_finite_outputs_and_gradients():
+    """A cell whose atoms have no neighbour within r_cut (bcc Cs, a = 6.1 Å, at 5 Å):
+    convolutions give exactly zero there, and nothing becomes NaN, forward or backward."""
+    cfg = NetworkConfig(targets=TARGETS, dtype="float64", num_layers=2)
+    net = xtalnet.Network(cfg)
+    batch = collate([bulk("Cs", "bcc", a=6.1), bulk("NaCl", "rocksalt", a=5.64)], cfg)
+    assert int((batch.graph.counts == 0).sum()) == 1
+    out = net(batch)
+    loss = sum(v.square().sum() for v in out.values())
+    loss.backward()
+    assert all(bool(torch.isfinite(v).all()) for v in out.values())
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+
+
+@pytest.mark.cuda
+def test_cuda_network_agrees_with_cpu(small_structures):
+    cfg = NetworkConfig(targets=TARGETS, dtype="float64", num_layers=3)
+    net = xtalnet.Network(cfg)
+    batch = collate(small_structures, cfg)
+    with torch.no_grad():
+        cpu = net(batch)
+        gpu = net.to("cuda")(batch.to("cuda"))
+    for k in cpu:
+        torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-9, atol=1e-11)

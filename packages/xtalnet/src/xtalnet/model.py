@@ -214,7 +214,11 @@ class RadialMLP(nn.Module):
 
     def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
         """basis [E, num_basis] (standardised), envelope [E] -> R [E, out_features]."""
-        return self.out(self._features(basis)) * envelope[:, None]
+        # u (W h + b) = [u h, u] @ [W, b]^T: one matrix product, no [E, out] elementwise pass
+        h = self._features(basis) * envelope[:, None]
+        h1 = torch.cat([h, envelope[:, None]], 1)
+        wb = torch.cat([self.out.weight, self.out.bias[:, None]], 1)
+        return h1 @ wb.T
 
 
 # --------------------------------------------------------------------------- equivariant maps
