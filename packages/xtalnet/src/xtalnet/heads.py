@@ -180,6 +180,8 @@ class TargetSpec:
                 f"target {self.column!r}: unknown kind {self.kind!r}; allowed kinds are "
                 f"{', '.join(KINDS)} (tensor as 'tensor=FORMULA', e.g. 'tensor=ij=ji')"
             )
+        if isinstance(self.formula, str):
+            object.__setattr__(self, "formula", "".join(self.formula.split()))
         if self.kind == "tensor":
             if not isinstance(self.formula, str) or not self.formula:
                 raise ValueError(
@@ -225,21 +227,18 @@ class TargetSpec:
         column = column.strip()
         if not column:
             raise ValueError(f"target {text!r}: empty column name; expected 'COLUMN[:KIND]'")
+        default_kind, default_formula = DEFAULT_KINDS.get(column, ("scalar", None))
         if not sep:
-            kind, formula = DEFAULT_KINDS.get(column, ("scalar", None))
-            return cls(column, kind, formula)
+            return cls(column, default_kind, default_formula)
         kind_text = kind_text.replace(" ", "")
         kind, eq, formula_text = kind_text.partition("=")
         if kind == "tensor":
-            if eq:
-                formula: str | None = formula_text
-            else:
-                default_kind, formula = DEFAULT_KINDS.get(column, ("scalar", None))
-                if default_kind != "tensor":
-                    raise ValueError(
-                        f"target {text!r}: column {column!r} has no default tensor formula; "
-                        f"write '{column}:tensor=FORMULA' (e.g. 'tensor=ij=ji')"
-                    )
+            formula = formula_text if eq else default_formula
+            if not eq and default_kind != "tensor":
+                raise ValueError(
+                    f"target {text!r}: column {column!r} has no default tensor formula; "
+                    f"write '{column}:tensor=FORMULA' (e.g. 'tensor=ij=ji')"
+                )
             return cls(column, "tensor", formula)
         if eq:
             raise ValueError(
@@ -328,6 +327,10 @@ class Head(nn.Module):
         """Train targets skipped (NaN or None) by the last :meth:`fit`."""
         return int(self.n_skipped_buffer)
 
+    @property
+    def _device(self) -> torch.device:
+        return self.fitted_buffer.device
+
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError(
@@ -404,12 +407,26 @@ class Head(nn.Module):
         return self._check_pred(x, "x")
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the rows of ``target`` without NaN (0 if none)."""
+        """Mean squared error over the rows of ``target`` without NaN (0 if none).
+
+        Parameters
+        ----------
+        pred : Tensor [B, dim]
+            Standardised predictions (``forward``'s output).
+        target : Tensor [B, dim]
+            ``encode(values)``; rows with a NaN are missing labels and ignored.
+
+        Returns
+        -------
+        Tensor
+            Scalar (dimensionless, standardised units); no data-dependent branching, so it
+            compiles and never synchronises with the device.
+        """
         pred, target = self._check_pair(pred, target)
-        valid = ~torch.isnan(target).any(dim=1)
-        if not bool(valid.any()):
-            return pred.sum() * 0.0
-        return ((pred[valid] - target[valid]) ** 2).mean()
+        valid = ~torch.isnan(target).any(dim=1, keepdim=True)
+        diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+        count = valid.sum().clamp(min=1) * pred.shape[1]
+        return (diff**2).sum() / count
 
     def _check_pair(
         self, pred: torch.Tensor, target: torch.Tensor
@@ -483,7 +500,7 @@ class ScalarHead(Head):
         self._require_fitted()
         arr = self._values_1d(values)
         z = (self._transform(arr) - float(self.mean)) / float(self.std)
-        return torch.as_tensor(z, dtype=self.dtype).reshape(-1, 1)
+        return torch.as_tensor(z, dtype=self.dtype, device=self._device).reshape(-1, 1)
 
     def decode(self, pred: torch.Tensor) -> np.ndarray:
         """Standardised predictions [B, 1] -> physical values [B] (float64)."""
@@ -642,32 +659,33 @@ class BandGapHead(Head):
         z = z / float(self.sigma)
         out = np.stack([is_gap, z], axis=1)
         out[np.isnan(arr)] = np.nan
-        return torch.as_tensor(out, dtype=self.dtype)
+        return torch.as_tensor(out, dtype=self.dtype, device=self._device)
 
-    def prior_logit(self) -> float:
-        """``log(p / (1 − p))`` with p clipped to [1e-3, 1 − 1e-3]."""
-        p = min(max(float(self.p), 1e-3), 1.0 - 1e-3)
-        return math.log(p / (1.0 - p))
+    def prior_logit(self) -> torch.Tensor:
+        """``log(p / (1 − p))`` with p clipped to [1e-3, 1 − 1e-3] (0-dim tensor)."""
+        return torch.logit(self.p.clamp(1e-3, 1.0 - 1e-3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[logit + prior_logit, z]`` [B, 2]."""
+        """``[logit + prior_logit, z]`` [B, 2] from the trunk's ``2x0e`` output."""
         x = self._check_pred(x, "x")
-        offset = torch.zeros(2, dtype=x.dtype, device=x.device)
-        offset[0] = self.prior_logit()
+        offset = torch.stack([self.prior_logit(), torch.zeros_like(self.p)]).to(x.dtype)
         return x + offset
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """BCE(logit, is_gap) over labelled rows + MSE(z) over rows with a non-zero gap."""
+        """BCE(logit, is_gap) over labelled rows + MSE(z) over rows with a non-zero gap.
+
+        Each term is a mean over its rows (a term without rows is 0); rows of ``target``
+        with a NaN are missing labels and ignored. Dimensionless scalar tensor.
+        """
         pred, target = self._check_pair(pred, target)
         valid = ~torch.isnan(target).any(dim=1)
-        if not bool(valid.any()):
-            return pred.sum() * 0.0
-        pred, target = pred[valid], target[valid]
-        bce = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0])
-        gap = target[:, 0] > 0.5
-        if bool(gap.any()):
-            return bce + ((pred[gap, 1] - target[gap, 1]) ** 2).mean()
-        return bce + pred[:, 1].sum() * 0.0
+        target = torch.nan_to_num(target)
+        zero = torch.zeros_like(pred[:, 0])
+        bce_rows = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0], reduction="none")
+        bce = torch.where(valid, bce_rows, zero).sum() / valid.sum().clamp(min=1)
+        gap = valid & (target[:, 0] > 0.5)
+        sq = torch.where(gap, (pred[:, 1] - target[:, 1]) ** 2, zero)
+        return bce + sq.sum() / gap.sum().clamp(min=1)
 
     def decode(self, pred: torch.Tensor) -> np.ndarray:
         """Band gaps [B], eV: 0 where P(gap > 0) < 0.5, else ``(σ z + μ)²``."""
@@ -948,7 +966,7 @@ class TensorHead(Head):
         x = self._to_irreps(flat, missing)
         mean = self.mean.detach().cpu().double().numpy()
         scale = self.scale.detach().cpu().double().numpy()
-        return torch.as_tensor((x - mean) / scale, dtype=self.dtype)
+        return torch.as_tensor((x - mean) / scale, dtype=self.dtype, device=self._device)
 
     def decode_irreps(self, pred: torch.Tensor) -> torch.Tensor:
         """Standardised predictions [B, dim] -> irreps in physical units [B, dim] (float64)."""
