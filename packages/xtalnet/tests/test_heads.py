@@ -620,6 +620,13 @@ def test_state_dict_round_trip(text: str) -> None:
     torch.testing.assert_close(fresh.encode(values), head.encode(values), rtol=0, atol=0)
 
 
+def test_dtype_follows_module_to() -> None:
+    head = make_head("band_gap", p=0.5, mu=1.0, sigma=0.5)
+    head.to(torch.float32)
+    assert head.dtype == torch.float32 and head.encode([1.0]).dtype == torch.float32
+    assert head.fitted_buffer.dtype == torch.bool and head.n_fit_buffer.dtype == torch.long
+
+
 @pytest.mark.parametrize("text", ["formation_energy_per_atom", "band_gap", "elastic_tensor"])
 def test_float32(text: str) -> None:
     gen = torch.Generator().manual_seed(14)

@@ -299,7 +299,7 @@ class Head(nn.Module):
         if not isinstance(spec, TargetSpec):
             raise TypeError(f"spec must be a TargetSpec, got {type(spec).__name__}")
         self.spec = spec
-        self.dtype = _check_dtype(dtype)
+        self._init_dtype = _check_dtype(dtype)
         self.irreps_in = _make_irreps(irreps_in)
         self.dim = _irreps_dim(self.irreps_in)
         self.register_buffer("n_fit_buffer", torch.zeros((), dtype=torch.long))
@@ -326,6 +326,14 @@ class Head(nn.Module):
     def n_skipped(self) -> int:
         """Train targets skipped (NaN or None) by the last :meth:`fit`."""
         return int(self.n_skipped_buffer)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the buffers (follows ``.to(dtype)``); encoded targets use it."""
+        for b in self.buffers():
+            if b.is_floating_point():
+                return b.dtype
+        return self._init_dtype
 
     @property
     def _device(self) -> torch.device:
@@ -950,8 +958,8 @@ class TensorHead(Head):
         if degenerate.any():
             fallback = float(np.sqrt(ms[~degenerate].mean())) if (~degenerate).any() else 1.0
             scale[degenerate] = fallback
-        self.mean.copy_(torch.as_tensor(mean, dtype=self.dtype))
-        self.scale.copy_(torch.as_tensor(scale[self._block_of], dtype=self.dtype))
+        self.mean.copy_(torch.as_tensor(mean))
+        self.scale.copy_(torch.as_tensor(scale[self._block_of]))
         self._mark_fitted(int((~missing).sum()), int(missing.sum()))
 
     def block_scales(self) -> np.ndarray:
