@@ -652,6 +652,30 @@ def test_float32(text: str) -> None:
         np.testing.assert_allclose(decoded, expected, atol=1e-5 * np.abs(expected).max())
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("text", ["band_gap", "elastic_tensor"])
+def test_cuda_device(text: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (run by `nox -s gpu`)")
+    gen = torch.Generator().manual_seed(15)
+    head = make_head(text)
+    if isinstance(head, TensorHead):
+        values: list = list(_random_symmetric("ijkl=jikl=klij", 6, gen) + 1.0)
+    else:
+        values = [0.0, 1.0, 2.0, 3.5, 0.0, 0.2]
+    head.fit(values)
+    cpu_target = head.encode(values)
+    head.to("cuda")
+    target = head.encode(values)
+    assert target.device.type == "cuda"
+    x = torch.randn(len(values), head.dim, dtype=torch.float64, generator=gen)
+    loss = head.loss(head(x.cuda()), target)
+    assert loss.device.type == "cuda"
+    head.to("cpu")
+    torch.testing.assert_close(loss.cpu(), head.loss(head(x), cpu_target))
+    np.testing.assert_allclose(head.decode(head(x.cuda().cpu())), head.decode(head(x)))
+
+
 # ---------------------------------------------------------------------- real MP data
 @pytest.mark.shared_data
 def test_real_elastic_tensors_round_trip_and_match_pymatgen() -> None:

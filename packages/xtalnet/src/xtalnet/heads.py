@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -614,7 +615,7 @@ class BandGapHead(Head):
             Standard deviation of √gap over non-zero gaps, √eV, > 0.
         """
         for name, v in (("p", p), ("mu", mu), ("sigma", sigma)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ValueError(
                     f"target {self.target!r}: {name} must be a finite number, got {v!r}"
                 )
