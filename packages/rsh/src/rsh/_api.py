@@ -18,23 +18,24 @@ import math
 import torch
 
 from . import _backends
-from ._validate import (
-    BACKENDS,
-    CONVENTIONS,
-    NORMALIZATIONS,
-    check_choice,
-    check_float_tensor,
-    check_l,
+from ._validate import BACKENDS, NORMALIZATIONS, check_choice, check_float_tensor
+from .conventions import (
+    DEFAULT_CONVENTION,
+    E3NN_GRADIENT_PERMUTATION,
+    E3NN_PERMUTATION,
+    check_convention,
+    check_degree,
+    degree_sign,
 )
 
 __all__ = ["L_MAX", "SphericalHarmonics", "spherical_harmonics", "spherical_harmonics_and_gradient"]
 
 L_MAX: int = _backends.L_MAX
 
-# e3nn's point (x, y, z) is the standard point (z, x, y).
-_E3NN_PERM = [2, 0, 1]
-# d/d(original x_j) = d/d(permuted u_{inv[j]}): u0 = x2, u1 = x0, u2 = x1.
-_E3NN_GRAD_PERM = [1, 2, 0]
+# e3nn's point (x, y, z) is the standard point (z, x, y); gradients come back through the
+# inverse permutation (see rsh.conventions).
+_E3NN_PERM = list(E3NN_PERMUTATION)
+_E3NN_GRAD_PERM = list(E3NN_GRADIENT_PERMUTATION)
 
 
 def _scale(l_max: int, normalization: str, convention: str) -> list[float] | None:
@@ -46,8 +47,7 @@ def _scale(l_max: int, normalization: str, convention: str) -> list[float] | Non
             f = math.sqrt(4 * math.pi)
         elif normalization == "norm":
             f = math.sqrt(4 * math.pi / (2 * l + 1))
-        if convention == "thesis" and l % 2 == 1:
-            f = -f
+        f *= degree_sign(l, convention)
         factors += [f] * (2 * l + 1)
     if all(f == 1.0 for f in factors):
         return None
@@ -56,11 +56,11 @@ def _scale(l_max: int, normalization: str, convention: str) -> list[float] | Non
 
 def _prepare(xyz, l_max, normalize, normalization, convention, backend):
     xyz = check_float_tensor("xyz", xyz, (3,))
-    l_max = check_l("l_max", l_max, L_MAX)
+    l_max = check_degree(l_max, "l_max", l_max=L_MAX)
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__} {normalize!r}")
     normalization = check_choice("normalization", normalization, NORMALIZATIONS)
-    convention = check_choice("convention", convention, CONVENTIONS)
+    convention = check_convention(convention)
     backend = _backends.resolve(check_choice("backend", backend, BACKENDS), xyz)
     return xyz, l_max, backend
 
@@ -97,7 +97,7 @@ def spherical_harmonics(
     *,
     normalize: bool = True,
     normalization: str = "integral",
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Real spherical harmonics Y_lm of the directions ``xyz``, for every l <= ``l_max``.
@@ -145,7 +145,7 @@ def spherical_harmonics_and_gradient(
     *,
     normalize: bool = True,
     normalization: str = "integral",
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (as :func:`spherical_harmonics`) and its gradient dY[..., i, k] = ∂Y_k/∂xyz_i.
@@ -182,13 +182,13 @@ class SphericalHarmonics(torch.nn.Module):
         *,
         normalize: bool = True,
         normalization: str = "integral",
-        convention: str = "standard",
+        convention: str = DEFAULT_CONVENTION,
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        check_l("l_max", l_max, L_MAX)
+        check_degree(l_max, "l_max", l_max=L_MAX)
         check_choice("normalization", normalization, NORMALIZATIONS)
-        check_choice("convention", convention, CONVENTIONS)
+        check_convention(convention)
         check_choice("backend", backend, BACKENDS)
         self.l_max = l_max
         self.normalize = normalize

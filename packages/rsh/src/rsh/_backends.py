@@ -6,6 +6,8 @@ All backends compute the standard convention with integral normalization on the
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from . import _ext, _torch_backend
@@ -14,32 +16,56 @@ from ._generated_torch import L_MAX
 __all__ = ["L_MAX", "forward", "forward_and_gradient", "resolve"]
 
 
+_warned_cuda_fallback = False
+
+
+def _warn_cuda_fallback() -> None:
+    global _warned_cuda_fallback
+    if not _warned_cuda_fallback:
+        _warned_cuda_fallback = True
+        warnings.warn(
+            f"rsh: xyz is a CUDA tensor but the rsh CUDA kernels are not available "
+            f"({_ext.cuda_missing_reason()}); using the plain-torch backend. A CUDA build of "
+            "torch with the CUDA toolkit (nvcc, CUDA_HOME) compiles them on first use.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def resolve(backend: str, xyz: torch.Tensor) -> str:
-    """Turn ``auto`` into a concrete backend and check that the device fits the backend."""
+    """Turn ``auto`` into a concrete backend and check that the device fits the backend.
+
+    ``auto``: cuda for CUDA tensors when the CUDA kernels are loaded (else torch, with ONE
+    warning per process), cpp for CPU tensors when the extension is loaded, else torch.
+    """
     is_cuda = xyz.device.type == "cuda"
     if backend == "auto":
         if is_cuda:
-            backend = "cuda"
-        elif xyz.device.type == "cpu" and _ext.available():
-            return "cpp"
-        else:
+            if _ext.cuda_available():
+                return "cuda"
+            _warn_cuda_fallback()
             return "torch"
+        if xyz.device.type == "cpu" and _ext.available():
+            return "cpp"
+        return "torch"
     if backend == "cuda":
         if not is_cuda:
             raise ValueError(f"backend='cuda' needs a CUDA tensor, got xyz on {xyz.device}")
         if not _ext.cuda_available():
             raise RuntimeError(
-                "xyz is a CUDA tensor but the rsh CUDA extension is not built: use a CUDA "
-                "build of torch with nvcc on PATH (set CUDA_HOME) so that rsh compiles "
-                "src/rsh/csrc/rsh_cuda.cu on first use, or pass backend='torch'"
+                f"backend='cuda' requested but the rsh CUDA kernels are not available "
+                f"({_ext.cuda_missing_reason()}): use a CUDA build of torch with nvcc on PATH "
+                "(or CUDA_HOME set) so that rsh compiles src/rsh/csrc/rsh_cuda.cu on first "
+                "use, or pass backend='torch'"
             )
     if backend == "cpp":
         if xyz.device.type != "cpu":
             raise ValueError(f"backend='cpp' needs a CPU tensor, got xyz on {xyz.device}")
         if not _ext.available():
             raise RuntimeError(
-                "backend='cpp' requested but the rsh C++ extension could not be built "
-                "(see the earlier warning); install g++ or use backend='torch'"
+                "backend='cpp' requested but the rsh C++ extension is not loaded (disabled "
+                "with XTAL_DISABLE_EXTENSIONS, or its build failed: see the earlier warning); "
+                "install g++ or use backend='torch'"
             )
     return backend
 

@@ -43,8 +43,8 @@ def reference_solid(xyz: torch.Tensor, l_max: int) -> torch.Tensor:
         dfact = 1.0
         for k in range(1, 2 * m, 2):
             dfact *= k
-        q_prev2 = None
         q_prev = torch.full_like(x, dfact)
+        q_prev2 = q_prev  # unused until l = m + 2, when it holds Q_m^m
         for l in range(m, l_max + 1):
             if l == m:
                 q = q_prev

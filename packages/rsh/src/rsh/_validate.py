@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-CONVENTIONS = ("standard", "thesis", "e3nn")
 NORMALIZATIONS = ("integral", "component", "norm")
 BACKENDS = ("auto", "torch", "cpp", "cuda")
 
@@ -12,14 +11,6 @@ BACKENDS = ("auto", "torch", "cpp", "cuda")
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
-
-
-def check_l(name: str, value: object, l_max_allowed: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 0 or value > l_max_allowed:
-        raise ValueError(f"{name} must satisfy 0 <= {name} <= L_MAX = {l_max_allowed}, got {value}")
     return value
 
 

@@ -1,43 +1,45 @@
-"""Helpers for equivariance tests (public: other packages' tests import them).
+"""Helpers for equivariance tests (public: every package's tests use them).
 
-- :func:`random_rotation`: Haar-random proper rotations,
-- :func:`parse_irreps`: e3nn strings such as ``"16x0e+8x1o"`` -> [(mul, l, parity)],
-- :func:`irreps_wigner_D`: block-diagonal D of an irreps string,
-- :func:`assert_equivariant`: checks ``f(D_in x) == D_out f(x)`` for random rotations.
+- :func:`random_rotation`: Haar-random rotations, proper or (``parity=True``) in O(3),
+- :func:`rotations`: the same as a hypothesis strategy (needs ``hypothesis``),
+- :func:`assert_equivariant`: checks ``f(g x) == g f(x)`` for rotations, inversion,
+  improper rotations and translations, with irreps, Cartesian vector and Cartesian point
+  inputs and outputs.
 
-Features are rotated along their LAST dimension: ``x' = x @ D.T``. Parities are parsed
-and ignored (only proper rotations are drawn).
+Irreps features transform along their LAST dimension with :meth:`rsh.Irreps.D`:
+``x' = x @ D.T``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from ._wigner import wigner_D
+from ._irreps import Irreps
 
 __all__ = [
+    "CARTESIAN_POINTS",
+    "CARTESIAN_VECTORS",
     "assert_equivariant",
-    "irreps_dim",
-    "irreps_wigner_D",
-    "parse_irreps",
+    "quaternion_to_matrix",
     "random_rotation",
+    "rotations",
 ]
 
-_IRREP = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+)\s*([eo])\s*$")
+#: Marker for ``assert_equivariant``: positions [..., 3] (x -> R x + t).
+CARTESIAN_POINTS = "cartesian_points"
+#: Marker for ``assert_equivariant``: Cartesian vectors [..., 3] such as forces or the rows of
+#: a cell (x -> R x, not translated).
+CARTESIAN_VECTORS = "cartesian_vectors"
 
 
-def random_rotation(
-    *shape: int, dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Haar-uniform rotation matrices [*shape, 3, 3] with det = +1.
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] (det +1) of quaternions q [..., 4] = (w, x, y, z).
 
-    A normalized Gaussian 4-vector is a uniform unit quaternion, whose rotation matrix
-    is Haar-distributed on SO(3).
+    q need not be normalised (it is divided by its norm; q = 0 gives NaN).
     """
-    q = torch.randn(*shape, 4, dtype=torch.float64, generator=generator)
     q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
     R = torch.stack(
@@ -48,137 +50,208 @@ def random_rotation(
         ],
         dim=-1,
     )  # fmt: skip
-    return R.reshape(*shape, 3, 3).to(dtype)
+    return R.reshape(*q.shape[:-1], 3, 3)
 
 
-def parse_irreps(irreps: str) -> list[tuple[int, int, int]]:
-    """``"16x0e+8x1o"`` -> ``[(16, 0, 1), (8, 1, -1)]`` (multiplicity, degree, parity)."""
-    if not isinstance(irreps, str):
-        raise TypeError(f"irreps must be a str like '16x0e+8x1o', got {type(irreps).__name__}")
-    out = []
-    if irreps.strip() == "":
-        return out
-    for part in irreps.split("+"):
-        match = _IRREP.match(part)
-        if match is None:
-            raise ValueError(
-                f"irreps must look like '16x0e+8x1o' (terms 'MULxLp', p in e/o), "
-                f"got {irreps!r} (bad term {part!r})"
-            )
-        mul = int(match.group(1)) if match.group(1) is not None else 1
-        out.append((mul, int(match.group(2)), 1 if match.group(3) == "e" else -1))
-    return out
+def random_rotation(
+    *shape: int,
+    dtype: torch.dtype = torch.float64,
+    generator: torch.Generator | None = None,
+    parity: bool = False,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Haar-random orthogonal matrices [*shape, 3, 3].
 
+    A normalised Gaussian 4-vector is a uniform unit quaternion, whose rotation matrix is
+    Haar-distributed on SO(3).
 
-def irreps_dim(irreps: str) -> int:
-    """Total dimension Σ mul (2l+1)."""
-    return sum(mul * (2 * l + 1) for mul, l, _ in parse_irreps(irreps))
-
-
-def irreps_wigner_D(irreps: str, R: torch.Tensor, *, convention: str = "standard") -> torch.Tensor:
-    """Block-diagonal representation [..., dim, dim] of ``irreps`` for rotations R [..., 3, 3].
-
-    Each (mul x l) term contributes ``mul`` copies of :func:`rsh.wigner_D` (l, R) in order.
+    Parameters
+    ----------
+    *shape : int
+        Batch shape (none: one matrix [3, 3]).
+    dtype : torch.dtype
+    generator : torch.Generator, optional
+        For reproducible draws (CPU generator; the result is moved to ``device``).
+    parity : bool
+        False: proper rotations (det +1). True: Haar on O(3): each matrix is multiplied by
+        -1 (an improper rotation, det -1) with probability 1/2.
+    device : torch.device or str, optional
     """
-    parsed = parse_irreps(irreps)
-    dim = sum(mul * (2 * l + 1) for mul, l, _ in parsed)
-    out = torch.zeros(*R.shape[:-2], dim, dim, dtype=R.dtype, device=R.device)
-    start = 0
-    cache: dict[int, torch.Tensor] = {}
-    for mul, l, _ in parsed:
-        if l not in cache:
-            cache[l] = wigner_D(l, R, convention=convention)
-        d = 2 * l + 1
-        for _ in range(mul):
-            out[..., start : start + d, start : start + d] = cache[l]
-            start += d
-    return out
+    q = torch.randn((*shape, 4), dtype=torch.float64, generator=generator)
+    R = quaternion_to_matrix(q)
+    if parity:
+        flip = torch.rand(tuple(shape), dtype=torch.float64, generator=generator) < 0.5
+        R = torch.where(flip[..., None, None], -R, R)
+    return R.to(dtype=dtype, device=device)
 
 
-def _rotate(x: object, irreps: str | None, R: torch.Tensor, convention: str) -> object:
-    if irreps is None or not isinstance(x, torch.Tensor):
-        return x
-    D = irreps_wigner_D(irreps, R, convention=convention).to(dtype=x.dtype, device=x.device)
-    if x.shape[-1] != D.shape[-1]:
+def rotations(*, parity: bool = False, dtype: torch.dtype = torch.float64) -> Any:
+    """Hypothesis strategy for one orthogonal matrix [3, 3].
+
+    Draws quaternion components in [-1, 1] (so it also finds axis-aligned quarter and half
+    turns, and shrinks towards simple rotations); ``parity=True`` also draws improper
+    matrices (det -1). Needs ``hypothesis`` (a test dependency, imported on call).
+    """
+    from hypothesis import strategies as st
+
+    comp = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False)
+    quats = st.tuples(comp, comp, comp, comp).filter(lambda q: sum(c * c for c in q) > 1e-2)
+    signs = st.sampled_from([1.0, -1.0]) if parity else st.just(1.0)
+
+    def build(args: tuple[tuple[float, ...], float]) -> torch.Tensor:
+        q, sign = args
+        return (sign * quaternion_to_matrix(torch.tensor(q, dtype=torch.float64))).to(dtype)
+
+    return st.tuples(quats, signs).map(build)
+
+
+# ----------------------------------------------------------------------------- equivariance
+IrrepsLike = Any  # str | Irreps | None | the two Cartesian markers
+
+
+def _normalise_spec(spec: IrrepsLike, name: str) -> Irreps | str | None:
+    if spec is None or spec in (CARTESIAN_POINTS, CARTESIAN_VECTORS):
+        return spec
+    return Irreps(spec, name=name)
+
+
+def _as_list(value: Any, n: int, name: str) -> list[Irreps | str | None]:
+    if value is None or isinstance(value, (str, Irreps)):
+        values = [value] * n if n == 1 else [value]
+    else:
+        values = list(value)
+    if len(values) != n:
         raise ValueError(
-            f"irreps {irreps!r} has dimension {D.shape[-1]} but the tensor's last dimension "
+            f"{name} must give one irreps (or None / {CARTESIAN_POINTS!r} / "
+            f"{CARTESIAN_VECTORS!r}) per tensor: {n}, got {len(values)}"
+        )
+    return [_normalise_spec(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def _transform(
+    x: object, spec: Irreps | str | None, R: torch.Tensor, t: torch.Tensor, convention: str
+) -> object:
+    if spec is None or not isinstance(x, torch.Tensor):
+        return x
+    if isinstance(spec, str):  # Cartesian
+        if x.shape[-1:] != (3,):
+            raise ValueError(f"{spec} must have last dimension 3, got shape {list(x.shape)}")
+        y = x @ R.to(dtype=x.dtype, device=x.device).T
+        if spec == CARTESIAN_POINTS:
+            y = y + t.to(dtype=x.dtype, device=x.device)
+        return y
+    D = spec.D(R, convention=convention).to(dtype=x.dtype, device=x.device)
+    if x.shape[-1] != spec.dim:
+        raise ValueError(
+            f"irreps {str(spec)!r} has dimension {spec.dim} but the tensor's last dimension "
             f"is {x.shape[-1]}"
         )
     return x @ D.transpose(-1, -2)
 
 
-def _as_list(value, n: int, name: str) -> list:
-    if isinstance(value, (str, type(None))):
-        return [value] * n if n == 1 else _check_len([value], n, name)
-    return _check_len(list(value), n, name)
-
-
-def _check_len(value: list, n: int, name: str) -> list:
-    if len(value) != n:
-        raise ValueError(
-            f"{name} must give one irreps string (or None) per tensor: {n}, got {len(value)}"
-        )
-    return value
+def _transforms(
+    n_rotations: int, parity: bool, translation: bool, generator: torch.Generator | None
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    Rs = random_rotation(n_rotations, generator=generator)
+    out = [(f"rotation {k}", Rs[k]) for k in range(n_rotations)]
+    if parity:
+        out.append(("inversion", -torch.eye(3, dtype=torch.float64)))
+        out += [(f"improper rotation {k}", -Rs[k]) for k in range(n_rotations)]
+    ts = torch.randn(len(out), 3, dtype=torch.float64, generator=generator)
+    if not translation:
+        ts = torch.zeros_like(ts)
+    return [
+        (name + (" + translation" if translation else ""), R, t) for (name, R), t in zip(out, ts)
+    ]
 
 
 def assert_equivariant(
     fn: Callable[..., torch.Tensor | Sequence[torch.Tensor]],
     inputs: Sequence[object],
-    irreps_in: str | Sequence[str | None] | None,
-    irreps_out: str | Sequence[str | None] | None,
+    irreps_in: IrrepsLike | Sequence[IrrepsLike],
+    irreps_out: IrrepsLike | Sequence[IrrepsLike],
     *,
     convention: str = "standard",
     n_rotations: int = 3,
+    parity: bool = True,
+    translation: bool = False,
     atol: float | None = None,
     rtol: float = 1e-6,
     generator: torch.Generator | None = None,
-) -> None:
-    """Assert ``fn(*[D_in x]) == D_out fn(*inputs)`` for ``n_rotations`` random rotations.
+) -> float:
+    """Assert ``fn(*[g x]) == g fn(*inputs)`` for random rotations g (and more, see below).
 
     Parameters
     ----------
     fn : callable
         Takes ``*inputs``; returns a tensor or a tuple/list of tensors.
     inputs : sequence
-        Positional arguments. Tensors are rotated along their last dimension with the
-        irreps of the same position in ``irreps_in``; entries with irreps ``None`` (and
-        non-tensors) are passed unchanged (invariants, indices, cells ...).
-    irreps_in, irreps_out : str or None or sequence of them
-        One e3nn irreps string per input / output. A 3-vector of Cartesian positions is
-        ``"1o"`` in convention ``"e3nn"`` (its l=1 basis is (x, y, z), so D^1 = R); in
-        ``"standard"`` the l=1 basis is (y, z, x).
+        Positional arguments.
+    irreps_in, irreps_out : irreps, None, ``"cartesian_points"``, ``"cartesian_vectors"``
+        or a sequence of them (one per input / output). An irreps (str or :class:`rsh.Irreps`)
+        transforms the tensor's last dimension with ``Irreps.D`` (parity included);
+        ``"cartesian_points"`` (positions [..., 3]) become R x + t; ``"cartesian_vectors"``
+        (forces, cell rows) become R x; ``None`` (and non-tensors) are passed unchanged
+        (invariants, indices, atomic numbers ...). A Cartesian vector is also ``"1o"`` in
+        convention ``"e3nn"`` (whose l = 1 basis is (x, y, z)).
     convention : {"standard", "thesis", "e3nn"}
         Basis of the irreps.
     n_rotations : int
-        How many Haar-random rotations to try.
+        How many Haar-random proper rotations to try.
+    parity : bool
+        Also try the inversion -I and the improper rotations -R (so parities are checked).
+    translation : bool
+        Translate Cartesian points by a random vector with every transformation.
     atol, rtol : float
         Tolerances; atol defaults to 1e-9 (float64 outputs) or 1e-4 (others).
     generator : torch.Generator, optional
-        For reproducible rotations.
+        For reproducible rotations and translations.
+
+    Returns
+    -------
+    float
+        The largest deviation max |f(g x) - g f(x)| seen.
 
     Raises
     ------
     AssertionError
-        With the largest deviation, when equivariance fails.
+        Naming the output and the transformation, with the deviation, when it fails.
     """
+    if isinstance(n_rotations, bool) or not isinstance(n_rotations, int) or n_rotations < 1:
+        raise ValueError(f"n_rotations must be an int >= 1, got {n_rotations!r}")
     inputs = list(inputs)
     irr_in = _as_list(irreps_in, len(inputs), "irreps_in")
     out0 = fn(*inputs)
     single = isinstance(out0, torch.Tensor)
     outs0 = [out0] if single else list(out0)
     irr_out = _as_list(irreps_out, len(outs0), "irreps_out")
-    Rs = random_rotation(n_rotations, generator=generator)
-    for k in range(n_rotations):
-        R = Rs[k]
-        rotated_in = [_rotate(x, irr, R, convention) for x, irr in zip(inputs, irr_in)]
-        out_r = fn(*rotated_in)
-        outs_r = [out_r] if single else list(out_r)
-        for j, (a, b, irr) in enumerate(zip(outs_r, outs0, irr_out)):
-            expected = _rotate(b, irr, R, convention)
-            tol = atol if atol is not None else (1e-9 if a.dtype == torch.float64 else 1e-4)
-            if not torch.allclose(a, expected, atol=tol, rtol=rtol):
-                err = (a - expected).abs().max().item()
+    worst = 0.0
+    for label, R, t in _transforms(n_rotations, parity, translation, generator):
+        moved = [_transform(x, s, R, t, convention) for x, s in zip(inputs, irr_in)]
+        out_g = fn(*moved)
+        outs_g = [out_g] if single else list(out_g)
+        for j, (a, b, spec) in enumerate(zip(outs_g, outs0, irr_out)):
+            expected = _transform(b, spec, R, t, convention)
+            assert isinstance(expected, torch.Tensor) and isinstance(a, torch.Tensor)
+            if a.shape != expected.shape:
                 raise AssertionError(
-                    f"output {j} (irreps {irr!r}) is not equivariant for rotation {k}: "
-                    f"max |f(Dx) - D f(x)| = {err:.3e} > atol={tol:g}, rtol={rtol:g}"
+                    f"output {j} has shape {list(a.shape)} under {label} but "
+                    f"{list(expected.shape)} without it"
                 )
+            tol = atol if atol is not None else (1e-9 if a.dtype == torch.float64 else 1e-4)
+            err = (a - expected).abs().max().item() if a.numel() else 0.0
+            worst = max(worst, err)
+            if not torch.allclose(a, expected, atol=tol, rtol=rtol):
+                raise AssertionError(
+                    f"output {j} ({_describe(spec)}) is not equivariant under {label}: "
+                    f"max |f(g x) - g f(x)| = {err:.3e} > atol={tol:g}, rtol={rtol:g}"
+                )
+    return worst
+
+
+def _describe(spec: Irreps | str | None) -> str:
+    if spec is None:
+        return "invariant"
+    if isinstance(spec, Irreps):
+        return f"irreps {str(spec)!r}"
+    return spec
