@@ -57,25 +57,9 @@ def _shared_data() -> Path:
     return Path(path)
 
 
-def _parse_irreps(irreps: object) -> list[tuple[int, int, int]]:
-    out = []
-    for term in str(irreps).split("+"):
-        mul, _, rest = term.partition("x")
-        out.append((int(mul), int(rest[:-1]), 1 if rest[-1] == "e" else -1))
-    return out
-
-
 def _irreps_D(irreps: object, R: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal representation with parity: rsh.wigner_D of the proper part x det^p."""
-    det = float(torch.linalg.det(R))
-    proper = R * det
-    blocks = []
-    for mul, l, parity in _parse_irreps(irreps):
-        d = rsh.wigner_D(l, proper)
-        if parity == -1:
-            d = d * det
-        blocks += [d] * mul
-    return torch.block_diag(*blocks)
+    """rsh's representation matrix of the irreps (parity included) for orthogonal R."""
+    return rsh.Irreps(irreps).D(R)
 
 
 def _random_orthogonal(gen: torch.Generator, improper: bool) -> torch.Tensor:
@@ -260,8 +244,9 @@ def test_make_head_kinds_and_irreps() -> None:
         head = make_head(text)
         assert type(head) is cls
         assert isinstance(head, Head)
-        assert str(head.irreps_in) == irreps
-        assert head.dim == sum(m * (2 * l + 1) for m, l, _ in _parse_irreps(irreps))
+        assert isinstance(head.irreps_in, rsh.Irreps)
+        assert head.irreps_in == rsh.Irreps(irreps) and str(head.irreps_in) == irreps
+        assert head.dim == head.irreps_in.dim
     assert DEFAULT_KINDS["elastic_tensor"] == ("tensor", "ijkl=jikl=klij")
 
 
@@ -457,16 +442,16 @@ def test_tensor_accepts_voigt_cartesian_json_and_arrays() -> None:
 
 @pytest.mark.parametrize("formula", FORMULAS)
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), improper=st.booleans())
-def test_tensor_decode_is_equivariant(formula: str, seed: int, improper: bool) -> None:
+@given(seed=st.integers(0, 2**31 - 1), R=rsh.testing.rotations(parity=True))
+def test_tensor_decode_is_equivariant(formula: str, seed: int, R: torch.Tensor) -> None:
     head, _ = _fitted_tensor_head(formula, column="t", seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(8, head.dim, dtype=torch.float64, generator=gen)
-    R = _random_orthogonal(gen, improper)
-    D = _irreps_D(head.irreps_in, R)
-    lhs = head.decode(head(x @ D.T))
-    rhs = _rotate_cartesian(head.decode(head(x)), R.numpy())
-    np.testing.assert_allclose(lhs, rhs, rtol=0, atol=1e-10 * np.abs(rhs).max())
+    for g in (R, -R):  # a proper and an improper element every time
+        D = _irreps_D(head.irreps_in, g)
+        lhs = head.decode(head(x @ D.T))
+        rhs = _rotate_cartesian(head.decode(head(x)), g.numpy())
+        np.testing.assert_allclose(lhs, rhs, rtol=0, atol=1e-10 * np.abs(rhs).max())
 
 
 @pytest.mark.parametrize("column", ["elastic_tensor", "piezoelectric_tensor"])
@@ -507,17 +492,19 @@ def test_standardisation_statistics(formula: str) -> None:
     head, data = _fitted_tensor_head(formula, n=200, seed=10)
     z = head.encode(list(data)).numpy()
     start = 0
-    parities = {l: p for _, l, p in _parse_irreps(head.irreps_in)}
-    for l in head.ls:
-        block = z[:, start : start + 2 * l + 1]
-        assert (block**2).mean() == pytest.approx(1.0, rel=1e-10)
-        if l == 0 and parities[l] == 1:
-            assert block.mean() == pytest.approx(0.0, abs=1e-10)
-        else:  # no mean shift off the 0e blocks
-            assert np.all(head.mean.numpy()[start : start + 2 * l + 1] == 0.0)
-        # one scale per block
-        assert np.unique(head.scale.numpy()[start : start + 2 * l + 1]).size == 1
-        start += 2 * l + 1
+    for irrep in head.irreps_in:
+        l = irrep.l
+        for _ in range(irrep.mul):
+            block = z[:, start : start + 2 * l + 1]
+            assert (block**2).mean() == pytest.approx(1.0, rel=1e-10)
+            if l == 0 and irrep.parity == 1:
+                assert block.mean() == pytest.approx(0.0, abs=1e-10)
+            else:  # no mean shift off the 0e blocks
+                assert np.all(head.mean.numpy()[start : start + 2 * l + 1] == 0.0)
+            # one scale per block
+            assert np.unique(head.scale.numpy()[start : start + 2 * l + 1]).size == 1
+            start += 2 * l + 1
+    assert start == head.dim
 
 
 def test_isotropic_tensor_has_only_0e_parts_and_zero_blocks_get_a_scale() -> None:

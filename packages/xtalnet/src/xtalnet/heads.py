@@ -47,13 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 from gaunt_elastic import CartesianTensor
+from rsh import Irreps
 from torch import nn
 from torch.nn import functional as F
-
-try:  # rsh.Irreps arrives with the shared vocabulary (tag foundation-ready)
-    from rsh import Irreps as _Irreps
-except ImportError:  # pragma: no cover - before the foundation merge
-    _Irreps = None
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -108,21 +104,6 @@ VOIGT_COLUMNS: frozenset[str] = frozenset(
 
 #: Voigt index -> Cartesian pair: 1=xx, 2=yy, 3=zz, 4=yz, 5=xz, 6=xy (0-based here).
 VOIGT_PAIRS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-
-
-def _make_irreps(text: str) -> Any:
-    """``rsh.Irreps`` of ``text`` when available (else the e3nn string itself)."""
-    return _Irreps(text) if _Irreps is not None else text
-
-
-def _irreps_dim(irreps: Any) -> int:
-    if hasattr(irreps, "dim"):
-        return int(irreps.dim)
-    total = 0
-    for term in str(irreps).split("+"):
-        mul, _, rest = term.partition("x")
-        total += int(mul) * (2 * int(rest[:-1]) + 1)
-    return total
 
 
 @functools.lru_cache(maxsize=32)
@@ -275,7 +256,7 @@ class Head(nn.Module):
     ----------
     spec : TargetSpec
         The target.
-    irreps_in : str
+    irreps_in : str or rsh.Irreps
         Irreps the trunk must deliver for this target (pooled per structure).
     dtype : torch.dtype
         ``torch.float32`` or ``torch.float64``: dtype of the buffers and encoded targets.
@@ -295,14 +276,14 @@ class Head(nn.Module):
     n_skipped_buffer: torch.Tensor
     fitted_buffer: torch.Tensor
 
-    def __init__(self, spec: TargetSpec, irreps_in: str, dtype: torch.dtype) -> None:
+    def __init__(self, spec: TargetSpec, irreps_in: str | Irreps, dtype: torch.dtype) -> None:
         super().__init__()
         if not isinstance(spec, TargetSpec):
             raise TypeError(f"spec must be a TargetSpec, got {type(spec).__name__}")
         self.spec = spec
         self._init_dtype = _check_dtype(dtype)
-        self.irreps_in = _make_irreps(irreps_in)
-        self.dim = _irreps_dim(self.irreps_in)
+        self.irreps_in = Irreps(irreps_in)
+        self.dim = self.irreps_in.dim
         self.register_buffer("n_fit_buffer", torch.zeros((), dtype=torch.long))
         self.register_buffer("n_skipped_buffer", torch.zeros((), dtype=torch.long))
         self.register_buffer("fitted_buffer", torch.zeros((), dtype=torch.bool))
@@ -813,7 +794,6 @@ class TensorHead(Head):
         if not isinstance(spec, TargetSpec) or spec.kind != "tensor" or spec.formula is None:
             raise ValueError(f"TensorHead needs a 'tensor' TargetSpec, got {spec!r}")
         ct = _tensor_type(spec.formula, spec.column)
-        parity = "e" if ct.rank % 2 == 0 else "o"
         # Irreps "MULxLp" in the order of CartesianTensor's components (sorted by l).
         super().__init__(spec, ct.irreps, dtype)
         self.tensor_type = ct
@@ -829,17 +809,22 @@ class TensorHead(Head):
             )
         self.symmetry_rtol = float(symmetry_rtol)
         self.ls: list[int] = ct.ls
-        self.parity = 1 if parity == "e" else -1
         self.cartesian_shape: tuple[int, ...] = (3,) * ct.rank
         self._voigt = _voigt_layout(ct)
         self.voigt_shape: tuple[int, ...] | None = self._voigt[0] if self._voigt else None
         self.output_layout = (
             "voigt" if spec.column in VOIGT_COLUMNS and self._voigt is not None else "cartesian"
         )
-        block_of = []
-        for b, l in enumerate(self.ls):
-            block_of.extend([b] * (2 * l + 1))
+        # One block per irrep copy: block index of every component, and which blocks are 0e.
+        block_of: list[int] = []
+        is_0e: list[bool] = []
+        for irrep in self.irreps_in:
+            for _ in range(irrep.mul):
+                block_of.extend([len(is_0e)] * (2 * irrep.l + 1))
+                is_0e.append(irrep.l == 0 and irrep.parity == 1)
+        assert [l for irrep in self.irreps_in for l in [irrep.l] * irrep.mul] == self.ls
         self._block_of = np.asarray(block_of, dtype=np.int64)
+        self._is_0e = is_0e
         self.register_buffer("basis", ct.change_of_basis(dtype), persistent=False)
         self.register_buffer("mean", torch.zeros(ct.dim, dtype=dtype))
         self.register_buffer("scale", torch.ones(ct.dim, dtype=dtype))
@@ -948,10 +933,10 @@ class TensorHead(Head):
         n_blocks = len(self.ls)
         mean = np.zeros(self.tensor_type.dim)
         ms = np.zeros(n_blocks)
-        for b, l in enumerate(self.ls):
+        for b in range(n_blocks):
             cols = self._block_of == b
             xb = x[:, cols]
-            if l == 0 and self.parity == 1:
+            if self._is_0e[b]:
                 mean[cols] = xb.mean()
             ms[b] = float(((xb - mean[cols]) ** 2).mean())
         scale = np.sqrt(ms)
