@@ -696,6 +696,21 @@ def test_real_elastic_tensors_round_trip_and_match_pymatgen() -> None:
         cart = (irr @ head.basis.double()).numpy().reshape(-1, 3, 3, 3, 3)
         for c, v in zip(cart, voigt[:20]):
             np.testing.assert_allclose(c, np.asarray(ElasticTensor.from_voigt(v)), atol=1e-10)
+    # de Jong: the two 0e components are exactly the isotropic (Voigt-average) part, whose
+    # squared Frobenius norm is 9 K_V² + 20 G_V² (bulk 3K_V J, shear 2G_V K, |J|² = 1,
+    # |K|² = 5); K_V, G_V from the file's own columns (stated to agree within 7e-4 GPa).
+    dejong, _ = tables[0]
+    head = make_head("elastic_tensor")
+    head.fit(dejong.elastic_tensor)
+    z = head.encode(dejong.elastic_tensor)
+    irr = head.decode_irreps(z).numpy()
+    iso = 9 * dejong.K_Voigt.to_numpy() ** 2 + 20 * dejong.G_Voigt.to_numpy() ** 2
+    np.testing.assert_allclose((irr[:, :2] ** 2).sum(1), iso, rtol=1e-4)
+    # Standardised train targets: 0e blocks centred, unit mean square in every block.
+    zn = z.numpy()
+    assert np.abs(zn[:, :2].mean(0)).max() < 1e-12
+    for sl in (slice(0, 1), slice(1, 2), slice(2, 7), slice(7, 12), slice(12, 21)):
+        assert (zn[:, sl] ** 2).mean() == pytest.approx(1.0, rel=1e-12)
     matten = tables[2][0]
     full_head = make_head("elastic_tensor_full")
     full = np.array(list(matten.elastic_tensor_full), float)
