@@ -9,7 +9,8 @@ readouts, heads) in which every layer's fused ``PeriodicConvolution`` is replace
 by a scatter-sum with the same W / sqrt|N(a)| scaling, the gate by ``e3nn.nn.Gate`` and the
 self-connection by ``e3nn.o3.Linear``; parameter counts are printed and must agree. A
 training step is forward + backward + AdamW step on one batch. Each (case, implementation,
-compile) variant runs in its own process, so that its peak memory (VmHWM after resetting it
+compile) variant runs in its own process (``xtalnet-ckpt``: the same network with
+``checkpoint=True``), so that its peak memory (VmHWM after resetting it
 through /proc/self/clear_refs, minus the resident set before the step) is its own.
 
 Cases: ``mp20 f32`` / ``mp20 f64``: 32 MP-20 structures (<= 20 atoms, r_cut 5 Å; from
@@ -179,6 +180,8 @@ def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     cfg, structures = case_setup(case)
+    if impl == "xtalnet-ckpt":
+        cfg = cfg.replace(checkpoint=True)
     net = xtalnet.Network(cfg)
     n_params = xtalnet.count_parameters(net)
     if impl == "e3nn":
@@ -274,6 +277,8 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--compile", default="off,on", help="off, on or off,on")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--impls", default="xtalnet,xtalnet-ckpt,e3nn",
+                    help="xtalnet, xtalnet-ckpt (checkpoint=True), e3nn")  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--variant", nargs=4, metavar=("CASE", "IMPL", "COMPILE", "REPEATS"),
                     help=argparse.SUPPRESS)  # fmt: skip
@@ -293,11 +298,12 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# xtalnet benchmark, {stamp}, {platform.machine()} {os.cpu_count()} CPUs, "
           f"threads={threads}")  # fmt: skip
+    impls = [i.strip() for i in a.impls.split(",")]
     rows = []
     if a.only in (None, "twin"):
         for case in cases:
             for comp in compiles:
-                for impl in ("xtalnet", "e3nn"):
+                for impl in impls:
                     r = _spawn(["--variant", case, impl, comp, str(repeats)])
                     r.update(case=case, impl=impl, compile=comp)
                     rows.append(r)

@@ -514,3 +514,30 @@ def test_state_dict_round_trip_with_weights_only(tmp_path, small_structures):
     a, b = net.predict(small_structures), fresh.predict(small_structures)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_checkpointing_gives_the_same_gradients(small_structures):
+    """``checkpoint=True`` recomputes R and the convolution in backward: same loss and
+    gradients, and no layer's R is kept by the autograd graph."""
+    grads = []
+    for ckpt in (False, True):
+        cfg = NetworkConfig(targets=["formation_energy_per_atom", "dielectric"],
+                            dtype="float64", num_layers=3, checkpoint=ckpt)  # fmt: skip
+        net = xtalnet.Network(cfg)
+        batch = collate(small_structures, cfg)
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t.shape)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(batch)
+        loss = sum(v.square().sum() for v in out.values())
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        widths = {layer.conv.weight_numel for layer in net.layers}
+        has_r = any(len(s) == 2 and s[0] == batch.num_edges and s[1] in widths for s in saved)
+        assert has_r is (not ckpt)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

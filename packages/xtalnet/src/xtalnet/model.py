@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from periodic_conv import DataHub, PeriodicConvolution
 from rsh import Irreps
 from torch import nn
@@ -452,6 +453,7 @@ class InteractionLayer(nn.Module):
         self.norm = BlockRMSNorm(conv_out, config.norm_eps) if config.feature_norm else None
         self.self_connection = EquivariantLinear(irreps_out, irreps_out, generator=generator)
         self.residual = bool(config.residual) and irreps_in == irreps_out
+        self.checkpoint = bool(config.checkpoint)
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
 
     def _check_reachable(self, irreps_in: Irreps, conv_out: Irreps, l_f: int) -> None:
@@ -465,10 +467,22 @@ class InteractionLayer(nn.Module):
                 "raise l_filter_max"
             )
 
+    def _convolve(
+        self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
+    ) -> torch.Tensor:
+        return self.conv(x, hub, self.radial(basis, envelope))
+
     def forward(
         self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
-        y = self.conv(x, hub, self.radial(basis, envelope))
+        if self.checkpoint and torch.is_grad_enabled():
+            # R [E, weight_numel] is the largest tensor of a layer; recomputing radial MLP and
+            # convolution in the backward pass keeps only one layer's R alive at a time.
+            y = torch.utils.checkpoint.checkpoint(
+                self._convolve, x, hub, basis, envelope, use_reentrant=False
+            )
+        else:
+            y = self._convolve(x, hub, basis, envelope)
         if self.norm is not None:
             y = self.norm(y)
         y = self.self_connection(self.gate(y))
