@@ -146,3 +146,31 @@ def test_bad_arguments(tmp_path):
         extensions.load_extension("ok", [tmp_path / "missing.cpp"])
     with pytest.raises(ValueError, match="at least one"):
         extensions.load_extension("ok", [])
+
+
+def test_build_false_never_compiles(tmp_path, monkeypatch, built):
+    monkeypatch.setenv(extensions.DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(extensions.DISABLE_ENV, raising=False)
+    src = _write(tmp_path, "other.cpp", CPP.replace("xtal_ext_test", "xtal_ext_unbuilt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert extensions.load_extension("xtal_ext_unbuilt", [src], build=False) is None
+    assert not list((tmp_path / "cache").glob("*/xtal_ext_unbuilt-*"))  # nothing compiled
+    # A build that exists is loaded with build=False (here: the module's build, cached).
+    _, bsrc, bcu, ext, _ = built
+    again = extensions.load_extension(
+        "xtal_ext_test", [bsrc], cuda_sources=[bcu], with_cuda=True, build=False
+    )
+    assert again is ext
+
+
+def test_on_failure_raise(tmp_path, monkeypatch):
+    monkeypatch.setenv(extensions.DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(extensions.DISABLE_ENV, raising=False)
+    bad = _write(tmp_path, "broken2.cpp", BROKEN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # raises instead of warning
+        with pytest.raises(extensions.ExtensionBuildError, match=r"broken2\.cpp:1:.*error:"):
+            extensions.load_extension("xtal_ext_broken2", [bad], on_failure="raise")
+    with pytest.raises(ValueError, match="on_failure must be one of"):
+        extensions.load_extension("xtal_ext_broken2", [bad], on_failure="ignore")
