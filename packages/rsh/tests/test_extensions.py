@@ -174,3 +174,34 @@ def test_on_failure_raise(tmp_path, monkeypatch):
             extensions.load_extension("xtal_ext_broken2", [bad], on_failure="raise")
     with pytest.raises(ValueError, match="on_failure must be one of"):
         extensions.load_extension("xtal_ext_broken2", [bad], on_failure="ignore")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl lock on Windows")
+def test_builds_wait_for_the_file_lock(built):
+    # Another process holding the build directory's lock (i.e. compiling it) makes a second
+    # process wait, then load the finished build.
+    import fcntl
+    import time
+
+    tmp, src, _, ext, _ = built
+    lock = ext.path.parent.with_name(ext.path.parent.name + ".lock")
+    assert lock.is_file()
+    code = (
+        "from rsh import extensions; "
+        f"e = extensions.load_extension('xtal_ext_test', [{str(src)!r}]); print(e.path)"
+    )
+    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp / "cache")})
+    env.pop(extensions.DISABLE_ENV, None)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            time.sleep(8)  # long enough to import torch and reach the lock
+            assert proc.poll() is None, "load_extension did not wait for the lock"
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip() == str(ext.path)

@@ -340,12 +340,13 @@ def _load(
             raise
         except Exception as err:
             cuda_reason = f"the CUDA build failed: {_reason(err)}"
-            warnings.warn(
-                f"{name}: {cuda_reason}. Building the CPU-only extension instead; CUDA tensors "
-                "will use the plain-torch backend.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            if build:  # a load-only probe stays quiet; cuda_reason keeps the reason
+                warnings.warn(
+                    f"{name}: {cuda_reason}. Building the CPU-only extension instead; CUDA tensors "
+                    "will use the plain-torch backend.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
     try:
         lib = _build_one(name, "cpu", cpu_src, deps, cflags, [], ldflags, includes, verbose, build)
     except _NotBuilt:
