@@ -1,0 +1,72 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def seed() -> int:
+    """Fixed seed for numpy and torch so failures reproduce."""
+    torch.manual_seed(1234)
+    return 1234
+
+
+@pytest.fixture
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where a GPU is visible (``nox -s gpu`` checks first)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; run `nox -s gpu` on a GPU machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared Materials Project data folder, or skip with how to enable it."""
+    root = os.environ.get("XTAL_SHARED_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("set XTAL_SHARED_DATA to the shared data folder to run this test")
+    return Path(root)
+
+
+def distorted(atoms, amount: float = 0.05, seed: int = 0):
+    """A copy of an ASE Atoms with its positions and cell jiggled (breaks site symmetry)."""
+    out = atoms.copy()
+    g = np.random.default_rng(seed)
+    out.set_cell(out.get_cell()[:] @ (np.eye(3) + amount * g.normal(size=(3, 3))),
+                 scale_atoms=True)  # fmt: skip
+    out.positions = out.positions + amount * g.normal(size=out.positions.shape)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_structures():
+    """Four small real crystals (ASE bulk), distorted so that no tensor is zero by symmetry."""
+    from ase.build import bulk
+
+    base = [
+        bulk("NaCl", "rocksalt", a=5.64),
+        bulk("Si", "diamond", a=5.43),
+        bulk("ZnO", "wurtzite", a=3.25, c=5.2),
+        bulk("Ti", "hcp", a=2.95, c=4.68),
+    ]
+    return [distorted(a, 0.04, k) for k, a in enumerate(base)]
+
+
+@pytest.fixture(scope="session")
+def distort():
+    """:func:`distorted` as a fixture (test modules cannot import conftest)."""
+    return distorted
