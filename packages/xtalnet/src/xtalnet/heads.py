@@ -435,10 +435,16 @@ class Head(nn.Module):
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
-    """Mean and population standard deviation (1.0 when the spread is zero)."""
+    """Mean and population standard deviation (1.0 when the spread is zero).
+
+    A spread at the level of float64 rounding of the values (identical values whose
+    mean is not exactly representable) counts as zero: dividing by it would blow rounding
+    noise up to unit size.
+    """
     mean = float(x.mean())
     std = float(x.std())
-    if not std > 0.0:
+    noise = 64 * np.finfo(np.float64).eps * float(np.abs(x).max(initial=0.0))
+    if not std > noise:
         std = 1.0
     return mean, std
 
