@@ -4,11 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import settings
-
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture
