@@ -251,14 +251,22 @@ def test_build_extension_enables_compiled_grouping():
 
 
 def _vesin_pin():
-    """The vesin specifier of pyproject.toml's dependencies (packaging comes with pytest)."""
+    """The vesin specifier periodic-conv declares: from the installed metadata (editable or
+    wheel), else from pyproject.toml beside the tests (a source checkout on sys.path)."""
     import re
+    from importlib import metadata
     from pathlib import Path
 
+    from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
 
-    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    return SpecifierSet(re.search(r'^\s*"vesin([^"]*)"', text, re.M).group(1))
+    try:
+        requires = metadata.requires("periodic-conv") or []
+    except metadata.PackageNotFoundError:
+        text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+        return SpecifierSet(re.search(r'^\s*"vesin([^"]*)"', text, re.M).group(1))
+    (pin,) = [Requirement(r).specifier for r in requires if Requirement(r).name == "vesin"]
+    return pin
 
 
 def test_vesin_pin_matches_the_tested_range():

@@ -10,6 +10,7 @@ from ._audits import (
     element_presence,
     moments,
     recommend,
+    recommendation_json,
     summarize,
     voigt_reuss_bounds,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "parse_payload",
     "read_cache",
     "recommend",
+    "recommendation_json",
     "resolve_api_key",
     "summarize",
     "voigt_reuss_bounds",
