@@ -386,20 +386,24 @@ def test_gradcheck_whole_network_float64(distort):
     atoms = distort(bulk("NaCl", "rocksalt", a=4.0), 0.03, 1)
     batch = collate([atoms], cfg)
     pos0 = batch.graph.positions.clone()
-    emb0 = net.embedding.weight.detach().clone()
+    table = net.embedding.weight.detach().clone()
+    # only the rows of the species present can change the output: check those (Na, Cl),
+    # which keeps the numerical Jacobian at 14 inputs instead of 6 + 95 x 4
+    species = torch.unique(batch.numbers)
+    assert set(species.tolist()) == {11, 17}
 
-    def f(pos, emb):
+    def f(pos, rows):
         import dataclasses
 
         g = batch.graph.recompute_vectors(positions=pos)
         b = dataclasses.replace(batch, graph=g)
-        params = {"embedding.weight": emb}
-        out = torch.func.functional_call(net, params, (b,))
+        emb = table.index_put((species,), rows)
+        out = torch.func.functional_call(net, {"embedding.weight": emb}, (b,))
         return out["formation_energy_per_atom"], out["dielectric"]
 
     pos = pos0.requires_grad_(True)
-    emb = emb0.requires_grad_(True)
-    assert torch.autograd.gradcheck(f, (pos, emb), eps=1e-6, atol=1e-7, rtol=1e-5)
+    rows = table[species].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (pos, rows), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 def test_torch_compile_runs_and_agrees(small_structures):
