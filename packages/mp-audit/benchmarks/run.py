@@ -4,7 +4,7 @@
 
 Measures, in one process run, medians over repeats:
 
-* ``geometry (mp_audit)``: nearest neighbour, crystal-graph diameter at 5 Å and both cell
+* ``geometry (mp_audit)``: nearest neighbor, crystal-graph diameter at 5 Å and both cell
   sphere radii (:func:`mp_audit.geometry_metrics` with ``r_cuts=[5]``), on pre-parsed
   arrays, with ``--jobs`` worker processes (the issue's target: >= 520 structures/s);
 * the same with one process (parallel speed-up);
@@ -50,17 +50,17 @@ FILES = [
 def _arrays(entry):
     warnings.simplefilter("ignore")
     s = mp_audit.parse_payload(entry.payload)
-    return np.array(s.lattice.matrix), np.array(s.cart_coords)
+    return np.array(s.cart_coords), np.array(s.lattice.matrix)
 
 
 def _geometry(item):
-    return mp_audit.geometry_metrics(item[0], item[1], r_cuts=(5.0,))
+    return mp_audit.geometry_metrics(item[0], item[1], r_cuts=(5.0,))  # positions, cell
 
 
 def _anchor(item):
     from pymatgen.core import Lattice, Structure
 
-    cell, pos = item
+    pos, cell = item
     s = Structure(Lattice(cell), ["H"] * len(pos), pos, coords_are_cartesian=True)
     r = 5.0
     while True:
@@ -116,11 +116,11 @@ def main() -> int:
     anchor = _timed(_anchor, sub, None, 1)
     mine_sub = _timed(_geometry, sub, None, args.repeats)
     n = len(items)
-    natoms = sum(len(p) for _, p in items)
+    natoms = sum(len(p) for p, _ in items)
     rows = [
         (f"geometry (mp_audit), --jobs {args.jobs}", n, geo_par, n / geo_par),
         ("geometry (mp_audit), 1 process", n, geo_one, n / geo_one),
-        ("anchor (pymatgen neighbours), 1 process", len(sub), anchor, len(sub) / anchor),
+        ("anchor (pymatgen neighbors), 1 process", len(sub), anchor, len(sub) / anchor),
         ("geometry (mp_audit), same subset, 1 process", len(sub), mine_sub, len(sub) / mine_sub),
         (f"full map step (parse + 6 cut-offs), --jobs {args.jobs}", n, full, n / full),
         (f"parse to arrays only, --jobs {args.jobs}", n, parse_s, n / parse_s),

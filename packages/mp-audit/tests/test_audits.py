@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mp_audit import Entry
-from pymatgen.analysis.elasticity import ElasticTensor
 from pymatgen.core import Lattice, Structure
 from scipy import stats
 
@@ -66,16 +65,58 @@ def test_coverage_and_recommendation_against_a_direct_count(rng):
         mp_audit.recommend(cov, target=1.5)
 
 
-def test_voigt_reuss_against_pymatgen(rng):
+def _hill_formulas(c: np.ndarray) -> dict[str, float]:
+    """Voigt and Reuss averages written out (Hill 1952), Reuss from the compliance S = C^-1."""
+    s = np.linalg.inv(c)
+    k_v = (c[0, 0] + c[1, 1] + c[2, 2] + 2 * (c[0, 1] + c[1, 2] + c[2, 0])) / 9
+    g_v = (np.trace(c[:3, :3]) - (c[0, 1] + c[1, 2] + c[2, 0]) + 3 * np.trace(c[3:, 3:])) / 15
+    k_r = 1 / (s[0, 0] + s[1, 1] + s[2, 2] + 2 * (s[0, 1] + s[1, 2] + s[2, 0]))
+    g_r = 15 / (
+        4 * np.trace(s[:3, :3]) - 4 * (s[0, 1] + s[1, 2] + s[2, 0]) + 3 * np.trace(s[3:, 3:])
+    )
+    return {"K_Voigt": k_v, "K_Reuss": k_r, "G_Voigt": g_v, "G_Reuss": g_r,
+            "K_VRH": (k_v + k_r) / 2, "G_VRH": (g_v + g_r) / 2}  # fmt: skip
+
+
+@given(st.integers(0, 10_000))
+def test_voigt_reuss_against_hill_formulas(seed):
+    rng = np.random.default_rng(seed)
     a = rng.normal(size=(6, 6)) * 20
     c = a @ a.T + 100 * np.eye(6)
     got = mp_audit.voigt_reuss_bounds(c)
-    ref = ElasticTensor.from_voigt(c)
-    assert got["K_Voigt"] == pytest.approx(ref.k_voigt)
-    assert got["K_Reuss"] == pytest.approx(ref.k_reuss)
-    assert got["G_Voigt"] == pytest.approx(ref.g_voigt)
-    assert got["G_Reuss"] == pytest.approx(ref.g_reuss)
+    for key, value in _hill_formulas(c).items():
+        assert got[key] == pytest.approx(value, rel=1e-10)
+    assert got["K_Reuss"] <= got["K_VRH"] <= got["K_Voigt"]
+
+
+def test_voigt_reuss_cubic_closed_form():
+    c11, c12, c44 = 247.0, 147.0, 125.0  # cubic, GPa
+    c = np.zeros((6, 6))
+    c[:3, :3] = c12
+    np.fill_diagonal(c[:3, :3], c11)
+    np.fill_diagonal(c[3:, 3:], c44)
+    got = mp_audit.voigt_reuss_bounds(c)
+    assert got["K_Voigt"] == pytest.approx((c11 + 2 * c12) / 3)
+    assert got["K_Reuss"] == pytest.approx((c11 + 2 * c12) / 3)
+    assert got["G_Voigt"] == pytest.approx((c11 - c12 + 3 * c44) / 5)
+    g_r = 5 * (c11 - c12) * c44 / (4 * c44 + 3 * (c11 - c12))
+    assert got["G_Reuss"] == pytest.approx(g_r)
+    assert got["G_VRH"] == pytest.approx(((c11 - c12 + 3 * c44) / 5 + g_r) / 2)
+    with pytest.raises(ValueError, match="tensor has shape"):
+        mp_audit.voigt_reuss_bounds(np.eye(3))
+
+
+def _spd(rng) -> np.ndarray:
+    a = rng.normal(size=(6, 6)) * 20
+    return a @ a.T + 100 * np.eye(6)
+
+
+def test_elastic_checks_good_and_bad(rng):
+    c = _spd(rng)
     assert mp_audit.elastic_checks(c) == {
+        "elastic_readable": True,
+        "elastic_symmetric": True,
+        "elastic_units_ok": True,
         "elastic_pd": True,
         "elastic_bounds_ok": True,
         "elastic_error": None,
@@ -85,9 +126,61 @@ def test_voigt_reuss_against_pymatgen(rng):
     assert mp_audit.elastic_checks(bad)["elastic_pd"] is False
     stored = {"K_Reuss": 200.0, "K_VRH": 150.0, "K_Voigt": 190.0}
     assert mp_audit.elastic_checks(c, stored)["elastic_bounds_ok"] is False
-    assert mp_audit.elastic_checks([[1, 2]])["elastic_error"] is not None
-    with pytest.raises(ValueError, match="tensor has shape"):
-        mp_audit.voigt_reuss_bounds(np.eye(3))
+
+
+def test_issue12_item8_non_symmetric_tensor_is_flagged():
+    # issue 12 item 8: C12 = 99, C21 = 63.9 passed as positive definite and within bounds
+    c = np.diag([250.0, 250.0, 250.0, 80.0, 80.0, 80.0])
+    c[0, 1], c[1, 0] = 99.0, 63.9
+    out = mp_audit.elastic_checks(c)
+    assert out["elastic_readable"] is True and out["elastic_symmetric"] is False
+    assert out["elastic_pd"] is None and out["elastic_bounds_ok"] is None
+    assert "C12 = 99" in out["elastic_error"] and "C21 = 63.9" in out["elastic_error"]
+    # rounding to whole GPa (trachote) keeps a symmetric tensor symmetric
+    sym = np.round(_spd(np.random.default_rng(3)))
+    assert mp_audit.elastic_checks(sym)["elastic_symmetric"] is True
+
+
+def test_issue12_item8_values_in_pascal_are_flagged(rng):
+    c = _spd(rng)
+    out = mp_audit.elastic_checks(c * 1e9)  # Pa instead of GPa
+    assert out["elastic_units_ok"] is False and "expected GPa" in out["elastic_error"]
+    assert out["elastic_pd"] is True  # scale-free checks still made
+    assert mp_audit.elastic_checks(c)["elastic_units_ok"] is True
+
+
+@pytest.mark.parametrize(
+    "tensor", [np.eye(3) * 100, np.full((6, 6), np.nan), "not a tensor", [[1, 2]], None]
+)
+def test_issue12_item8_unreadable_tensors(tensor):
+    out = mp_audit.elastic_checks(tensor)
+    assert out["elastic_readable"] is False
+    assert out["elastic_error"].startswith("unreadable")
+    # filed as unreadable only, never as "not positive definite" or "bounds broken"
+    assert out["elastic_pd"] is None and out["elastic_bounds_ok"] is None
+
+
+def test_issue12_item8_summary_files_each_reason(rng):
+    good = _spd(rng)
+    asym = np.diag([250.0, 250.0, 250.0, 80.0, 80.0, 80.0])
+    asym[0, 1], asym[1, 0] = 99.0, 63.9
+    not_pd = good.copy()
+    not_pd[0, 0] = -500.0
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0] * 3, [0.5] * 3]
+    )
+    tensors = {"ok": good, "asym": asym, "pa": good * 1e9, "npd": not_pd,
+               "3x3": np.eye(3), "nan": np.full((6, 6), np.nan), "str": "oops"}  # fmt: skip
+    entries = [Entry(k, nacl, {"elastic_tensor": v}) for k, v in tensors.items()]
+    issues = mp_audit.audit(mp_audit.from_entries("t", entries), progress=False).summary[
+        "data_issues"
+    ]
+    assert issues["elastic_checked"] == 7
+    assert issues["elastic_unreadable"] == ["3x3", "nan", "str"]
+    assert issues["elastic_not_symmetric"] == ["asym"]
+    assert issues["elastic_not_gpa"] == ["pa"]
+    assert issues["elastic_not_positive_definite"] == ["npd"]
+    assert issues["elastic_bounds_broken"] == []
 
 
 def test_summary_issues_and_tables():
@@ -158,12 +251,12 @@ def test_parallel_map_equals_serial():
         mp_audit.map_entries(ds, jobs=-1)
 
 
-def test_prototypes_audit_is_consistent_with_pymatgen_neighbours():
+def test_prototypes_audit_is_consistent_with_pymatgen_neighbors():
     result = mp_audit.audit("builtin:prototypes", progress=False, limit=40)
     table = result.table.set_index("material_id")
     ds = mp_audit.load("builtin:prototypes", limit=40)
     for entry, s, _ in ds.structures():
-        # pymatgen's own neighbour search as the independent reference
+        # pymatgen's own neighbor search as the independent reference
         nbrs = s.get_all_neighbors(6.0)
         nn = max(min(n.nn_distance for n in site) if site else np.inf for site in nbrs)
         assert table.loc[entry.material_id, "nn_max"] == pytest.approx(nn, rel=1e-9) or nn == np.inf
@@ -172,8 +265,13 @@ def test_prototypes_audit_is_consistent_with_pymatgen_neighbours():
 @pytest.mark.shared_data
 def test_trachote_has_81_non_positive_definite_tensors(shared_data):
     ds = mp_audit.load(shared_data / "elastic/trachote_mp_elastic_val_clean.json.gz")
-    not_pd = [e for e in ds if not mp_audit.elastic_checks(e.props["elastic_tensor"])["elastic_pd"]]
-    assert len(not_pd) == 81
+    checks = [mp_audit.elastic_checks(e.props["elastic_tensor"]) for e in ds]
+    assert len(checks) == 1211
+    # every tensor is readable, symmetric and in GPa; exactly the 81 of the data README
+    # are not positive definite
+    assert all(c["elastic_readable"] and c["elastic_symmetric"] for c in checks)
+    assert all(c["elastic_units_ok"] for c in checks)
+    assert sum(c["elastic_pd"] is False for c in checks) == 81
     dejong = mp_audit.load(shared_data / "elastic/matminer_elastic_tensor_2015.csv.gz")
     checks = [
         mp_audit.elastic_checks(
@@ -181,7 +279,8 @@ def test_trachote_has_81_non_positive_definite_tensors(shared_data):
         )
         for e in dejong
     ]
-    assert all(c["elastic_pd"] for c in checks)
+    assert all(c["elastic_pd"] and c["elastic_bounds_ok"] for c in checks)
+    assert all(c["elastic_symmetric"] and c["elastic_units_ok"] for c in checks)
 
 
 @pytest.mark.shared_data
@@ -199,3 +298,4 @@ def test_mp20_subset_statistics(shared_data):
     )
     assert r.summary["sizes"]["max"] <= 20
     assert r.summary["data_issues"]["parse_failures"] == []
+    assert r.summary["data_issues"]["overlapping_atoms"] == []  # real MP cells: no overlaps

@@ -31,7 +31,7 @@ def test_report_on_prototypes(tmp_path, capsys):
     for name in ("summary.json", "report.html", "report.md", "recommendation.json"):
         assert (out / name).stat().st_size > 0
     pngs = sorted(out.glob("*.png"))
-    expected = {"nearest_neighbour", "graph_diameter", "inscribed_radius", "enclosing_radius",
+    expected = {"nearest_neighbor", "graph_diameter", "inscribed_radius", "enclosing_radius",
                 "coverage", "nsites", "elements"}  # fmt: skip
     assert (
         {p.stem for p in pngs}
@@ -73,7 +73,7 @@ def test_cli_errors(capsys):
     assert main(["audit", "builtin:nope", "--no-progress"]) == 2
     assert "builtin:nope" in capsys.readouterr().err
     assert main(["recommend", "builtin:dcdft", "--target", "2", "--no-progress"]) == 2
-    assert "target=2.0" in capsys.readouterr().err
+    assert "--target 2.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["report", "builtin:dcdft"])  # --out is required
 

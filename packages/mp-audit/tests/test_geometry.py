@@ -66,7 +66,7 @@ def test_sphere_radii_against_optimisation(seed):
 
 
 @given(st.integers(0, 10_000), st.integers(1, 6))
-def test_nearest_neighbour_against_brute_force(seed, n):
+def test_nearest_neighbor_against_brute_force(seed, n):
     cell = _random_cell(seed)
     rng = np.random.default_rng(seed + 1)
     pos = rng.uniform(size=(n, 3)) @ cell
@@ -78,14 +78,14 @@ def test_nearest_neighbour_against_brute_force(seed, n):
             if a == b:
                 d = d[d > 1e-9]
             expected[a] = min(expected[a], d.min())
-    got = mp_audit.nearest_neighbour_distances(cell, pos, cutoff=1.0)  # forces the retry path
+    got = mp_audit.nearest_neighbor_distances(pos, cell, cutoff=1.0)  # forces the retry path
     np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
 def test_isolated_atom():
     coords = [[0, 0, 0], [1.5, 0, 0], [10, 10, 10]]
     s = Structure(Lattice.cubic(20.0), ["H", "H", "He"], coords, coords_are_cartesian=True)
-    m = mp_audit.geometry_metrics(s.lattice.matrix, s.cart_coords)
+    m = mp_audit.geometry_metrics(s.cart_coords, s.lattice.matrix)
     far = np.sqrt(3 * 10**2 - 2 * 10 * 1.5 + 1.5**2)  # He to H at (1.5, 0, 0)
     assert m["nn_max"] == pytest.approx(min(far, np.sqrt(300)))
     assert m["nn_min"] == pytest.approx(1.5)
@@ -95,7 +95,7 @@ def test_isolated_atom():
 
 def test_two_clusters_disconnected_at_5_connected_at_6(two_clusters):
     s = two_clusters
-    m = mp_audit.geometry_metrics(s.lattice.matrix, s.cart_coords)
+    m = mp_audit.geometry_metrics(s.cart_coords, s.lattice.matrix)
     assert (m["components_5"], m["diameter_5"], m["isolated_5"]) == (2, -1, 0)
     # at 6 Å: path 0-1-2-3 (the 7 Å pairs 0-2 and 1-3 stay out)
     assert (m["components_6"], m["diameter_6"]) == (1, 3)
@@ -106,16 +106,16 @@ def test_two_clusters_disconnected_at_5_connected_at_6(two_clusters):
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 13])
 def test_chain_diameter(chain, n):
     path = chain(n)
-    m = mp_audit.geometry_metrics(path.lattice.matrix, path.cart_coords, r_cuts=[2.5, 4.5])
+    m = mp_audit.geometry_metrics(path.cart_coords, path.lattice.matrix, r_cuts=[2.5, 4.5])
     assert m["diameter_2.5"] == n - 1
     assert m["diameter_4.5"] == int(np.ceil((n - 1) / 2))
     ring = chain(n, ring=True)
-    m = mp_audit.geometry_metrics(ring.lattice.matrix, ring.cart_coords, r_cuts=[2.5])
+    m = mp_audit.geometry_metrics(ring.cart_coords, ring.lattice.matrix, r_cuts=[2.5])
     assert m["diameter_2.5"] == (n // 2 if n > 2 else 1)
 
 
 def test_single_atom_cell():
-    m = mp_audit.geometry_metrics(np.eye(3) * 3.0, [[0, 0, 0]], r_cuts=[2.0, 3.0])
+    m = mp_audit.geometry_metrics([[0, 0, 0]], np.eye(3) * 3.0, r_cuts=[2.0, 3.0])
     assert m["nn_max"] == pytest.approx(3.0)
     assert m["isolated_2"] == 1 and m["isolated_3"] == 0
     assert m["diameter_3"] == 0
@@ -123,14 +123,14 @@ def test_single_atom_cell():
 
 def test_zero_volume_and_bad_input():
     flat = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]])
-    m = mp_audit.geometry_metrics(flat, [[0, 0, 0]])
+    m = mp_audit.geometry_metrics([[0, 0, 0]], flat)
     assert m["zero_volume"] is True and "nn_max" not in m
     with pytest.raises(ValueError, match="cell has shape"):
-        mp_audit.geometry_metrics(np.eye(2), [[0, 0, 0]])
+        mp_audit.geometry_metrics([[0, 0, 0]], np.eye(2))
     with pytest.raises(ValueError, match="positions is empty"):
-        mp_audit.geometry_metrics(np.eye(3), np.zeros((0, 3)))
+        mp_audit.geometry_metrics(np.zeros((0, 3)), np.eye(3))
     with pytest.raises(ValueError, match="r_cuts"):
-        mp_audit.geometry_metrics(np.eye(3), [[0, 0, 0]], r_cuts=[-1.0])
+        mp_audit.geometry_metrics([[0, 0, 0]], np.eye(3), r_cuts=[-1.0])
     with pytest.raises(ValueError, match="non-finite"):
         mp_audit.inscribed_radius(np.full((3, 3), np.nan))
 
@@ -149,3 +149,17 @@ def test_graph_metrics_against_networkx(n, density, seed):
     comps = nx.number_connected_components(g)
     expected = (comps, nx.diameter(g) if comps == 1 else -1)
     assert mp_audit.graph_metrics(n, i, j, d, 5.0) == expected
+
+
+@given(
+    st.lists(st.floats(1e-4, 100.0), min_size=1, max_size=8),
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0)),
+)
+def test_check_r_cuts_accepts_the_shared_range_only(good, other):
+    got = mp_audit.check_r_cuts(good)
+    assert list(got) == sorted(set(good))
+    if 1e-4 <= other <= 100.0:  # NaN fails this comparison
+        assert other in mp_audit.check_r_cuts([*good, other])
+    else:
+        with pytest.raises(ValueError, match="r_cuts must be a finite number in"):
+            mp_audit.check_r_cuts([*good, other])

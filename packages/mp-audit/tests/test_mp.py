@@ -60,7 +60,7 @@ class FakeMP:
             self.fail -= 1
             raise ConnectionError(self.error_text)
 
-    def _summary(self, material_ids=None, fields=None):
+    def _summary(self, material_ids=None, fields=None, **paging):
         self._maybe_fail()
         if material_ids is None:
             return [{"material_id": m} for m in reversed(list(self.db))]

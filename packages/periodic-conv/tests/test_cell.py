@@ -203,8 +203,8 @@ def test_check_cell_needs_no_torch():
         (dict(r_cut=-1.0), ValueError, "r_cut must be a finite number"),
         (dict(n_atoms=-1), ValueError, "n_atoms must be an integer >= 0, got -1"),
         (dict(n_atoms=2.0), TypeError, "n_atoms must be an integer"),
-        (dict(max_edges="x"), TypeError, "max_edges must be an integer > 0, got str 'x'"),
-        (dict(max_edges=0), ValueError, "max_edges must be an integer > 0, got 0"),
+        (dict(max_edges="x"), TypeError, "max_edges must be an integer >= 1, got str 'x'"),
+        (dict(max_edges=0), ValueError, "max_edges must be an integer >= 1, got 0"),
         (dict(cell_tol=float("nan")), ValueError, "cell_tol must be a real number in"),
         (dict(pbc=(True, True)), ValueError, "pbc must be a bool or 3 bools"),
         (

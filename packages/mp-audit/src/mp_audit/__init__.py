@@ -3,8 +3,6 @@
 from .__about__ import __version__
 from ._audits import (
     EXPECTED_RUN_TYPES,
-    NOBLE_GASES,
-    RADIOACTIVE,
     audit_entry,
     band_gap_stats,
     coverage_table,
@@ -12,31 +10,27 @@ from ._audits import (
     element_presence,
     moments,
     recommend,
-    recommendation_json,
     summarize,
     voigt_reuss_bounds,
 )
 from ._dataset import Dataset, Entry, from_entries, from_structures, parse_payload
-from ._figures import make_figures
 from ._geometry import (
     DEFAULT_R_CUTS,
+    check_r_cuts,
     enclosing_radius,
     geometry_metrics,
     graph_metrics,
     inscribed_radius,
-    nearest_neighbour_distances,
+    nearest_neighbor_distances,
 )
 from ._loaders import load
-from ._mp import MPFetchError, default_cache_dir, fetch_mp, read_cache, resolve_api_key
+from ._mp import MPFetchError, fetch_mp, read_cache, resolve_api_key
 from ._pipeline import AuditResult, audit, map_entries
-from ._report import THESIS, comparison_rows, write_report
+from ._report import write_report
 
 __all__ = [
     "DEFAULT_R_CUTS",
     "EXPECTED_RUN_TYPES",
-    "NOBLE_GASES",
-    "RADIOACTIVE",
-    "THESIS",
     "AuditResult",
     "Dataset",
     "Entry",
@@ -45,9 +39,8 @@ __all__ = [
     "audit",
     "audit_entry",
     "band_gap_stats",
-    "comparison_rows",
+    "check_r_cuts",
     "coverage_table",
-    "default_cache_dir",
     "elastic_checks",
     "element_presence",
     "enclosing_radius",
@@ -58,14 +51,12 @@ __all__ = [
     "graph_metrics",
     "inscribed_radius",
     "load",
-    "make_figures",
     "map_entries",
     "moments",
-    "nearest_neighbour_distances",
+    "nearest_neighbor_distances",
     "parse_payload",
     "read_cache",
     "recommend",
-    "recommendation_json",
     "resolve_api_key",
     "summarize",
     "voigt_reuss_bounds",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._dataset import Entry, parse_payload
-from ._geometry import DEFAULT_R_CUTS, geometry_metrics
+from ._geometry import DEFAULT_R_CUTS, check_r_cuts, geometry_metrics
 
 #: run types that are not a data issue (thesis: GGA, GGA+U; today's MP adds mixed schemes)
 EXPECTED_RUN_TYPES = ("GGA", "GGA+U", "GGA_U", "GGA_GGA+U", "GGA_GGA+U_R2SCAN", "R2SCAN")
@@ -23,92 +23,140 @@ DEFAULT_LAYERS = tuple(range(1, 9))
 DEFAULT_TARGET = 0.98
 
 
-def _majority_z(structure) -> list[int]:
-    # disordered sites: count the majority species (presence tables use all species)
-    return [max(site.species.items(), key=lambda kv: kv[1])[0].Z for site in structure]
-
-
 # ----------------------------------------------------------------------------- elastic
+
+#: largest stiffness entry accepted as GPa; MP stiffnesses stay below ~1.2e3 GPa (diamond),
+#: so a larger entry means other units (Pa gives ~1e11)
+MAX_GPA = 1e4
+#: C_ij and C_ji may differ by this much (GPa) or by this fraction of max |C|, whichever is
+#: larger (sources round to 0.01-1 GPa; symmetric tensors stay symmetric when rounded)
+SYMMETRY_ATOL = 0.5
+SYMMETRY_RTOL = 1e-4
+_MODULI = ("K_Voigt", "K_Reuss", "K_VRH", "G_Voigt", "G_Reuss", "G_VRH")
 
 
 def voigt_reuss_bounds(tensor: Any) -> dict[str, float]:
     """Voigt, Reuss and Hill bulk/shear moduli (GPa) of a 6x6 stiffness matrix (GPa).
 
-    Voigt order xx, yy, zz, yz, xz, xy, no factors of 2 (MP convention). Reuss moduli come
-    from the compliance ``S = C^-1``.
-    """
-    c = np.asarray(tensor, dtype=np.float64)
-    if c.shape != (6, 6):
-        raise ValueError(f"tensor has shape {c.shape}: expected (6, 6) in Voigt notation")
-    k_v = (c[0, 0] + c[1, 1] + c[2, 2] + 2 * (c[0, 1] + c[1, 2] + c[2, 0])) / 9.0
-    g_v = (
-        c[0, 0]
-        + c[1, 1]
-        + c[2, 2]
-        - (c[0, 1] + c[1, 2] + c[2, 0])
-        + 3 * (c[3, 3] + c[4, 4] + c[5, 5])
-    ) / 15.0
-    s = np.linalg.inv(c)
-    k_r = 1.0 / (s[0, 0] + s[1, 1] + s[2, 2] + 2 * (s[0, 1] + s[1, 2] + s[2, 0]))
-    g_r = 15.0 / (
-        4 * (s[0, 0] + s[1, 1] + s[2, 2])
-        - 4 * (s[0, 1] + s[1, 2] + s[2, 0])
-        + 3 * (s[3, 3] + s[4, 4] + s[5, 5])
-    )
-    return {
-        "K_Voigt": float(k_v),
-        "K_Reuss": float(k_r),
-        "K_VRH": float((k_v + k_r) / 2),
-        "G_Voigt": float(g_v),
-        "G_Reuss": float(g_r),
-        "G_VRH": float((g_v + g_r) / 2),
-    }
-
-
-def elastic_checks(tensor: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Positive definiteness and Reuss <= VRH <= Voigt for one elastic tensor.
+    Computed by pymatgen's :class:`~pymatgen.analysis.elasticity.ElasticTensor`
+    (``k_voigt``, ``k_reuss``, ``k_vrh``, ``g_voigt``, ``g_reuss``, ``g_vrh``).
 
     Parameters
     ----------
     tensor
-        6x6 stiffness in GPa (list or array).
-    stored
-        Moduli stored by the source (``K_Voigt``, ``K_VRH``, ``K_Reuss``, same for ``G``),
-        checked for ordering as well when present.
+        6x6 stiffness in GPa, Voigt order xx, yy, zz, yz, xz, xy, no factors of 2
+        (MP convention).
 
     Returns
     -------
     dict
-        ``elastic_pd`` (bool), ``elastic_bounds_ok`` (bool), ``elastic_error`` (str or None).
+        ``K_Voigt``, ``K_Reuss``, ``K_VRH``, ``G_Voigt``, ``G_Reuss``, ``G_VRH`` in GPa.
+
+    Raises
+    ------
+    ValueError
+        ``tensor`` is not a finite 6x6 matrix.
+    numpy.linalg.LinAlgError
+        ``tensor`` is singular (no compliance, so no Reuss bound).
     """
+    from pymatgen.analysis.elasticity import ElasticTensor
+
+    c = np.asarray(tensor, dtype=np.float64)
+    if c.shape != (6, 6) or not np.all(np.isfinite(c)):
+        raise ValueError(
+            f"tensor has shape {c.shape}: expected a finite (6, 6) matrix in Voigt notation"
+        )
+    et = ElasticTensor.from_voigt(c)
+    return {
+        "K_Voigt": float(et.k_voigt),
+        "K_Reuss": float(et.k_reuss),
+        "K_VRH": float(et.k_vrh),
+        "G_Voigt": float(et.g_voigt),
+        "G_Reuss": float(et.g_reuss),
+        "G_VRH": float(et.g_vrh),
+    }
+
+
+def _bounds_ordered(values: dict[str, Any]) -> bool:
+    """Reuss <= VRH <= Voigt for K and G among the moduli present (relative tol 1e-6)."""
+    for m in ("K", "G"):
+        chain = [values[k] for k in (f"{m}_Reuss", f"{m}_VRH", f"{m}_Voigt") if k in values]
+        if len(chain) < 2:
+            continue
+        tol = 1e-6 * max(1.0, *(abs(x) for x in chain))
+        if any(a > b + tol for a, b in itertools.pairwise(chain)):
+            return False
+    return True
+
+
+def _read_tensor(tensor: Any) -> np.ndarray:
+    """A finite 6x6 float matrix, else ValueError saying why it cannot be read."""
     try:
         c = np.asarray(tensor, dtype=np.float64)
-        if c.shape != (6, 6) or not np.all(np.isfinite(c)):
-            raise ValueError(f"shape {c.shape}, expected a finite 6x6 matrix")
-    except (TypeError, ValueError) as exc:
-        return {"elastic_pd": False, "elastic_bounds_ok": False, "elastic_error": str(exc)}
-    sym = 0.5 * (c + c.T)
-    pd_ok = bool(np.linalg.eigvalsh(sym).min() > 0)
-    ok = True
-    error = None
+    except (TypeError, ValueError):
+        raise ValueError(f"not numeric ({type(tensor).__name__}: {str(tensor)[:40]!r})") from None
+    if c.shape != (6, 6):
+        raise ValueError(f"shape {c.shape}, expected (6, 6)")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(c)))} of 36 entries are not finite")
+    return c
+
+
+def elastic_checks(tensor: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Readability, symmetry, units, positive definiteness and Reuss <= VRH <= Voigt.
+
+    Parameters
+    ----------
+    tensor
+        6x6 stiffness in GPa (list or array), Voigt notation.
+    stored
+        Moduli stored by the source (``K_Voigt``, ``K_VRH``, ``K_Reuss``, same for ``G``,
+        GPa), checked for ordering as well when present.
+
+    Returns
+    -------
+    dict
+        ``elastic_readable`` (bool: a finite 6x6 of numbers), ``elastic_symmetric``
+        (``C_ij = C_ji`` within ``max(SYMMETRY_ATOL, SYMMETRY_RTOL * max|C|)``),
+        ``elastic_units_ok`` (max |C| <= ``MAX_GPA``: values in Pa are flagged),
+        ``elastic_pd`` (positive definite), ``elastic_bounds_ok`` (ordering of the bounds
+        computed here and of the stored ones), ``elastic_error`` (why, or None). Checks
+        that cannot be made (unreadable tensor; positive definiteness and bounds of a
+        non-symmetric one) are None, so a tensor is filed under one reason only.
+    """
+    out: dict[str, Any] = dict.fromkeys(
+        ("elastic_symmetric", "elastic_units_ok", "elastic_pd", "elastic_bounds_ok")
+    )
+    out["elastic_readable"] = False
+    out["elastic_error"] = None
     try:
-        bounds = voigt_reuss_bounds(sym)
+        c = _read_tensor(tensor)
+    except ValueError as exc:
+        out["elastic_error"] = f"unreadable: {exc}"
+        return out
+    out["elastic_readable"] = True
+    scale = float(np.abs(c).max())
+    out["elastic_units_ok"] = scale <= MAX_GPA
+    asym = float(np.abs(c - c.T).max())
+    out["elastic_symmetric"] = asym <= max(SYMMETRY_ATOL, SYMMETRY_RTOL * scale)
+    if not out["elastic_symmetric"]:
+        i, j = np.unravel_index(int(np.argmax(np.abs(c - c.T))), c.shape)
+        out["elastic_error"] = (
+            f"not symmetric: C{i + 1}{j + 1} = {c[i, j]:g}, C{j + 1}{i + 1} = {c[j, i]:g}"
+        )
+        return out
+    c = 0.5 * (c + c.T)
+    out["elastic_pd"] = bool(np.linalg.eigvalsh(c).min() > 0)
+    try:
+        bounds = voigt_reuss_bounds(c)
     except np.linalg.LinAlgError:
-        return {"elastic_pd": pd_ok, "elastic_bounds_ok": False, "elastic_error": "singular"}
-    sets = [bounds]
-    if stored:
-        sets.append(stored)
-    for values in sets:
-        for m in ("K", "G"):
-            r, h, v = (values.get(f"{m}_{k}") for k in ("Reuss", "VRH", "Voigt"))
-            present = [x for x in (r, h, v) if x is not None]
-            if len(present) < 2:
-                continue
-            tol = 1e-6 * max(1.0, *(abs(x) for x in present))
-            chain = [x for x in (r, h, v) if x is not None]
-            if any(a > b + tol for a, b in itertools.pairwise(chain)):
-                ok = False
-    return {"elastic_pd": pd_ok, "elastic_bounds_ok": ok, "elastic_error": error}
+        out["elastic_bounds_ok"] = False
+        out["elastic_error"] = "singular: no compliance, no Reuss bound"
+        return out
+    out["elastic_bounds_ok"] = _bounds_ordered(bounds) and _bounds_ordered(stored or {})
+    if not out["elastic_units_ok"]:
+        out["elastic_error"] = f"max |C| = {scale:.3g}: expected GPa (<= {MAX_GPA:g})"
+    return out
 
 
 # ----------------------------------------------------------------------------- map step
@@ -150,7 +198,7 @@ def audit_entry(entry: Entry, r_cuts: Sequence[float] = DEFAULT_R_CUTS) -> dict[
     rec["deprecated"] = props.get("deprecated", "absent")
     rec["run_type"] = None if props.get("run_type") is None else str(props.get("run_type"))
     if "elastic_tensor" in props:
-        rec.update(elastic_checks(props["elastic_tensor"], dict(_present(props))))
+        rec.update(elastic_checks(props["elastic_tensor"], _stored_moduli(props)))
     try:
         structure = parse_payload(entry.payload)
         if len(structure) == 0:
@@ -159,22 +207,19 @@ def audit_entry(entry: Entry, r_cuts: Sequence[float] = DEFAULT_R_CUTS) -> dict[
         rec["elements"] = " ".join(sorted({el.symbol for el in structure.composition.elements}))
         cell = structure.lattice.matrix
         positions = structure.cart_coords
-        _majority_z(structure)  # raises early for exotic species rather than later
-    except Exception as exc:  # a bad row is listed by id, never a crash
+    except Exception as exc:  # parsers raise many types: a bad row is listed by id
         rec["parse_error"] = f"{type(exc).__name__}: {exc}"[:300]
         return rec
     try:
-        rec.update(geometry_metrics(cell, positions, r_cuts))
-    except Exception as exc:
+        rec.update(geometry_metrics(positions, cell, r_cuts))
+    except (ValueError, RuntimeError) as exc:  # bad cell (our guard) or the neighbor list
         rec["parse_error"] = f"geometry failed: {type(exc).__name__}: {exc}"[:300]
     return rec
 
 
-def _present(props: dict[str, Any]) -> Iterable[tuple[str, float]]:
-    for key in ("K_Voigt", "K_Reuss", "K_VRH", "G_Voigt", "G_Reuss", "G_VRH"):
-        value = _scalar(props.get(key))
-        if not math.isnan(value):
-            yield key, value
+def _stored_moduli(props: dict[str, Any]) -> dict[str, float]:
+    values = {key: _scalar(props.get(key)) for key in _MODULI}
+    return {key: v for key, v in values.items() if not math.isnan(v)}
 
 
 # ----------------------------------------------------------------------------- reducers
@@ -295,68 +340,72 @@ def _hist_counts(values: np.ndarray) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
-def summarize(
-    table: pd.DataFrame,
-    *,
-    r_cuts: Sequence[float] = DEFAULT_R_CUTS,
-    layers: Sequence[int] = DEFAULT_LAYERS,
-    target: float = DEFAULT_TARGET,
-    expected_run_types: Sequence[str] = EXPECTED_RUN_TYPES,
-    graph_r_cut: float = 5.0,
-    zero_tol: float = 0.0,
-) -> dict[str, Any]:
-    """Reduce the per-structure table to the chapter-2 summary (JSON-ready dict)."""
-    n = len(table)
-    ok = table[table["parse_error"].isna()]
-    geo = ok[ok["nn_max"].notna()] if "nn_max" in ok else ok.iloc[:0]
-    s: dict[str, Any] = {"n_entries": n, "n_parsed": len(ok), "n_geometry": len(geo)}
+def _ids_where(table: pd.DataFrame, mask: Any) -> list[str]:
+    return sorted(table.loc[mask, "material_id"])
 
-    # 1. data issues (§2.1)
+
+def _elastic_issues(table: pd.DataFrame) -> dict[str, Any]:
+    """Ids of the elastic tensors failing each check (unreadable ones fail only that one)."""
+    if "elastic_readable" not in table:
+        return {}
+    el = table[table["elastic_readable"].notna()]
+
+    def failed(column: str) -> list[str]:
+        return _ids_where(el, el[column].map(lambda v: v is False or v == False))  # noqa: E712
+
+    return {
+        "elastic_checked": len(el),
+        "elastic_unreadable": failed("elastic_readable"),
+        "elastic_not_symmetric": failed("elastic_symmetric"),
+        "elastic_not_gpa": failed("elastic_units_ok"),
+        "elastic_not_positive_definite": failed("elastic_pd"),
+        "elastic_bounds_broken": failed("elastic_bounds_ok"),
+    }
+
+
+def _data_issues(table: pd.DataFrame, expected_run_types: Sequence[str]) -> dict[str, Any]:
+    """§2.1: parse failures, duplicates, flags, run types, missing values, bad cells."""
     ids = table["material_id"]
-    dup = ids[ids.duplicated(keep=False)]
-    theo = table["theoretical"]
-    dep = table["deprecated"]
     rt = table["run_type"].dropna()
+    failures = table.loc[table["parse_error"].notna(), ["material_id", "parse_error"]]
+    overlaps = (
+        table[table["overlapping_atoms"].fillna("") != ""]
+        if "overlapping_atoms" in table
+        else table.iloc[:0]
+    )
     issues: dict[str, Any] = {
         "parse_failures": [
-            {"material_id": m, "error": e}
-            for m, e in table.loc[
-                table["parse_error"].notna(), ["material_id", "parse_error"]
-            ].itertuples(index=False)
+            {"material_id": m, "error": e} for m, e in failures.itertuples(index=False)
         ],
-        "duplicate_ids": sorted(set(dup)),
-        "theoretical_none": sorted(table.loc[theo.isna(), "material_id"]),
-        "deprecated": sorted(table.loc[dep.map(lambda v: v is True), "material_id"]),
+        "duplicate_ids": sorted(set(ids[ids.duplicated(keep=False)])),
+        "theoretical_none": _ids_where(table, table["theoretical"].isna()),
+        "deprecated": _ids_where(table, table["deprecated"].map(lambda v: v is True)),
         "unexpected_run_types": dict(Counter(r for r in rt if r not in expected_run_types)),
         # "absent" when the source has no run types at all (0 would claim a clean check)
         "n_unexpected_run_type": int(sum(r not in expected_run_types for r in rt))
         if len(rt)
         else "absent",
-        "zero_volume": sorted(table.loc[table.get("zero_volume", False) == True, "material_id"])  # noqa: E712
+        "zero_volume": _ids_where(table, table["zero_volume"].map(lambda v: v is True))
         if "zero_volume" in table
         else [],
+        "overlapping_atoms": [
+            {"material_id": m, "atoms": a}
+            for m, a in overlaps[["material_id", "overlapping_atoms"]].itertuples(index=False)
+        ],
     }
     for key in ("band_gap", "formation_energy_per_atom", "energy_above_hull"):
         has = table[f"has_{key}"]
         issues[f"missing_{key}"] = (
-            sorted(table.loc[has & table[key].isna(), "material_id"]) if has.any() else "absent"
+            _ids_where(table, has & table[key].isna()) if has.any() else "absent"
         )
-    if "elastic_pd" in table:
-        el = table[table["elastic_pd"].notna()]
-        issues["elastic_checked"] = len(el)
-        issues["elastic_not_positive_definite"] = sorted(
-            el.loc[~el["elastic_pd"].astype(bool), "material_id"]
-        )
-        issues["elastic_bounds_broken"] = sorted(
-            el.loc[~el["elastic_bounds_ok"].astype(bool), "material_id"]
-        )
-    s["data_issues"] = issues
-    if len(geo) == 0:
-        return _jsonable(s)
+    issues.update(_elastic_issues(table))
+    return issues
 
-    # 2. radial cut-off (§2.2.1)
+
+def _nearest_neighbor_summary(geo: pd.DataFrame, r_cuts: Sequence[float]) -> dict[str, Any]:
+    """§2.2.1, Fig. 2.2: largest nearest-neighbor distance; isolated atoms per cut-off."""
     nn = geo["nn_max"].to_numpy()
-    s["nearest_neighbour"] = {
+    return {
         "nn_max": {
             "median": float(np.median(nn)),
             "max": float(nn.max()),
@@ -367,6 +416,10 @@ def summarize(
             f"{r:g}": int((geo[f"isolated_{r:g}"] > 0).sum()) for r in r_cuts
         },
     }
+
+
+def _graph_summary(geo: pd.DataFrame, r_cuts: Sequence[float]) -> dict[str, Any]:
+    """Fig. 2.3: crystal-graph diameter and disconnected graphs per cut-off."""
     graph = {}
     for r in r_cuts:
         d = geo[f"diameter_{r:g}"].to_numpy()
@@ -377,13 +430,14 @@ def summarize(
             "max_finite": int(finite.max()) if len(finite) else None,
             "counts": _hist_counts(d),
         }
-    s["graph"] = graph
-    s["graph_r_cut"] = graph_r_cut
+    return graph
 
-    # 3. cell geometry
+
+def _cell_spheres_summary(geo: pd.DataFrame, r_cuts: Sequence[float]) -> dict[str, Any]:
+    """Fig. 2.4, 2.5: inscribed and enclosing sphere radii of the cells."""
     ins = geo["inscribed_radius"].to_numpy()
     enc = geo["enclosing_radius"].to_numpy()
-    s["cell_spheres"] = {
+    return {
         "inscribed": {
             "median": float(np.median(ins)),
             "max": float(ins.max()),
@@ -394,47 +448,124 @@ def summarize(
             "max": float(enc.max()),
             "above_50A": int((enc > 50).sum()),
         },
-        # at most one copy of an atom in the neighbourhood iff r_cut < inscribed radius
+        # at most one copy of an atom in the neighborhood iff r_cut < inscribed radius
         "fraction_single_copy": {f"{r:g}": float(np.mean(ins > r)) for r in r_cuts},
         # every atom appears at least once iff r_cut > enclosing radius
         "fraction_all_atoms": {f"{r:g}": float(np.mean(enc < r)) for r in r_cuts},
     }
 
-    # 4. recommendation (§2.2.2)
-    cov = coverage_table(geo, r_cuts, layers)
-    s["coverage"] = {f"{r:g}": [float(v) for v in cov.loc[r]] for r in cov.index}
-    s["coverage_layers"] = [int(x) for x in layers]
-    s["recommendation"] = {"target": target, **recommend(cov, target)}
 
-    # 5. band gap (§2.3.1)
-    if table["has_band_gap"].any():
-        s["band_gap"] = band_gap_stats(ok["band_gap"], zero_tol)
-    # 6. formation energy (§2.3.2)
-    if table["has_formation_energy_per_atom"].any():
-        ef = ok[ok["formation_energy_per_atom"].notna()]
-        by_rt = {
-            str(k): moments(g["formation_energy_per_atom"].to_numpy())
-            for k, g in ef.groupby(ef["run_type"].fillna("unknown"))
-        }
-        s["formation_energy"] = {
-            **moments(ef["formation_energy_per_atom"].to_numpy()),
-            "min": float(ef["formation_energy_per_atom"].min()),
-            "max": float(ef["formation_energy_per_atom"].max()),
-            "by_run_type": by_rt,
-        }
-    # 7. sizes and composition (§2.4)
+def _coverage_summary(
+    geo: pd.DataFrame, r_cuts: Sequence[float], layers: Sequence[int], target: float
+) -> dict[str, Any]:
+    """§2.2.2: the coverage table and the recommended (r_cut, layers)."""
+    cov = coverage_table(geo, r_cuts, layers)
+    return {
+        "coverage": {f"{r:g}": [float(v) for v in cov.loc[r]] for r in cov.index},
+        "coverage_layers": [int(x) for x in layers],
+        "recommendation": {"target": target, **recommend(cov, target)},
+    }
+
+
+def _formation_energy_summary(ok: pd.DataFrame) -> dict[str, Any]:
+    """§2.3.2, Fig. 2.8, 2.9: formation energy per atom, overall and by run type."""
+    ef = ok[ok["formation_energy_per_atom"].notna()]
+    values = ef["formation_energy_per_atom"]
+    by_rt = {
+        str(k): moments(g.to_numpy()) for k, g in values.groupby(ef["run_type"].fillna("unknown"))
+    }
+    return {
+        **moments(values.to_numpy()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "by_run_type": by_rt,
+    }
+
+
+def _sizes_summary(ok: pd.DataFrame) -> dict[str, Any]:
+    """§2.4, Fig. 2.10: atoms per cell and their parity."""
     ns = ok["nsites"].to_numpy().astype(int)
-    s["sizes"] = {
+    return {
         "max": int(ns.max()),
         "median": float(np.median(ns)),
         "fraction_above_100": float(np.mean(ns > 100)),
         "fraction_even": float(np.mean(ns % 2 == 0)),
         "counts": _hist_counts(ns),
     }
+
+
+def _composition_summary(ok: pd.DataFrame) -> dict[str, Any]:
+    """§2.4, Fig. 2.11, Tables 2.1, 2.2: element presence, noble gases, radioactive."""
     presence = element_presence(ok["elements"])
-    s["elements"] = presence
-    s["noble_gases"] = [{"element": e, "structures": presence.get(e, 0)} for e in NOBLE_GASES]
-    s["radioactive"] = [{"element": e, "structures": presence.get(e, 0)} for e in RADIOACTIVE]
+    return {
+        "elements": presence,
+        "noble_gases": [{"element": e, "structures": presence.get(e, 0)} for e in NOBLE_GASES],
+        "radioactive": [{"element": e, "structures": presence.get(e, 0)} for e in RADIOACTIVE],
+    }
+
+
+def _pick_graph_r_cut(r_cuts: Sequence[float], graph_r_cut: float | None) -> float:
+    if graph_r_cut is None:  # the thesis's 5 Å when audited, else the closest cut-off
+        return min(r_cuts, key=lambda r: (abs(r - 5.0), r))
+    if float(graph_r_cut) not in r_cuts:
+        raise ValueError(f"graph_r_cut={graph_r_cut!r}: expected one of r_cuts {list(r_cuts)}")
+    return float(graph_r_cut)
+
+
+def summarize(
+    table: pd.DataFrame,
+    *,
+    r_cuts: Sequence[float] = DEFAULT_R_CUTS,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    target: float = DEFAULT_TARGET,
+    expected_run_types: Sequence[str] = EXPECTED_RUN_TYPES,
+    graph_r_cut: float | None = None,
+    zero_tol: float = 0.0,
+) -> dict[str, Any]:
+    """Reduce the per-structure table to the chapter-2 summary (JSON-ready dict).
+
+    Parameters
+    ----------
+    table
+        Per-structure records of :func:`mp_audit.map_entries`.
+    r_cuts
+        Cut-offs (Å) the table was computed with.
+    layers, target
+        Coverage table layers and the coverage the recommendation must reach (0, 1].
+    expected_run_types
+        Run types that are not a data issue.
+    graph_r_cut
+        Cut-off (Å) of the headline graph statistics and Fig. 2.3; default 5 Å when in
+        ``r_cuts``, else the closest cut-off.
+    zero_tol
+        Band gaps at or below this (eV) count as zero.
+
+    Returns
+    -------
+    dict
+        ``n_entries``, ``n_parsed``, ``n_geometry``, ``data_issues``; with geometry also
+        ``nearest_neighbor``, ``graph``, ``graph_r_cut``, ``cell_spheres``, ``coverage``,
+        ``coverage_layers``, ``recommendation``, ``sizes``, ``elements``, ``noble_gases``,
+        ``radioactive``, and ``band_gap`` / ``formation_energy`` when the source has them.
+    """
+    r_cuts = check_r_cuts(r_cuts)
+    ok = table[table["parse_error"].isna()]
+    geo = ok[ok["nn_max"].notna()] if "nn_max" in ok else ok.iloc[:0]
+    s: dict[str, Any] = {"n_entries": len(table), "n_parsed": len(ok), "n_geometry": len(geo)}
+    s["data_issues"] = _data_issues(table, expected_run_types)
+    if len(geo) == 0:
+        return _jsonable(s)
+    s["nearest_neighbor"] = _nearest_neighbor_summary(geo, r_cuts)
+    s["graph"] = _graph_summary(geo, r_cuts)
+    s["graph_r_cut"] = _pick_graph_r_cut(r_cuts, graph_r_cut)
+    s["cell_spheres"] = _cell_spheres_summary(geo, r_cuts)
+    s.update(_coverage_summary(geo, r_cuts, layers, target))
+    if table["has_band_gap"].any():
+        s["band_gap"] = band_gap_stats(ok["band_gap"], zero_tol)
+    if table["has_formation_energy_per_atom"].any():
+        s["formation_energy"] = _formation_energy_summary(ok)
+    s["sizes"] = _sizes_summary(ok)
+    s.update(_composition_summary(ok))
     return _jsonable(s)
 
 

@@ -8,7 +8,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from periodic_conv import MAX_R_CUT, MIN_R_CUT
+
 from .__about__ import __version__
+from ._geometry import DEFAULT_R_CUTS, check_r_cuts
+from ._mp import MissingExtraError, MPFetchError
+
+#: bad input, a missing file or extra, a failed download: one line, exit status 2. Anything
+#: else (TypeError, RuntimeError, ... from mp-audit itself) is a bug and shows its traceback.
+INPUT_ERRORS = (ValueError, OSError, MPFetchError, MissingExtraError)
 
 
 def _common(p: argparse.ArgumentParser, sources: bool = True) -> None:
@@ -25,8 +33,8 @@ def _common(p: argparse.ArgumentParser, sources: bool = True) -> None:
             "--r-cut",
             type=float,
             nargs="+",
-            default=[3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-            help="cut-offs of the coverage table (Å)",
+            default=list(DEFAULT_R_CUTS),
+            help=f"cut-offs of the coverage table (Å, each in [{MIN_R_CUT:g}, {MAX_R_CUT:g}])",
         )
     p.add_argument("--cache-dir", default=None, help="MP cache folder (default: user cache dir)")
     p.add_argument(
@@ -56,9 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Every option checked before any data is read (one error line each)."""
+    args.r_cut = list(check_r_cuts(args.r_cut, "--r-cut"))
+    if args.limit is not None and args.limit < 0:
+        raise ValueError(f"--limit {args.limit}: expected a number of entries >= 0")
+    if args.jobs < 0:
+        raise ValueError(f"--jobs {args.jobs}: expected >= 1, or 0 for all cores")
+    if not 0 < args.target <= 1:
+        raise ValueError(f"--target {args.target}: expected a fraction in (0, 1]")
+
+
 def _run_audit(args: argparse.Namespace) -> Any:
     from ._pipeline import audit
 
+    _check_args(args)
     source = args.source[0] if len(args.source) == 1 else list(args.source)
     return audit(
         source,
@@ -104,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = write_report(result, args.out)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
         return 0
-    except (ValueError, TypeError, OSError, RuntimeError) as exc:
+    except INPUT_ERRORS as exc:
         print(f"mp-audit: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,24 +18,6 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-#: property names an entry may carry (units: eV, eV/atom, GPa)
-PROPERTY_NAMES = (
-    "band_gap",
-    "formation_energy_per_atom",
-    "energy_above_hull",
-    "theoretical",
-    "deprecated",
-    "run_type",
-    "nsites",
-    "elastic_tensor",
-    "K_Voigt",
-    "K_Reuss",
-    "K_VRH",
-    "G_Voigt",
-    "G_Reuss",
-    "G_VRH",
-)
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -99,6 +81,21 @@ def parse_payload(payload: Any) -> Structure:
     text = payload.strip()
     if not text:
         raise ValueError("payload='': empty structure string")
+    try:
+        return _parse_text(text)
+    except Exception as exc:  # pymatgen/ast raise many types; say what was expected
+        first = text.splitlines()[0][:60]
+        kind = (
+            "a structure dict (JSON or Python repr)" if text.startswith("{") else "a CIF or POSCAR"
+        )
+        raise ValueError(
+            f"payload starting {first!r} is not a structure: expected a CIF, a POSCAR, or a "
+            f"structure dict as JSON or Python repr; reading it as {kind} failed "
+            f"({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+
+
+def _parse_text(text: str) -> Structure:
     if text.startswith("{"):
         try:
             data = json.loads(text)
@@ -166,8 +163,8 @@ class Dataset:
 
     def head(self, n: int) -> Dataset:
         """The first ``n`` entries as a new dataset (``n`` >= 0)."""
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"n={n!r}: expected a non-negative int")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n={n!r}: expected a number of entries, an int >= 0")
 
         def factory() -> Iterator[Entry]:
             for k, entry in enumerate(self):

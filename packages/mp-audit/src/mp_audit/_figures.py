@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 FIGURES: dict[str, str] = {
-    "nearest_neighbour": "Fig. 2.2: largest atom-to-nearest-neighbour distance per structure",
+    "nearest_neighbor": "Fig. 2.2: largest atom-to-nearest-neighbor distance per structure",
     "graph_diameter": "Fig. 2.3: crystal-graph diameter (-1 = disconnected)",
     "inscribed_radius": "Fig. 2.4: radius of the largest sphere inside the unit cell",
     "enclosing_radius": "Fig. 2.5: radius of the smallest sphere enclosing the unit cell",
@@ -38,15 +38,15 @@ def _clipped_hist(ax, values: np.ndarray, clip: float, bins: int, unit: str, wha
     )
 
 
-def _fig_nearest_neighbour(table, summary, ax) -> None:
+def _fig_nearest_neighbor(table, summary, ax) -> None:
     nn = table["nn_max"].to_numpy()
-    _clipped_hist(ax, nn, 6.0, 60, "Å", "nearest-neighbour distance")
-    ax.axvline(summary.get("graph_r_cut", 5.0), color="k", ls="--", lw=1, label="r_cut")
+    _clipped_hist(ax, nn, 6.0, 60, "Å", "nearest-neighbor distance")
+    ax.axvline(summary["graph_r_cut"], color="k", ls="--", lw=1, label="r_cut")
     ax.legend()
 
 
 def _fig_graph_diameter(table, summary, ax) -> None:
-    r = summary.get("graph_r_cut", 5.0)
+    r = summary["graph_r_cut"]
     d = table[f"diameter_{r:g}"].to_numpy().astype(int)
     clipped = np.minimum(d, 9)
     values, counts = np.unique(clipped, return_counts=True)
@@ -197,7 +197,7 @@ def _fig_elements(table, summary, ax) -> None:
 
 
 _DRAW: dict[str, tuple[Callable, Callable[[pd.DataFrame, dict], bool]]] = {
-    "nearest_neighbour": (_fig_nearest_neighbour, lambda t, s: "nearest_neighbour" in s),
+    "nearest_neighbor": (_fig_nearest_neighbor, lambda t, s: "nearest_neighbor" in s),
     "graph_diameter": (_fig_graph_diameter, lambda t, s: "graph" in s),
     "inscribed_radius": (_fig_inscribed, lambda t, s: "cell_spheres" in s),
     "enclosing_radius": (_fig_enclosing, lambda t, s: "cell_spheres" in s),

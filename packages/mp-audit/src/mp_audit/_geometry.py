@@ -1,4 +1,4 @@
-"""Pure per-structure geometry: nearest neighbours, crystal graph, cell sphere radii.
+"""Pure per-structure geometry: nearest neighbors, crystal graph, cell sphere radii.
 
 Everything here takes plain arrays (cell rows = lattice vectors in Å, Cartesian positions
 in Å) and returns plain numbers, so the map step can run anywhere (process pool, cluster).
@@ -7,9 +7,11 @@ in Å) and returns plain numbers, so the map step can run anywhere (process pool
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import vesin
+from periodic_conv import MAX_R_CUT, MIN_R_CUT, check_cell, check_r_cut
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
@@ -17,15 +19,73 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 DEFAULT_R_CUTS = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 #: cells with |det| below this (Å^3) are reported as zero-volume
 ZERO_VOLUME = 1e-6
+#: two atoms closer than this (Å) overlap: a data error (no bond is shorter than ~0.5 Å)
+OVERLAP_DISTANCE = 0.1
 
 
-def _check_cell(cell: np.ndarray) -> np.ndarray:
+def _check_cell(cell: Any) -> np.ndarray:
     cell = np.asarray(cell, dtype=np.float64)
     if cell.shape != (3, 3):
         raise ValueError(f"cell has shape {cell.shape}: expected (3, 3) (rows = lattice vectors)")
     if not np.all(np.isfinite(cell)):
         raise ValueError("cell contains non-finite values: expected finite lengths in Å")
     return cell
+
+
+def _check_positions(positions: Any) -> np.ndarray:
+    try:
+        pos = np.asarray(positions, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"positions: not a numeric [N, 3] array in Å ({exc})") from None
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(
+            f"positions has shape {pos.shape}: expected [N, 3] Cartesian coordinates in Å"
+        )
+    if len(pos) == 0:
+        raise ValueError("positions is empty: expected at least one atom")
+    if not np.isfinite(pos).all():
+        bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
+        raise ValueError(
+            f"positions of atom(s) {bad[:10].tolist()} are not finite: expected finite "
+            "Cartesian coordinates in Å"
+        )
+    return pos
+
+
+def check_r_cuts(r_cuts: Any, name: str = "r_cuts") -> tuple[float, ...]:
+    """Validate cut-offs (Å) once, before any work: sorted, duplicates removed.
+
+    Each cut-off goes through :func:`periodic_conv.check_r_cut` (the one range for every
+    package: ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``, one message).
+
+    Parameters
+    ----------
+    r_cuts
+        One cut-off or a sequence of cut-offs in Å.
+    name
+        Argument name used in the error message (the CLI passes ``--r-cut``).
+
+    Returns
+    -------
+    tuple of float
+        The cut-offs in increasing order.
+
+    Raises
+    ------
+    ValueError
+        No cut-off, or one that is not finite or out of range.
+    TypeError
+        A cut-off that is not a real number.
+    """
+    if isinstance(r_cuts, (str, bytes)) or not hasattr(r_cuts, "__iter__"):
+        r_cuts = [r_cuts]
+    values = list(r_cuts)
+    if not values:
+        raise ValueError(
+            f"{name}=[]: expected at least one cut-off in Å, in "
+            f"[{MIN_R_CUT:g}, {MAX_R_CUT:g}] (periodic_conv.MIN_R_CUT, MAX_R_CUT)"
+        )
+    return tuple(sorted({check_r_cut(r, name) for r in values}))
 
 
 def _face_normals(cell: np.ndarray) -> np.ndarray:
@@ -40,10 +100,17 @@ def _face_normals(cell: np.ndarray) -> np.ndarray:
     )
 
 
-def _inscribed(cell: np.ndarray) -> float:
+def _volume_and_areas(cell: np.ndarray) -> tuple[float, np.ndarray]:
     normals = _face_normals(cell)
-    volume = abs(float(normals[2] @ cell[2]))
-    areas = np.sqrt(np.einsum("ij,ij->i", normals, normals))
+    return abs(float(normals[2] @ cell[2])), np.sqrt(np.einsum("ij,ij->i", normals, normals))
+
+
+def _inscribed(cell: np.ndarray) -> float:
+    volume, areas = _volume_and_areas(cell)
+    return _inscribed_from(volume, areas)
+
+
+def _inscribed_from(volume: float, areas: np.ndarray) -> float:
     if volume < ZERO_VOLUME or areas.min() == 0:
         return 0.0
     return 0.5 * volume / float(areas.max())
@@ -55,7 +122,7 @@ def _enclosing(cell: np.ndarray) -> float:
     return 0.5 * float(np.sqrt(np.einsum("ij,ij->i", diagonals, diagonals).max()))
 
 
-def inscribed_radius(cell: np.ndarray) -> float:
+def inscribed_radius(cell: Any) -> float:
     """Radius (Å) of the largest sphere inside the unit-cell parallelepiped.
 
     The sphere touches the closest pair of opposite faces: ``r = min_i h_i / 2`` with the
@@ -64,7 +131,7 @@ def inscribed_radius(cell: np.ndarray) -> float:
     return _inscribed(_check_cell(cell))
 
 
-def enclosing_radius(cell: np.ndarray) -> float:
+def enclosing_radius(cell: Any) -> float:
     """Radius (Å) of the smallest sphere enclosing the unit-cell parallelepiped.
 
     A parallelepiped is centrally symmetric, so the minimal ball is centred at its centre
@@ -74,7 +141,7 @@ def enclosing_radius(cell: np.ndarray) -> float:
     return _enclosing(_check_cell(cell))
 
 
-def _pairs(cell: np.ndarray, positions: np.ndarray, cutoff: float):
+def _pairs(positions: np.ndarray, cell: np.ndarray, cutoff: float):
     try:
         # one thread: structures are small and the parallelism lives in the map step
         calc = vesin.NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
@@ -97,22 +164,72 @@ def _per_atom_min(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> np.nda
     return nn
 
 
-def nearest_neighbour_distances(cell: np.ndarray, positions: np.ndarray, cutoff: float = 8.0):
+def nearest_neighbor_distances(positions: Any, cell: Any, cutoff: float = 8.0) -> np.ndarray:
     """Distance (Å) from every atom to its closest other atom or periodic image.
 
-    Atoms with nothing within ``cutoff`` are retried with a doubled cutoff until each has a
-    neighbour (a lattice translation always gives one), so the result is exact.
+    Atoms with nothing within ``cutoff`` are searched again out to the shortest lattice
+    vector (a translation always gives a neighbor there), so the result is exact.
+
+    Parameters
+    ----------
+    positions
+        [N, 3] Cartesian positions, Å.
+    cell
+        [3, 3] lattice vectors as rows, Å.
+    cutoff
+        First search radius, Å (in ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``).
+
+    Returns
+    -------
+    numpy.ndarray
+        [N] distances in Å.
+
+    Raises
+    ------
+    ValueError
+        Bad positions, cell or cutoff, or a degenerate cell (see
+        :func:`periodic_conv.check_cell`).
     """
+    positions = _check_positions(positions)
     cell = _check_cell(cell)
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    n = len(positions)
-    r = float(cutoff)
-    while True:
-        i, j, d = _pairs(cell, positions, r)
-        nn = _per_atom_min(n, i, j, d)
-        if np.all(nn <= r) or n == 0:
-            return nn
-        r *= 2.0
+    r = check_r_cut(cutoff, "cutoff")
+    search = _searchable(cell, r, len(positions))
+    i, j, d = _pairs(positions, search, r)
+    return _nearest(positions, cell, search, r, _per_atom_min(len(positions), i, j, d))
+
+
+def _searchable(cell: np.ndarray, r_cut: float, n_atoms: int) -> np.ndarray:
+    """The shared guard: raises for degenerate cells, returns the (reduced) cell to search."""
+    return check_cell(cell, r_cut, n_atoms=n_atoms).reduced
+
+
+def _nearest(
+    positions: np.ndarray, cell: np.ndarray, search: np.ndarray, r: float, nn: np.ndarray
+) -> np.ndarray:
+    """Complete ``nn`` (found within ``r``) for atoms with no neighbor within ``r``."""
+    if np.all(nn <= r):
+        return nn
+    # a lattice translation of every atom lies within the shortest lattice vector
+    shortest = float(np.sqrt(min(np.einsum("ij,ij->i", m, m).min() for m in (cell, search))))
+    r2 = min(shortest * (1 + 1e-9) + 1e-9, MAX_R_CUT)
+    search = _searchable(cell, r2, len(positions))
+    i, j, d = _pairs(positions, search, r2)
+    nn = _per_atom_min(len(positions), i, j, d)
+    if not np.all(nn <= r2):
+        lonely = np.flatnonzero(nn > r2)[:10].tolist()
+        raise ValueError(
+            f"atom(s) {lonely} have no neighbor within periodic_conv.MAX_R_CUT = "
+            f"{MAX_R_CUT:g} Å: the cell is too large for the audit"
+        )
+    return nn
+
+
+def _overlaps(i: np.ndarray, j: np.ndarray, d: np.ndarray) -> str:
+    close = d < OVERLAP_DISTANCE
+    if not close.any():
+        return ""
+    pairs = sorted({(int(a), int(b)) for a, b in zip(i[close], j[close])})
+    return " ".join(f"{a}-{b}" for a, b in pairs)
 
 
 def graph_metrics(
@@ -163,49 +280,55 @@ def _dense_graph_metrics(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, int
 
 
 def geometry_metrics(
-    cell: np.ndarray, positions: np.ndarray, r_cuts: Sequence[float] = DEFAULT_R_CUTS
-) -> dict[str, float]:
+    positions: Any, cell: Any, r_cuts: Sequence[float] = DEFAULT_R_CUTS
+) -> dict[str, Any]:
     """All geometric audit numbers of one structure (pure function).
 
     Parameters
     ----------
-    cell
-        [3, 3] lattice vectors as rows, Å.
     positions
         [N, 3] Cartesian positions, Å.
+    cell
+        [3, 3] lattice vectors as rows, Å.
     r_cuts
-        Cut-offs (Å) for isolated atoms and the crystal graph.
+        Cut-offs (Å) for isolated atoms and the crystal graph, each in
+        ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``.
 
     Returns
     -------
     dict
         ``volume`` (Å^3), ``inscribed_radius``/``enclosing_radius`` (Å), ``nn_min`` (shortest
-        distance to any neighbour, Å), ``nn_max`` (largest nearest-neighbour distance over
-        atoms, Å: the structure has an isolated atom at ``r_cut`` iff ``nn_max > r_cut``), and
-        per cut-off ``r`` the keys ``isolated_<r>``, ``components_<r>``, ``diameter_<r>``.
+        distance to any neighbor, Å), ``nn_max`` (largest nearest-neighbor distance over
+        atoms, Å: the structure has an isolated atom at ``r_cut`` iff ``nn_max > r_cut``),
+        ``overlapping_atoms`` (pairs of atom indices closer than ``OVERLAP_DISTANCE``,
+        written ``"0-1 2-5"``; empty when none), and per cut-off ``r`` the keys
+        ``isolated_<r>``, ``components_<r>``, ``diameter_<r>``.
         Zero-volume cells return ``volume`` only, with ``zero_volume = True``.
+
+    Raises
+    ------
+    ValueError
+        Bad positions, cell or cut-offs, or a degenerate cell: so thin that the neighbor
+        search would return more than ``periodic_conv.DEFAULT_MAX_EDGES`` edges (the one
+        shared guard :func:`periodic_conv.check_cell`; skewed cells are LLL-reduced first).
     """
+    positions = _check_positions(positions)
     cell = _check_cell(cell)
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    if len(positions) == 0:
-        raise ValueError("positions is empty: expected at least one atom")
-    r_cuts = [float(r) for r in r_cuts]
-    if not r_cuts or min(r_cuts) <= 0:
-        raise ValueError(f"r_cuts={r_cuts!r}: expected positive cut-offs in Å")
-    volume = float(abs(np.linalg.det(cell)))
-    out: dict[str, float] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
+    r_cuts = check_r_cuts(r_cuts)
+    volume, areas = _volume_and_areas(cell)
+    out: dict[str, Any] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
     if out["zero_volume"]:
         return out
-    out["inscribed_radius"] = _inscribed(cell)
-    out["enclosing_radius"] = _enclosing(cell)
-    r_max = max(r_cuts)
-    i, j, d = _pairs(cell, positions, r_max)
     n = len(positions)
-    nn = _per_atom_min(n, i, j, d)
-    if not np.all(nn <= r_max):
-        nn = nearest_neighbour_distances(cell, positions, 2.0 * r_max)
+    r_max = max(r_cuts)
+    search = _searchable(cell, r_max, n)
+    out["inscribed_radius"] = _inscribed_from(volume, areas)
+    out["enclosing_radius"] = _enclosing(cell)
+    i, j, d = _pairs(positions, search, r_max)
+    nn = _nearest(positions, cell, search, r_max, _per_atom_min(n, i, j, d))
     out["nn_min"] = float(nn.min())
     out["nn_max"] = float(nn.max())
+    out["overlapping_atoms"] = _overlaps(i, j, d)
     for r in r_cuts:
         comps, diam = graph_metrics(n, i, j, d, r)
         out[f"isolated_{r:g}"] = int(np.sum(nn > r))

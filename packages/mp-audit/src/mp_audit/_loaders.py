@@ -37,6 +37,25 @@ PROPERTY_ALIASES: dict[str, tuple[str, ...]] = {
     "G_VRH": ("G_VRH", "shear_modulus_vrh"),
 }
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz")
+#: keyword arguments of the ``mp`` source (see :func:`mp_audit.fetch_mp`)
+MP_OPTIONS = (
+    "refresh",
+    "chunk_size",
+    "elasticity",
+    "progress",
+    "endpoint",
+    "client_factory",
+    "retries",
+    "backoff",
+    "sleep",
+)
+#: ``columns=ALL`` keeps every column of a table (besides the id and the structure)
+ALL = "all"
+
+
+def _suffix_ok(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Extension test, case-insensitive (``a.CIF``, ``b.Csv.GZ``)."""
+    return path.name.lower().endswith(suffixes)
 
 
 def _clean(value: Any) -> Any:
@@ -61,14 +80,14 @@ def _tensor(value: Any) -> Any:
 
 
 def _open_text(path: Path) -> str:
-    if path.name.endswith(".gz"):
+    if _suffix_ok(path, (".gz",)):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             return fh.read()
     return path.read_text(encoding="utf-8")
 
 
 def _first_line(path: Path) -> str:
-    opener = gzip.open if path.name.endswith(".gz") else open
+    opener = gzip.open if _suffix_ok(path, (".gz",)) else open
     with opener(path, "rt", encoding="utf-8") as fh:
         return fh.readline()
 
@@ -78,57 +97,129 @@ def _is_structure_dict(obj: Any) -> bool:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV (optional ``# ref`` line) or JSON file into a DataFrame."""
-    if path.name.endswith((".csv", ".csv.gz")):
-        # matminer files start with a "# ref: ..." comment line
-        skip = 1 if _first_line(path).startswith("#") else 0
-        # ids stay text: "0012" or "mp-ft" must never become numbers
-        return pd.read_csv(path, skiprows=skip, dtype={c: str for c in ID_COLUMNS})
+    """Read a CSV (optional ``# ref`` line) or JSON file into a DataFrame.
+
+    Any failure is a ValueError that names the file and the format it was read as.
+    """
+    kind = "CSV" if _suffix_ok(path, (".csv", ".csv.gz")) else "JSON"
+    if _suffix_ok(path, (".gz",)):
+        kind = "gzip-compressed " + kind
+    try:
+        frame = _read_csv(path) if "CSV" in kind else _read_json(path)
+    except (ValueError, TypeError, OSError, EOFError, UnicodeDecodeError) as exc:
+        # pandas' EmptyDataError/ParserError and json's JSONDecodeError are ValueErrors;
+        # gzip raises BadGzipFile (OSError) or EOFError (truncated)
+        raise ValueError(
+            f"{path}: cannot read it as {kind} ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if len(frame.columns) == 0:
+        raise ValueError(f"{path}: the {kind} file holds no columns")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # matminer files start with a "# ref: ..." comment line
+    skip = 1 if _first_line(path).startswith("#") else 0
+    # ids stay text: "0012" or "mp-ft" must never become numbers
+    return pd.read_csv(path, skiprows=skip, dtype={c: str for c in ID_COLUMNS})
+
+
+def _read_json(path: Path) -> pd.DataFrame:
     data = json.loads(_open_text(path))
     if _is_structure_dict(data):
         return pd.DataFrame({"structure": [data]})
     if isinstance(data, list):
         if data and all(_is_structure_dict(d) for d in data):
             return pd.DataFrame({"structure": data})
+        if not all(isinstance(d, dict) for d in data):
+            raise ValueError("a JSON list must hold records (objects) or structure dicts")
         return pd.DataFrame.from_records(data)
     if isinstance(data, dict):
         if data and all(_is_structure_dict(v) for v in data.values()):
             return pd.DataFrame({"material_id": list(data), "structure": list(data.values())})
+        if not all(isinstance(v, (dict, list)) for v in data.values()):
+            raise ValueError(
+                "a JSON object must be {column: {index: value}} (pandas to_json) or "
+                "{id: structure dict}"
+            )
         # pandas ``to_json`` column-dict form: {column: {index: value}}
         return pd.DataFrame(data)
-    raise ValueError(f"{path}: JSON top level is {type(data).__name__}; expected list or dict")
+    raise ValueError(f"JSON top level is {type(data).__name__}; expected a list or an object")
 
 
-def _entries_from_frame(frame: pd.DataFrame, prefix: str) -> list[Entry]:
-    columns = set(frame.columns)
-    id_col = next((c for c in ID_COLUMNS if c in columns), None)
-    struct_col = next((c for c in STRUCTURE_COLUMNS if c in columns), None)
+def _entries_from_frame(
+    frame: pd.DataFrame,
+    prefix: str,
+    columns: Sequence[str] | str | None = None,
+    where: str | None = None,
+) -> list[Entry]:
+    """Entries of a table; ``prefix`` names rows without an id, ``where`` the file in errors."""
+    where = where or prefix
+    present = set(frame.columns)
+    id_col = next((c for c in ID_COLUMNS if c in present), None)
+    struct_col = next((c for c in STRUCTURE_COLUMNS if c in present), None)
     if struct_col is None:
         raise ValueError(
-            f"{prefix}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
-            f"got {sorted(map(str, columns))}"
+            f"{where}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
+            f"got {sorted(map(str, present))}"
         )
-    prop_cols = {
-        name: next((c for c in aliases if c in columns), None)
-        for name, aliases in PROPERTY_ALIASES.items()
-    }
+    prop_cols: dict[str, str] = {}
+    for name, aliases in PROPERTY_ALIASES.items():
+        col = next((c for c in aliases if c in present), None)
+        if col is not None:
+            prop_cols[name] = col
+    extra = _extra_columns(frame, where, columns, {id_col, struct_col}, prop_cols)
     entries = []
     for k, (index, row) in enumerate(frame.iterrows()):
         raw_id = _clean(row[id_col]) if id_col else None
         # no id column (MatTen): the file name and row index identify the row
         material_id = str(raw_id) if raw_id is not None else f"{prefix}:{index if id_col else k}"
-        props = {}
-        for name, col in prop_cols.items():
-            if col is None:
-                continue
-            value = row[col]
-            props[name] = _tensor(value) if name == "elastic_tensor" else _clean(value)
+        props = {
+            name: _tensor(row[col]) if name == "elastic_tensor" else _clean(row[col])
+            for name, col in prop_cols.items()
+        }
+        for col in extra:
+            props[str(col)] = _value(row[col])
         entries.append(Entry(material_id, _clean(row[struct_col]), props))
     return entries
 
 
-def _load_table(path: Path) -> list[Entry]:
-    return _entries_from_frame(_read_table(path), path.name)
+def _extra_columns(
+    frame: pd.DataFrame,
+    prefix: str,
+    columns: Sequence[str] | str | None,
+    skip: set[Any],
+    prop_cols: dict[str, str],
+) -> list[Any]:
+    """The columns kept besides the known properties; a missing requested one is an error."""
+    if columns is None:
+        return []
+    known = set(prop_cols.values())
+    if columns == ALL:
+        return [c for c in frame.columns if c not in skip and c not in known]
+    missing = [c for c in columns if c not in frame.columns and c not in prop_cols]
+    if missing:
+        raise ValueError(
+            f"{prefix}: columns={list(columns)!r}: {missing} not in the file; columns "
+            f"present: {sorted(map(str, frame.columns))}"
+        )
+    return [c for c in columns if c in frame.columns and c not in known and c not in prop_cols]
+
+
+def _value(value: Any) -> Any:
+    """A kept column's cell: JSON lists/objects in text become Python data, NaN -> None."""
+    value = _clean(value)
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _load_table(path: Path, columns: Sequence[str] | str | None) -> list[Entry]:
+    # rows without an id are named after the file (name and row index)
+    return _entries_from_frame(_read_table(path), path.name, columns, where=str(path))
 
 
 def _load_cif_folder(folder: Path, files: list[Path]) -> Dataset:
@@ -148,19 +239,27 @@ def _load_builtin(name: str) -> Dataset:
             tags = proto.get("tags", {})
             # several AFLOW labels repeat (same prototype, different settings): keep them unique
             entries.append(Entry(f"aflow-{k}:{tags.get('aflow', '?')}", proto["snl"].structure))
-        return from_entries(name, entries, description="AFLOW prototypes shipped with pymatgen")
+        return from_entries(
+            name, entries, description="AFLOW prototypes shipped with pymatgen", columns=[]
+        )
     from ase.collections import dcdft
 
     entries = [
         Entry(f"dcdft:{sym}", dcdft[sym], {"K_wien2k": dcdft.data[sym]["wien2k_B"]})
         for sym in dcdft.names
     ]
-    return from_entries(name, entries, description="ASE dcdft elemental crystals (WIEN2k B, GPa)")
+    return from_entries(
+        name,
+        entries,
+        description="ASE dcdft elemental crystals (WIEN2k B, GPa)",
+        columns=["K_wien2k"],
+    )
 
 
 def load(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     *,
+    columns: Sequence[str] | str | None = None,
     api_key: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
@@ -175,11 +274,20 @@ def load(
         ``"builtin:prototypes"``, ``"builtin:dcdft"``, a CSV / JSON file (optionally
         ``.gz``; CDVAE ``cif`` column, matminer structure dicts with a ``# ref`` line,
         pandas column-dict JSON, pymatgen/monty structure JSON), a folder of CIF files
-        (or of such tables), or a list of any of these (concatenated).
+        (or of such tables), or a list of any of these (concatenated). Extensions are
+        case-insensitive (``a.cif`` and ``b.CIF`` both load).
+    columns
+        Columns to keep in ``entry.props`` besides the known properties (band gap,
+        formation energy, elastic tensor, moduli, ...; see ``PROPERTY_ALIASES``), under
+        their own names: e.g. ``["e_total", "piezoelectric_tensor"]``. Cells holding JSON
+        lists or objects as text become Python lists/dicts; NaN becomes None. ``"all"``
+        keeps every column. A requested column that a source lacks is an error that lists
+        the columns present.
     api_key, cache_dir, mp_options
-        Only for ``"mp"``: see :func:`mp_audit.fetch_mp`.
+        Only for ``"mp"``: see :func:`mp_audit.fetch_mp` (allowed ``mp_options``:
+        ``MP_OPTIONS``).
     limit
-        Keep only the first ``limit`` entries.
+        Keep only the first ``limit`` entries (int >= 0).
 
     Returns
     -------
@@ -189,13 +297,33 @@ def load(
     Raises
     ------
     ValueError
-        Unknown source, missing path, or a file with no structure column.
+        Unknown or empty source, missing path, a file that cannot be read (the message
+        names it), no structure column, a requested column that is absent, a bad ``limit``.
+    TypeError
+        ``source`` of another type, or an unknown keyword argument.
     """
+    unknown = sorted(set(mp_options) - set(MP_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"load() got unknown keyword argument(s) {unknown}; allowed: columns, api_key, "
+            f"cache_dir, limit, and for source 'mp' {', '.join(MP_OPTIONS)}"
+        )
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ValueError(f"limit={limit!r}: expected a number of entries, an int >= 0")
+    if columns is not None and columns != ALL:
+        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+            raise TypeError(f"columns={columns!r}: expected a list of column names or {ALL!r}")
+        columns = list(columns)
     if isinstance(source, (list, tuple)):
-        parts = [load(s, api_key=api_key, cache_dir=cache_dir, **mp_options) for s in source]
+        if not source:
+            raise ValueError("source=[]: expected at least one source")
+        parts = [
+            load(s, columns=columns, api_key=api_key, cache_dir=cache_dir, **mp_options)
+            for s in source
+        ]
         ds = _concat(parts)
     elif isinstance(source, (str, os.PathLike)):
-        ds = _load_one(source, api_key=api_key, cache_dir=cache_dir, **mp_options)
+        ds = _load_one(source, columns, api_key=api_key, cache_dir=cache_dir, **mp_options)
     else:
         raise TypeError(f"source={source!r}: expected a string, path, or a list of them")
     if limit is not None:
@@ -203,40 +331,61 @@ def load(
     return ds
 
 
-def _load_one(source: str | os.PathLike, **mp_kw: Any) -> Dataset:
-    text = os.fspath(source)
-    if text in BUILTINS:
-        return _load_builtin(text)
-    if text == "mp":
-        from ._mp import load_mp
+def _require(name: str, columns: Sequence[str] | str | None, available: Sequence[str]) -> None:
+    """Sources with a fixed set of properties: every requested column must be among them."""
+    if columns is None or columns == ALL:
+        return
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ValueError(
+            f"{name}: columns={list(columns)!r}: {missing} not available; this source "
+            f"provides {sorted(available)}"
+        )
 
+
+def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
+    text = os.fspath(source)
+    if not text.strip():
+        raise ValueError(
+            f"source={text!r} is empty: expected a path, 'mp', or one of {', '.join(BUILTINS)}"
+        )
+    if text in BUILTINS:
+        ds = _load_builtin(text)
+        _require(text, columns, ds.meta["columns"])
+        return ds
+    if text == "mp":
+        from ._mp import RECORD_PROPERTIES, load_mp
+
+        _require(text, columns, RECORD_PROPERTIES)
         return load_mp(**mp_kw)
     if text.startswith("builtin:"):
         raise ValueError(f"source={text!r}: unknown builtin; allowed: {', '.join(BUILTINS)}")
     path = Path(text)
     if path.is_dir():
-        cifs = sorted(path.glob("*.cif"))
+        cifs = sorted(p for p in path.iterdir() if p.is_file() and _suffix_ok(p, (".cif",)))
         if cifs:
+            _require(text, columns, [])
             return _load_cif_folder(path, cifs)
-        tables = sorted(p for p in path.iterdir() if p.name.endswith(TABLE_SUFFIXES))
+        tables = sorted(p for p in path.iterdir() if p.is_file() and _suffix_ok(p, TABLE_SUFFIXES))
         if not tables:
             raise ValueError(f"source={text!r}: folder holds no .cif, .csv(.gz) or .json(.gz) file")
-        return _concat([_load_file(p) for p in tables], name=str(path))
+        return _concat([_load_file(p, columns) for p in tables], name=str(path))
     if path.is_file():
-        return _load_file(path)
+        return _load_file(path, columns)
     raise ValueError(
         f"source={text!r}: not a file or folder; allowed: a path, 'mp', {', '.join(BUILTINS)}"
     )
 
 
-def _load_file(path: Path) -> Dataset:
-    if path.name.endswith(".cif"):
+def _load_file(path: Path, columns: Any = None) -> Dataset:
+    if _suffix_ok(path, (".cif",)):
+        _require(str(path), columns, [])
         return _load_cif_folder(path.parent, [path])
-    if not path.name.endswith(TABLE_SUFFIXES):
+    if not _suffix_ok(path, TABLE_SUFFIXES):
         raise ValueError(
-            f"source={str(path)!r}: unsupported suffix; allowed: .cif {TABLE_SUFFIXES}"
+            f"source={str(path)!r}: unsupported suffix; allowed: .cif {TABLE_SUFFIXES} (any case)"
         )
-    entries = _load_table(path)
+    entries = _load_table(path, columns)
     return from_entries(str(path), entries, files={path.name: len(entries)})
 
 

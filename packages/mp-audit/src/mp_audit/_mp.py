@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ SUMMARY_FIELDS = (
 )
 THERMO_FIELDS = ("material_id", "thermo_type", "energy_type")
 ELASTIC_FIELDS = ("material_id", "elastic_tensor", "structure")
+#: ids per page of the id listing
+LIST_PAGE = 1000
+_ALL_PAGES = 10**9
 #: preferred thermo type for the run type of a material (the GGA/GGA+U mixing of §2.3.2)
 PREFERRED_THERMO = ("GGA_GGA+U", "GGA_GGA+U_R2SCAN", "R2SCAN")
 KEY_HELP = (
@@ -53,6 +57,10 @@ KEY_HELP = (
 
 class MPFetchError(RuntimeError):
     """A Materials Project request failed after all retries (the cache stays valid)."""
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency (extra) is not installed; the message names the extra."""
 
 
 def _pymatgen_key() -> str | None:
@@ -99,12 +107,12 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("mp-audit", appauthor=False))
 
 
-def _default_client(api_key: str) -> Any:
+def _default_client(api_key: str, endpoint: str | None = None) -> Any:
     try:
         from mp_api.client import MPRester
     except ImportError as exc:
-        raise RuntimeError("the 'mp' source needs mp-api: pip install 'mp-audit[mp]'") from exc
-    return MPRester(api_key, use_document_model=False, mute_progress_bars=True)
+        raise MissingExtraError("the 'mp' source needs mp-api: pip install 'mp-audit[mp]'") from exc
+    return MPRester(api_key, endpoint=endpoint, use_document_model=False, mute_progress_bars=True)
 
 
 def _to_plain(obj: Any) -> Any:
@@ -149,6 +157,29 @@ class _Caller:
                     ) from None
                 self.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The cache manifest, checked; a ValueError naming the file when it is unusable."""
+    how = "delete it and run `mp-audit fetch` to rebuild the cache"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cache manifest {path} is corrupt ({exc}); {how}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"cache manifest {path} is not a JSON object; {how}")
+    missing = [k for k in ("db_version", "n_materials", "chunks") if k not in manifest]
+    if missing or not isinstance(manifest["chunks"], list):
+        raise ValueError(f"cache manifest {path} lacks {missing or ['a list of chunks']}; {how}")
+    return manifest
+
+
+def _database_version(call: _Caller, client: Any) -> str:
+    # mp-api >= 0.42 exposes ``db_version``; ``get_database_version()`` is deprecated there
+    version = getattr(client, "db_version", None)
+    if not version:
+        version = call("database version", client.get_database_version)
+    return str(version)
 
 
 def _sha256(path: Path) -> str:
@@ -214,6 +245,7 @@ def fetch_mp(
     chunk_size: int = 1000,
     elasticity: bool = False,
     progress: bool = True,
+    endpoint: str | None = None,
     client_factory: Callable[[str], Any] | None = None,
     retries: int = 5,
     backoff: float = 1.0,
@@ -231,9 +263,12 @@ def fetch_mp(
         Materials per chunk file (fixed for a database version once the manifest exists).
     elasticity
         Also fetch elasticity documents (raw tensor and its own structure).
+    endpoint
+        REST endpoint of the default client (default: mp-api's, i.e.
+        ``https://api.materialsproject.org/`` or ``$MP_API_ENDPOINT``); for mirrors and tests.
     client_factory
-        ``api_key -> client`` with the ``mp_api.client.MPRester`` interface (tests pass a
-        fake one; the default builds an ``MPRester``).
+        ``api_key -> client`` with the ``mp_api.client.MPRester`` interface; the default
+        builds an ``MPRester`` (``use_document_model=False``) on ``endpoint``.
     retries, backoff, sleep
         Retries per request, first back-off in seconds (doubling), sleep function.
 
@@ -248,17 +283,32 @@ def fetch_mp(
     if not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries={retries!r}: expected an int >= 0")
     key = resolve_api_key(api_key)
-    client = (client_factory or _default_client)(key)
     call = _Caller(key, retries, backoff, sleep)
-    version = str(call("database version", client.get_database_version))
+    factory = client_factory or (lambda k: _default_client(k, endpoint))
+    # MPRester asks the server for its version on construction: retried like any request
+    client = call("connecting to the Materials Project", lambda: factory(key))
+    version = _database_version(call, client)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", version):
         raise MPFetchError(f"unexpected database version {version!r}")
     folder = default_cache_dir(cache_dir) / f"mp-{version}"
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    manifest = None
+    if manifest_path.is_file():
+        try:
+            manifest = _read_manifest(manifest_path)
+        except ValueError as exc:  # rebuilt below: the chunks are fetched again
+            warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
     if manifest is None or manifest.get("elasticity") != elasticity:
-        docs = call("material id listing", client.materials.summary.search, fields=["material_id"])
+        # ``num_chunks`` makes mp-api page through the REST endpoint (small id-only pages)
+        # instead of downloading the whole summary collection from its S3 bucket
+        docs = call(
+            "material id listing",
+            client.materials.summary.search,
+            fields=["material_id"],
+            chunk_size=LIST_PAGE,
+            num_chunks=_ALL_PAGES,
+        )
         ids = sorted({str(_to_plain(d)["material_id"]) for d in docs})
         chunks = [ids[k : k + chunk_size] for k in range(0, len(ids), chunk_size)]
         manifest = {
@@ -297,24 +347,26 @@ def _complete_caches(root: Path) -> list[Path]:
     out = []
     for folder in sorted(root.glob("mp-*")):
         manifest = folder / "manifest.json"
-        if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
+        if manifest.is_file() and _read_manifest(manifest).get("complete"):
             out.append(folder)
     return out
 
 
+#: properties of a cached MP record that reach ``entry.props``
+RECORD_PROPERTIES = (
+    "band_gap",
+    "formation_energy_per_atom",
+    "energy_above_hull",
+    "theoretical",
+    "deprecated",
+    "run_type",
+    "nsites",
+    "elastic_tensor",
+)
+
+
 def _entry(rec: dict[str, Any]) -> Entry:
-    props = {
-        k: rec.get(k)
-        for k in (
-            "band_gap",
-            "formation_energy_per_atom",
-            "energy_above_hull",
-            "theoretical",
-            "deprecated",
-            "run_type",
-            "nsites",
-        )
-    }
+    props = {k: rec.get(k) for k in RECORD_PROPERTIES if k != "elastic_tensor"}
     if rec.get("elastic_tensor") is not None:
         props["elastic_tensor"] = rec["elastic_tensor"]
     return Entry(str(rec["material_id"]), rec.get("structure"), props)
@@ -323,7 +375,10 @@ def _entry(rec: dict[str, Any]) -> Entry:
 def read_cache(folder: str | os.PathLike) -> Dataset:
     """Dataset over a cache folder, read one chunk at a time (memory stays flat)."""
     folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not an mp-audit cache: no manifest.json in it")
+    manifest = _read_manifest(path)
     n_chunks = len(manifest["chunks"])
     bad = [k for k in range(n_chunks) if not chunk_ok(folder, k)]
     if bad:

@@ -21,7 +21,7 @@ from ._audits import (
     summarize,
 )
 from ._dataset import Dataset, Entry
-from ._geometry import DEFAULT_R_CUTS
+from ._geometry import DEFAULT_R_CUTS, check_r_cuts
 from ._loaders import load
 
 #: entries handed to the pool at once; bounds memory on 150k+ structure datasets
@@ -39,10 +39,21 @@ def _chunks(items: Iterator[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _check_jobs(jobs: int) -> int:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _check_jobs(jobs: int, work: int | None = None) -> int:
+    """Worker processes: ``jobs`` (0 = all cores) capped at the cores and at ``work`` items."""
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 0:
         raise ValueError(f"jobs={jobs!r}: expected an int >= 1, or 0 for all CPU cores")
-    return jobs or (os.cpu_count() or 1)
+    jobs = min(jobs or _cores(), _cores())
+    if work is not None:
+        jobs = min(jobs, max(work, 1))
+    return jobs
 
 
 def map_entries(
@@ -56,17 +67,19 @@ def map_entries(
     """Run :func:`mp_audit.audit_entry` over a dataset, streaming it in chunks.
 
     Only the small per-structure records are kept, so memory stays flat however large
-    the dataset. ``jobs`` > 1 uses a process pool (``0`` = all cores).
+    the dataset. ``jobs`` > 1 uses a process pool (``0`` = all cores); the pool never has
+    more workers than cores or entries (``--jobs 64`` on 3 entries starts 3 workers).
 
     Returns
     -------
     pandas.DataFrame
         One row per entry, in dataset order.
     """
-    jobs = _check_jobs(jobs)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    r_cuts = check_r_cuts(r_cuts)
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r}: expected an int >= 1")
-    fn = functools.partial(audit_entry, r_cuts=tuple(float(r) for r in r_cuts))
+    jobs = _check_jobs(jobs, dataset.size)
+    fn = functools.partial(audit_entry, r_cuts=r_cuts)
     # each chunk becomes a small columnar frame at once: 150k dicts would cost far more
     frames: list[pd.DataFrame] = []
     bar = tqdm(
@@ -155,11 +168,22 @@ def audit(
     jobs
         Worker processes of the map step (0 = all cores).
     load_options
-        Passed to :func:`mp_audit.load` (``api_key``, ``cache_dir``, ``limit``).
+        Passed to :func:`mp_audit.load` (``columns``, ``api_key``, ``cache_dir``,
+        ``limit``, ...); a TypeError when ``source`` is already a :class:`Dataset`.
     """
+    # every argument is checked before any data is read or any worker started
+    r_cuts = check_r_cuts(r_cuts)
+    _check_jobs(jobs)
+    if not 0 < target <= 1:
+        raise ValueError(f"target={target!r}: expected a fraction in (0, 1]")
     layers = [int(x) for x in layers]
     if not layers or min(layers) < 1:
         raise ValueError(f"layers={layers!r}: expected positive layer counts")
+    if isinstance(source, Dataset) and load_options:
+        raise TypeError(
+            f"audit() got load options {sorted(load_options)} with a Dataset: they only "
+            "apply when source is a path or name (use dataset.head(n) to limit a Dataset)"
+        )
     ds = source if isinstance(source, Dataset) else load(source, **load_options)
     table = map_entries(ds, r_cuts=r_cuts, jobs=jobs, chunk_size=chunk_size, progress=progress)
     if ds.load_failures:

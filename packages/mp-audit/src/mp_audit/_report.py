@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +65,19 @@ def comparison_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = [["structures", _fmt(summary.get("n_entries")), _fmt(t["n_entries"])]]
     issues = summary.get("data_issues", {})
     rows.append(["unexpected run type", _fmt(issues.get("n_unexpected_run_type")), "3158"])
-    nn = summary.get("nearest_neighbour")
+    nn = summary.get("nearest_neighbor")
     if nn:
         rows += [
-            ["nearest-neighbour distance > 6 Å", _fmt(nn["nn_max"]["above_6A"]), "174"],
-            ["max nearest-neighbour distance (Å)", _fmt(nn["nn_max"]["max"], 1), "13.4"],
+            ["nearest-neighbor distance > 6 Å", _fmt(nn["nn_max"]["above_6A"]), "174"],
+            ["max nearest-neighbor distance (Å)", _fmt(nn["nn_max"]["max"], 1), "13.4"],
         ]
-        g = summary["graph"].get(f"{summary.get('graph_r_cut', 5.0):g}", {})
+        r = summary["graph_r_cut"]
+        g = summary["graph"][f"{r:g}"]
+        thesis = r == 5.0  # the thesis's numbers are at 5 Å
         rows += [
-            ["diameter at 5 Å > 9", _fmt(g.get("above_9")), "152"],
-            ["max finite diameter at 5 Å", _fmt(g.get("max_finite")), "32"],
-            ["disconnected at 5 Å", _fmt(g.get("disconnected")), "n/a"],
+            [f"diameter at {r:g} Å > 9", _fmt(g["above_9"]), "152" if thesis else "n/a"],
+            [f"max finite diameter at {r:g} Å", _fmt(g["max_finite"]), "32" if thesis else "n/a"],
+            [f"disconnected at {r:g} Å", _fmt(g["disconnected"]), "n/a"],
         ]
         cs = summary["cell_spheres"]
         rows += [
@@ -142,7 +147,7 @@ def _blocks(summary: dict[str, Any], rec: dict[str, Any], figures: dict[str, Pat
     rows.insert(0, ["parse failures", _ids([f["material_id"] for f in issues["parse_failures"]])])
     b.append(("table", ["issue", "count (ids)"], rows))
     for section, names in [
-        ("Radial cut-off (§2.2.1)", ["nearest_neighbour", "graph_diameter"]),
+        ("Radial cut-off (§2.2.1)", ["nearest_neighbor", "graph_diameter"]),
         ("Cell geometry", ["inscribed_radius", "enclosing_radius"]),
         ("Band gap (§2.3.1)", ["band_gap", "sqrt_band_gap"]),
         ("Formation energy (§2.3.2)", ["formation_energy", "formation_energy_by_run_type"]),
@@ -231,12 +236,15 @@ def _html(blocks: list, figures: dict[str, Path], title: str) -> str:
 def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
     """Write ``summary.json``, the PNG figures, ``report.md`` and ``report.html``.
 
+    Everything is written into a temporary folder beside ``out_dir`` first and moved in at
+    the end, so a failure leaves no partial report (and no new folder) behind.
+
     Parameters
     ----------
     result
         An :class:`mp_audit.AuditResult`.
     out_dir
-        Output folder (created).
+        Output folder (created; files of an earlier report in it are replaced).
 
     Returns
     -------
@@ -245,7 +253,21 @@ def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
         and each figure name.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir={str(out)!r} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        written = _write_all(result, tmp)
+        out.mkdir(exist_ok=True)
+        for path in written.values():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {key: out / path.name for key, path in written.items()}
+
+
+def _write_all(result: Any, out: Path) -> dict[str, Path]:
     figures = make_figures(result.table, result.summary, out)
     summary_path = out / "summary.json"
     payload = {"summary": result.summary, "recommendation": result.recommendation, "thesis": THESIS}

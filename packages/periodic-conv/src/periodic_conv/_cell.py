@@ -53,6 +53,8 @@ _DEFECT_NO_REDUCE = 2.0
 _SINGULAR = 1e-13
 _LLL_DELTA = 0.99
 _LLL_MAX_STEPS = 1000
+_EYE = np.eye(3, dtype=np.int64)
+_EYE.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ def check_r_cut(r_cut: Any, name: str = "r_cut") -> float:
     ValueError
         When ``r_cut`` is not finite or outside ``[MIN_R_CUT, MAX_R_CUT]``.
     """
+    if type(r_cut) is float or type(r_cut) is int:
+        if MIN_R_CUT <= r_cut <= MAX_R_CUT:
+            return float(r_cut)
     value = r_cut
     if hasattr(value, "shape") and hasattr(value, "item") and not isinstance(value, numbers.Real):
         # a one-element torch tensor or numpy array
@@ -146,11 +151,17 @@ def _cross(u: list[float], v: list[float]) -> list[float]:
 
 
 def _heights(rows: list[list[float]], volume: float) -> list[float]:
-    a, b, c = rows
-    return [
-        volume / math.sqrt(_dot(x, x)) if _dot(x, x) > 0 else 0.0
-        for x in (_cross(b, c), _cross(c, a), _cross(a, b))
-    ]
+    """V / |a_j x a_k| for each row i (0 where the cross product vanishes)."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+    out = []
+    for x, y, z in (
+        (by * cz - bz * cy, bz * cx - bx * cz, bx * cy - by * cx),  # b x c
+        (cy * az - cz * ay, cz * ax - cx * az, cx * ay - cy * ax),  # c x a
+        (ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx),  # a x b
+    ):
+        area = math.sqrt(x * x + y * y + z * z)
+        out.append(volume / area if area > 0 else 0.0)
+    return out
 
 
 def _lll(rows: list[list[float]], idx: list[int]) -> list[list[int]] | None:
@@ -200,6 +211,47 @@ def _lll(rows: list[list[float]], idx: list[int]) -> list[list[int]] | None:
         for c, j in enumerate(idx):
             full[i][j] = u[r][c]
     return full
+
+
+def _int_arg(value: Any, name: str, minimum: int) -> int:
+    if type(value) is not int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}"
+            )
+        value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _rows(cell: Any, name: str) -> list[list[float]]:
+    """The cell as 3 lists of 3 finite Python floats (fast for a list of lists of floats)."""
+    rows: list[list[float]] = []
+    if type(cell) is list and len(cell) == 3:
+        try:
+            rows = [[float(x) for x in row] for row in cell]
+        except (TypeError, ValueError):
+            rows = []
+        if any(len(row) != 3 for row in rows):
+            rows = []
+    if not rows:
+        try:
+            arr = np.asarray(cell, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be a 3x3 array of lattice vectors (rows, Å), "
+                f"got {type(cell).__name__}"
+            ) from exc
+        if arr.shape != (3, 3):
+            raise ValueError(
+                f"{name} must have shape [3, 3] (rows = lattice vectors), got {arr.shape}"
+            )
+        rows = arr.tolist()
+    total = sum(rows[0]) + sum(rows[1]) + sum(rows[2])
+    if not math.isfinite(total) and not all(math.isfinite(x) for row in rows for x in row):
+        raise ValueError(f"{name} must be finite, got {_fmt_cell(rows)}")
+    return rows
 
 
 def _fmt_cell(rows: list[list[float]]) -> str:
@@ -268,78 +320,44 @@ def check_cell(
     ([5.0, 5.0, 0.001], [0.0, 0.0, 0.001])
     """
     r = check_r_cut(r_cut)
-    if n_atoms is None:
-        n = 1
-    elif isinstance(n_atoms, (bool, np.bool_)) or not isinstance(n_atoms, numbers.Integral):
-        raise TypeError(
-            f"n_atoms must be an integer >= 0, got {type(n_atoms).__name__} {n_atoms!r}"
-        )
-    elif n_atoms < 0:
-        raise ValueError(f"n_atoms must be an integer >= 0, got {n_atoms}")
-    else:
-        n = int(n_atoms)
-    if max_edges is None:
-        limit = DEFAULT_MAX_EDGES
-    elif isinstance(max_edges, (bool, np.bool_)) or not isinstance(max_edges, numbers.Integral):
-        raise TypeError(
-            f"max_edges must be an integer > 0, got {type(max_edges).__name__} {max_edges!r}"
-        )
-    elif max_edges <= 0:
-        raise ValueError(f"max_edges must be an integer > 0, got {max_edges}")
-    else:
-        limit = int(max_edges)
-    if isinstance(cell_tol, (bool, np.bool_)) or not isinstance(cell_tol, numbers.Real):
-        raise TypeError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    n = 1 if n_atoms is None else _int_arg(n_atoms, "n_atoms", 0)
+    limit = DEFAULT_MAX_EDGES if max_edges is None else _int_arg(max_edges, "max_edges", 1)
+    if type(cell_tol) is not float:  # fast path for the common case
+        if isinstance(cell_tol, (bool, np.bool_)) or not isinstance(cell_tol, numbers.Real):
+            raise TypeError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
     if not 0.0 <= cell_tol < 1.0:
         raise ValueError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
-    if isinstance(pbc, (bool, np.bool_)):
+    if pbc is True or pbc is False:
+        pbc3 = (pbc, pbc, pbc)
+    elif isinstance(pbc, np.bool_):
         pbc3 = (bool(pbc),) * 3
     else:
-        pbc3 = tuple(bool(p) for p in pbc)
+        pbc3 = tuple(bool(p) for p in pbc)  # type: ignore[assignment]
         if len(pbc3) != 3:
             raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r}")
-
-    if isinstance(cell, list) and len(cell) == 3:
-        try:
-            rows = [[float(x) for x in row] for row in cell]
-        except TypeError:
-            rows = []
-        if any(len(row) != 3 for row in rows):
-            rows = []
-    else:
-        rows = []
-    if not rows:
-        try:
-            arr = np.asarray(cell, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"{name} must be a 3x3 array of lattice vectors (rows, Å), "
-                f"got {type(cell).__name__}"
-            ) from exc
-        if arr.shape != (3, 3):
-            raise ValueError(
-                f"{name} must have shape [3, 3] (rows = lattice vectors), got {arr.shape}"
-            )
-        rows = arr.tolist()
-    if not all(math.isfinite(x) for row in rows for x in row):
-        raise ValueError(f"{name} must be finite, got {_fmt_cell(rows)}")
-
-    eye = np.eye(3, dtype=np.int64)
-    a, b, c = rows
-    volume = abs(_dot(a, _cross(b, c)))
+    rows = _rows(cell, name)
+    eye = _EYE
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+    volume = abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
     if not any(pbc3):
         inf = math.inf
         return CellCheck(np.array(rows), eye, volume, (inf, inf, inf), (0, 0, 0), n)
 
-    lengths = [math.sqrt(_dot(x, x)) for x in rows]
-    scale = lengths[0] * lengths[1] * lengths[2]
-    flat_msg = (
-        f"{name} = {_fmt_cell(rows)} Å is flat or nearly flat: |det| = {volume:.3e} Å^3 "
-        f"<= cell_tol * |a||b||c| = {{bound:.3e}} Å^3 (cell_tol={cell_tol:g}, measured on the "
-        f"LLL-reduced cell); a periodic cell needs volume"
+    scale = math.sqrt(
+        (ax * ax + ay * ay + az * az)
+        * (bx * bx + by * by + bz * bz)
+        * (cx * cx + cy * cy + cz * cz)
     )
+
+    def flat(bound: float) -> ValueError:
+        return ValueError(
+            f"{name} = {_fmt_cell(rows)} Å is flat or nearly flat: |det| = {volume:.3e} Å^3 "
+            f"<= cell_tol * |a||b||c| = {bound:.3e} Å^3 (cell_tol={cell_tol:g}, measured on "
+            "the LLL-reduced cell); a periodic cell needs volume"
+        )
+
     if not volume > _SINGULAR * scale:
-        raise ValueError(flat_msg.format(bound=max(cell_tol, _SINGULAR) * scale))
+        raise flat(max(cell_tol, _SINGULAR) * scale)
 
     heights = _heights(rows, volume)
     shells = _shells(r, heights, pbc3)
@@ -349,7 +367,7 @@ def check_cell(
     if scale > _DEFECT_NO_REDUCE * volume and len(periodic) >= 2:
         u = _lll(rows, periodic)
         if u is None:
-            raise ValueError(flat_msg.format(bound=max(cell_tol, _SINGULAR) * scale))
+            raise flat(max(cell_tol, _SINGULAR) * scale)
         cand = [[sum(u[i][k] * rows[k][d] for k in range(3)) for d in range(3)] for i in range(3)]
         cand_h = _heights(cand, volume)
         cand_shells = _shells(r, cand_h, pbc3)
@@ -359,7 +377,7 @@ def check_cell(
             transform = np.array(u, dtype=np.int64)
             reduced, heights, shells = cand, cand_h, cand_shells
     if not volume > cell_tol * scale:
-        raise ValueError(flat_msg.format(bound=cell_tol * scale))
+        raise flat(cell_tol * scale)
 
     density = n / volume
     sphere = 4.0 / 3.0 * math.pi * r**3
@@ -374,7 +392,7 @@ def check_cell(
             else f"no r_cut >= {MIN_R_CUT:g} Å fits this cell"
         )
         thin = min(h for h, p in zip(heights, pbc3) if p)
-        flat = (
+        thin_msg = (
             f"; the cell is thin (nearly flat): {thin:.3g} Å between lattice planes, so "
             f"r_cut spans {max(shells):,} periodic images"
             if thin * 100 < r
@@ -383,7 +401,7 @@ def check_cell(
         raise ValueError(
             f"{name} = {_fmt_cell(rows)} Å with r_cut={r:g} Å would give about "
             f"{estimate_f:,.0f} edges for {n} atoms in {volume:.3g} Å^3, above "
-            f"max_edges={limit:,}{flat} (heights of the reduced cell "
+            f"max_edges={limit:,}{thin_msg} (heights of the reduced cell "
             f"{[float(f'{h:.4g}') for h in heights]} Å). Allowed: {allowed} and "
             f"max_edges={limit:,}; lower r_cut, raise max_edges or fix the cell"
         )
