@@ -474,3 +474,70 @@ def test_radial_mlp_shape(seed):
     out = mlp(basis(r), polynomial_cutoff(r, 5.0))
     assert out.shape == (11, 7)
     assert bool((out[r >= 5.0] == 0).all())
+
+
+def test_isolated_atoms_give_finite_outputs_and_gradients():
+    """A cell whose atoms have no neighbour within r_cut (bcc Cs, a = 6.1 Å, at 5 Å):
+    convolutions give exactly zero there, and nothing becomes NaN, forward or backward."""
+    cfg = NetworkConfig(targets=TARGETS, dtype="float64", num_layers=2)
+    net = xtalnet.Network(cfg)
+    batch = collate([bulk("Cs", "bcc", a=6.1), bulk("NaCl", "rocksalt", a=5.64)], cfg)
+    assert int((batch.graph.counts == 0).sum()) == 1
+    out = net(batch)
+    loss = sum(v.square().sum() for v in out.values())
+    loss.backward()
+    assert all(bool(torch.isfinite(v).all()) for v in out.values())
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+
+
+@pytest.mark.cuda
+def test_cuda_network_agrees_with_cpu(small_structures):
+    cfg = NetworkConfig(targets=TARGETS, dtype="float64", num_layers=3)
+    net = xtalnet.Network(cfg)
+    batch = collate(small_structures, cfg)
+    with torch.no_grad():
+        cpu = net(batch)
+        gpu = net.to("cuda")(batch.to("cuda"))
+    for k in cpu:
+        torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-9, atol=1e-11)
+
+
+def test_state_dict_round_trip_with_weights_only(tmp_path, small_structures):
+    """A saved state_dict (parameters, radial standardisation, fitted heads) loads with
+    ``weights_only=True`` into a fresh network of the same config and predicts the same."""
+    cfg = NetworkConfig(targets=TARGETS, dtype="float64", num_layers=2, seed=3)
+    net = fitted_net(cfg)
+    path = tmp_path / "net.pt"
+    torch.save(net.state_dict(), path)
+    fresh = xtalnet.Network(NetworkConfig.from_json(cfg.to_json()).replace(seed=4))
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    a, b = net.predict(small_structures), fresh.predict(small_structures)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_checkpointing_gives_the_same_gradients(small_structures):
+    """``checkpoint=True`` recomputes R and the convolution in backward: same loss and
+    gradients, and no layer's R is kept by the autograd graph."""
+    grads = []
+    for ckpt in (False, True):
+        cfg = NetworkConfig(targets=["formation_energy_per_atom", "dielectric"],
+                            dtype="float64", num_layers=3, checkpoint=ckpt)  # fmt: skip
+        net = xtalnet.Network(cfg)
+        batch = collate(small_structures, cfg)
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t.shape)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(batch)
+        loss = sum(v.square().sum() for v in out.values())
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        widths = {layer.conv.weight_numel for layer in net.layers}
+        has_r = any(len(s) == 2 and s[0] == batch.num_edges and s[1] in widths for s in saved)
+        assert has_r is (not ckpt)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -104,6 +104,10 @@ class NetworkConfig:
         Per-atom, per-irrep-block RMS normalisation of every convolution output (see
         :class:`xtalnet.model.BlockRMSNorm`: W alone does not keep real crystals at unit
         variance).
+    checkpoint : bool
+        Recompute each layer's radial weights R and convolution in the backward pass
+        (activation checkpointing): peak training memory holds one layer's R instead of all,
+        for about one extra convolution forward per layer.
     norm_eps : float
         Relative floor of that normalisation (0 < norm_eps < 1).
     band_gap_prior : tuple (p, mu, sigma) or None
@@ -131,6 +135,7 @@ class NetworkConfig:
     max_edges: int = 200_000
     residual: bool = True
     feature_norm: bool = True
+    checkpoint: bool = False
     norm_eps: float = 1e-3
     band_gap_prior: tuple[float, float, float] | None = None
     seed: int = 0
@@ -176,6 +181,8 @@ class NetworkConfig:
         _check_int(self.max_edges, "max_edges", 1)
         if not isinstance(self.residual, bool):
             raise TypeError(f"residual must be a bool, got {self.residual!r}")
+        if not isinstance(self.checkpoint, bool):
+            raise TypeError(f"checkpoint must be a bool, got {self.checkpoint!r}")
         if not isinstance(self.feature_norm, bool):
             raise TypeError(f"feature_norm must be a bool, got {self.feature_norm!r}")
         eps = self.norm_eps

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 from gaunt_elastic import CartesianTensor
+from rsh import Irreps
 from torch import nn
 from torch.nn import functional as F
-
-try:  # rsh.Irreps arrives with the shared vocabulary (tag foundation-ready)
-    from rsh import Irreps as _Irreps
-except ImportError:  # pragma: no cover - before the foundation merge
-    _Irreps = None
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -107,21 +104,6 @@ VOIGT_COLUMNS: frozenset[str] = frozenset(
 
 #: Voigt index -> Cartesian pair: 1=xx, 2=yy, 3=zz, 4=yz, 5=xz, 6=xy (0-based here).
 VOIGT_PAIRS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-
-
-def _make_irreps(text: str) -> Any:
-    """``rsh.Irreps`` of ``text`` when available (else the e3nn string itself)."""
-    return _Irreps(text) if _Irreps is not None else text
-
-
-def _irreps_dim(irreps: Any) -> int:
-    if hasattr(irreps, "dim"):
-        return int(irreps.dim)
-    total = 0
-    for term in str(irreps).split("+"):
-        mul, _, rest = term.partition("x")
-        total += int(mul) * (2 * int(rest[:-1]) + 1)
-    return total
 
 
 @functools.lru_cache(maxsize=32)
@@ -180,6 +162,8 @@ class TargetSpec:
                 f"target {self.column!r}: unknown kind {self.kind!r}; allowed kinds are "
                 f"{', '.join(KINDS)} (tensor as 'tensor=FORMULA', e.g. 'tensor=ij=ji')"
             )
+        if isinstance(self.formula, str):
+            object.__setattr__(self, "formula", "".join(self.formula.split()))
         if self.kind == "tensor":
             if not isinstance(self.formula, str) or not self.formula:
                 raise ValueError(
@@ -225,21 +209,18 @@ class TargetSpec:
         column = column.strip()
         if not column:
             raise ValueError(f"target {text!r}: empty column name; expected 'COLUMN[:KIND]'")
+        default_kind, default_formula = DEFAULT_KINDS.get(column, ("scalar", None))
         if not sep:
-            kind, formula = DEFAULT_KINDS.get(column, ("scalar", None))
-            return cls(column, kind, formula)
+            return cls(column, default_kind, default_formula)
         kind_text = kind_text.replace(" ", "")
         kind, eq, formula_text = kind_text.partition("=")
         if kind == "tensor":
-            if eq:
-                formula: str | None = formula_text
-            else:
-                default_kind, formula = DEFAULT_KINDS.get(column, ("scalar", None))
-                if default_kind != "tensor":
-                    raise ValueError(
-                        f"target {text!r}: column {column!r} has no default tensor formula; "
-                        f"write '{column}:tensor=FORMULA' (e.g. 'tensor=ij=ji')"
-                    )
+            formula = formula_text if eq else default_formula
+            if not eq and default_kind != "tensor":
+                raise ValueError(
+                    f"target {text!r}: column {column!r} has no default tensor formula; "
+                    f"write '{column}:tensor=FORMULA' (e.g. 'tensor=ij=ji')"
+                )
             return cls(column, "tensor", formula)
         if eq:
             raise ValueError(
@@ -275,7 +256,7 @@ class Head(nn.Module):
     ----------
     spec : TargetSpec
         The target.
-    irreps_in : str
+    irreps_in : str or rsh.Irreps
         Irreps the trunk must deliver for this target (pooled per structure).
     dtype : torch.dtype
         ``torch.float32`` or ``torch.float64``: dtype of the buffers and encoded targets.
@@ -295,14 +276,14 @@ class Head(nn.Module):
     n_skipped_buffer: torch.Tensor
     fitted_buffer: torch.Tensor
 
-    def __init__(self, spec: TargetSpec, irreps_in: str, dtype: torch.dtype) -> None:
+    def __init__(self, spec: TargetSpec, irreps_in: str | Irreps, dtype: torch.dtype) -> None:
         super().__init__()
         if not isinstance(spec, TargetSpec):
             raise TypeError(f"spec must be a TargetSpec, got {type(spec).__name__}")
         self.spec = spec
-        self.dtype = _check_dtype(dtype)
-        self.irreps_in = _make_irreps(irreps_in)
-        self.dim = _irreps_dim(self.irreps_in)
+        self._init_dtype = _check_dtype(dtype)
+        self.irreps_in = Irreps(irreps_in)
+        self.dim = self.irreps_in.dim
         self.register_buffer("n_fit_buffer", torch.zeros((), dtype=torch.long))
         self.register_buffer("n_skipped_buffer", torch.zeros((), dtype=torch.long))
         self.register_buffer("fitted_buffer", torch.zeros((), dtype=torch.bool))
@@ -327,6 +308,18 @@ class Head(nn.Module):
     def n_skipped(self) -> int:
         """Train targets skipped (NaN or None) by the last :meth:`fit`."""
         return int(self.n_skipped_buffer)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the buffers (follows ``.to(dtype)``); encoded targets use it."""
+        for b in self.buffers():
+            if b.is_floating_point():
+                return b.dtype
+        return self._init_dtype
+
+    @property
+    def _device(self) -> torch.device:
+        return self.fitted_buffer.device
 
     def _require_fitted(self) -> None:
         if not self.fitted:
@@ -404,12 +397,26 @@ class Head(nn.Module):
         return self._check_pred(x, "x")
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the rows of ``target`` without NaN (0 if none)."""
+        """Mean squared error over the rows of ``target`` without NaN (0 if none).
+
+        Parameters
+        ----------
+        pred : Tensor [B, dim]
+            Standardised predictions (``forward``'s output).
+        target : Tensor [B, dim]
+            ``encode(values)``; rows with a NaN are missing labels and ignored.
+
+        Returns
+        -------
+        Tensor
+            Scalar (dimensionless, standardised units); no data-dependent branching, so it
+            compiles and never synchronises with the device.
+        """
         pred, target = self._check_pair(pred, target)
-        valid = ~torch.isnan(target).any(dim=1)
-        if not bool(valid.any()):
-            return pred.sum() * 0.0
-        return ((pred[valid] - target[valid]) ** 2).mean()
+        valid = ~torch.isnan(target).any(dim=1, keepdim=True)
+        diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+        count = valid.sum().clamp(min=1) * pred.shape[1]
+        return (diff**2).sum() / count
 
     def _check_pair(
         self, pred: torch.Tensor, target: torch.Tensor
@@ -483,7 +490,7 @@ class ScalarHead(Head):
         self._require_fitted()
         arr = self._values_1d(values)
         z = (self._transform(arr) - float(self.mean)) / float(self.std)
-        return torch.as_tensor(z, dtype=self.dtype).reshape(-1, 1)
+        return torch.as_tensor(z, dtype=self.dtype, device=self._device).reshape(-1, 1)
 
     def decode(self, pred: torch.Tensor) -> np.ndarray:
         """Standardised predictions [B, 1] -> physical values [B] (float64)."""
@@ -589,7 +596,7 @@ class BandGapHead(Head):
             Standard deviation of √gap over non-zero gaps, √eV, > 0.
         """
         for name, v in (("p", p), ("mu", mu), ("sigma", sigma)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ValueError(
                     f"target {self.target!r}: {name} must be a finite number, got {v!r}"
                 )
@@ -642,32 +649,33 @@ class BandGapHead(Head):
         z = z / float(self.sigma)
         out = np.stack([is_gap, z], axis=1)
         out[np.isnan(arr)] = np.nan
-        return torch.as_tensor(out, dtype=self.dtype)
+        return torch.as_tensor(out, dtype=self.dtype, device=self._device)
 
-    def prior_logit(self) -> float:
-        """``log(p / (1 − p))`` with p clipped to [1e-3, 1 − 1e-3]."""
-        p = min(max(float(self.p), 1e-3), 1.0 - 1e-3)
-        return math.log(p / (1.0 - p))
+    def prior_logit(self) -> torch.Tensor:
+        """``log(p / (1 − p))`` with p clipped to [1e-3, 1 − 1e-3] (0-dim tensor)."""
+        return torch.logit(self.p.clamp(1e-3, 1.0 - 1e-3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[logit + prior_logit, z]`` [B, 2]."""
+        """``[logit + prior_logit, z]`` [B, 2] from the trunk's ``2x0e`` output."""
         x = self._check_pred(x, "x")
-        offset = torch.zeros(2, dtype=x.dtype, device=x.device)
-        offset[0] = self.prior_logit()
+        offset = torch.stack([self.prior_logit(), torch.zeros_like(self.p)]).to(x.dtype)
         return x + offset
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """BCE(logit, is_gap) over labelled rows + MSE(z) over rows with a non-zero gap."""
+        """BCE(logit, is_gap) over labelled rows + MSE(z) over rows with a non-zero gap.
+
+        Each term is a mean over its rows (a term without rows is 0); rows of ``target``
+        with a NaN are missing labels and ignored. Dimensionless scalar tensor.
+        """
         pred, target = self._check_pair(pred, target)
         valid = ~torch.isnan(target).any(dim=1)
-        if not bool(valid.any()):
-            return pred.sum() * 0.0
-        pred, target = pred[valid], target[valid]
-        bce = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0])
-        gap = target[:, 0] > 0.5
-        if bool(gap.any()):
-            return bce + ((pred[gap, 1] - target[gap, 1]) ** 2).mean()
-        return bce + pred[:, 1].sum() * 0.0
+        target = torch.nan_to_num(target)
+        zero = torch.zeros_like(pred[:, 0])
+        bce_rows = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0], reduction="none")
+        bce = torch.where(valid, bce_rows, zero).sum() / valid.sum().clamp(min=1)
+        gap = valid & (target[:, 0] > 0.5)
+        sq = torch.where(gap, (pred[:, 1] - target[:, 1]) ** 2, zero)
+        return bce + sq.sum() / gap.sum().clamp(min=1)
 
     def decode(self, pred: torch.Tensor) -> np.ndarray:
         """Band gaps [B], eV: 0 where P(gap > 0) < 0.5, else ``(σ z + μ)²``."""
@@ -786,7 +794,6 @@ class TensorHead(Head):
         if not isinstance(spec, TargetSpec) or spec.kind != "tensor" or spec.formula is None:
             raise ValueError(f"TensorHead needs a 'tensor' TargetSpec, got {spec!r}")
         ct = _tensor_type(spec.formula, spec.column)
-        parity = "e" if ct.rank % 2 == 0 else "o"
         # Irreps "MULxLp" in the order of CartesianTensor's components (sorted by l).
         super().__init__(spec, ct.irreps, dtype)
         self.tensor_type = ct
@@ -802,17 +809,22 @@ class TensorHead(Head):
             )
         self.symmetry_rtol = float(symmetry_rtol)
         self.ls: list[int] = ct.ls
-        self.parity = 1 if parity == "e" else -1
         self.cartesian_shape: tuple[int, ...] = (3,) * ct.rank
         self._voigt = _voigt_layout(ct)
         self.voigt_shape: tuple[int, ...] | None = self._voigt[0] if self._voigt else None
         self.output_layout = (
             "voigt" if spec.column in VOIGT_COLUMNS and self._voigt is not None else "cartesian"
         )
-        block_of = []
-        for b, l in enumerate(self.ls):
-            block_of.extend([b] * (2 * l + 1))
+        # One block per irrep copy: block index of every component, and which blocks are 0e.
+        block_of: list[int] = []
+        is_0e: list[bool] = []
+        for irrep in self.irreps_in:
+            for _ in range(irrep.mul):
+                block_of.extend([len(is_0e)] * (2 * irrep.l + 1))
+                is_0e.append(irrep.l == 0 and irrep.parity == 1)
+        assert [l for irrep in self.irreps_in for l in [irrep.l] * irrep.mul] == self.ls
         self._block_of = np.asarray(block_of, dtype=np.int64)
+        self._is_0e = is_0e
         self.register_buffer("basis", ct.change_of_basis(dtype), persistent=False)
         self.register_buffer("mean", torch.zeros(ct.dim, dtype=dtype))
         self.register_buffer("scale", torch.ones(ct.dim, dtype=dtype))
@@ -921,10 +933,10 @@ class TensorHead(Head):
         n_blocks = len(self.ls)
         mean = np.zeros(self.tensor_type.dim)
         ms = np.zeros(n_blocks)
-        for b, l in enumerate(self.ls):
+        for b in range(n_blocks):
             cols = self._block_of == b
             xb = x[:, cols]
-            if l == 0 and self.parity == 1:
+            if self._is_0e[b]:
                 mean[cols] = xb.mean()
             ms[b] = float(((xb - mean[cols]) ** 2).mean())
         scale = np.sqrt(ms)
@@ -932,8 +944,8 @@ class TensorHead(Head):
         if degenerate.any():
             fallback = float(np.sqrt(ms[~degenerate].mean())) if (~degenerate).any() else 1.0
             scale[degenerate] = fallback
-        self.mean.copy_(torch.as_tensor(mean, dtype=self.dtype))
-        self.scale.copy_(torch.as_tensor(scale[self._block_of], dtype=self.dtype))
+        self.mean.copy_(torch.as_tensor(mean))
+        self.scale.copy_(torch.as_tensor(scale[self._block_of]))
         self._mark_fitted(int((~missing).sum()), int(missing.sum()))
 
     def block_scales(self) -> np.ndarray:
@@ -948,7 +960,7 @@ class TensorHead(Head):
         x = self._to_irreps(flat, missing)
         mean = self.mean.detach().cpu().double().numpy()
         scale = self.scale.detach().cpu().double().numpy()
-        return torch.as_tensor((x - mean) / scale, dtype=self.dtype)
+        return torch.as_tensor((x - mean) / scale, dtype=self.dtype, device=self._device)
 
     def decode_irreps(self, pred: torch.Tensor) -> torch.Tensor:
         """Standardised predictions [B, dim] -> irreps in physical units [B, dim] (float64)."""

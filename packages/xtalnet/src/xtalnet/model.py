@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from periodic_conv import DataHub, PeriodicConvolution
 from rsh import Irreps
 from torch import nn
@@ -111,6 +112,10 @@ class BesselBasis(nn.Module):
     once by Gauss-Legendre quadrature, so that the radial MLP starts from unit-variance inputs.
     At r = 0 the limit n pi / r_cut sqrt(2/r_cut) is used.
     """
+
+    freq: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, num_basis: int, r_cut: float) -> None:
         super().__init__()
@@ -210,7 +215,11 @@ class RadialMLP(nn.Module):
 
     def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
         """basis [E, num_basis] (standardised), envelope [E] -> R [E, out_features]."""
-        return self.out(self._features(basis)) * envelope[:, None]
+        # u (W h + b) = [u h, u] @ [W, b]^T: one matrix product, no [E, out] elementwise pass
+        h = self._features(basis) * envelope[:, None]
+        h1 = torch.cat([h, envelope[:, None]], 1)
+        wb = torch.cat([self.out.weight, self.out.bias[:, None]], 1)
+        return h1 @ wb.T
 
 
 # --------------------------------------------------------------------------- equivariant maps
@@ -335,6 +344,9 @@ class Gate(nn.Module):
         Blocks with l > 0 (may be empty: ``rsh.Irreps([])``); one gate per multiplicity copy.
     """
 
+    gate_index: torch.Tensor
+    odd_mask: torch.Tensor
+
     def __init__(self, irreps_scalars: Any, irreps_gated: Any) -> None:
         super().__init__()
         irreps_scalars = Irreps(irreps_scalars, name="irreps_scalars")
@@ -441,6 +453,7 @@ class InteractionLayer(nn.Module):
         self.norm = BlockRMSNorm(conv_out, config.norm_eps) if config.feature_norm else None
         self.self_connection = EquivariantLinear(irreps_out, irreps_out, generator=generator)
         self.residual = bool(config.residual) and irreps_in == irreps_out
+        self.checkpoint = bool(config.checkpoint)
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
 
     def _check_reachable(self, irreps_in: Irreps, conv_out: Irreps, l_f: int) -> None:
@@ -454,10 +467,22 @@ class InteractionLayer(nn.Module):
                 "raise l_filter_max"
             )
 
+    def _convolve(
+        self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
+    ) -> torch.Tensor:
+        return self.conv(x, hub, self.radial(basis, envelope))
+
     def forward(
         self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
-        y = self.conv(x, hub, self.radial(basis, envelope))
+        if self.checkpoint and torch.is_grad_enabled():
+            # R [E, weight_numel] is the largest tensor of a layer; recomputing radial MLP and
+            # convolution in the backward pass keeps only one layer's R alive at a time.
+            y = torch.utils.checkpoint.checkpoint(
+                self._convolve, x, hub, basis, envelope, use_reentrant=False
+            )
+        else:
+            y = self._convolve(x, hub, basis, envelope)
         if self.norm is not None:
             y = self.norm(y)
         y = self.self_connection(self.gate(y))
@@ -470,7 +495,7 @@ class InteractionLayer(nn.Module):
 def _make_heads(config: NetworkConfig, dtype: torch.dtype) -> dict[str, nn.Module]:
     from xtalnet import heads as heads_mod
 
-    out = {}
+    out: dict[str, nn.Module] = {}
     for t in config.targets:
         spec = heads_mod.TargetSpec.parse(t)
         options: dict[str, float] = {}
@@ -604,7 +629,7 @@ class Network(nn.Module):
         for c, head in self.heads.items():
             if c not in targets:
                 continue
-            term = head.loss(outputs[c], targets[c])
+            term = getattr(head, "loss")(outputs[c], targets[c])  # noqa: B009 (a Head)
             total = term if total is None else total + term
         if total is None:
             raise ValueError(f"targets has none of the columns {sorted(self.heads)}")
@@ -631,7 +656,8 @@ class Network(nn.Module):
             for _, batch in iter_batches(structures, self.config, batch_size):
                 out = self(batch.to(device))
                 for c, head in self.heads.items():
-                    parts.setdefault(c, []).append(np.asarray(head.decode(out[c])))
+                    decode = getattr(head, "decode")  # noqa: B009 (a Head, typed nn.Module)
+                    parts.setdefault(c, []).append(np.asarray(decode(out[c])))
                     extra = getattr(head, "decode_extra", None)
                     if extra is not None:
                         for k, v in extra(out[c]).items():
