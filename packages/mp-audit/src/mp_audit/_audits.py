@@ -39,7 +39,8 @@ def voigt_reuss_bounds(tensor: Any) -> dict[str, float]:
     """Voigt, Reuss and Hill bulk/shear moduli (GPa) of a 6x6 stiffness matrix (GPa).
 
     Computed by pymatgen's :class:`~pymatgen.analysis.elasticity.ElasticTensor`
-    (``k_voigt``, ``k_reuss``, ``k_vrh``, ``g_voigt``, ``g_reuss``, ``g_vrh``).
+    (``k_voigt``, ``k_reuss``, ``g_voigt``, ``g_reuss``; Hill = their mean, as ``k_vrh`` and
+    ``g_vrh`` define it). About 5 ms per tensor.
 
     Parameters
     ----------
@@ -67,13 +68,15 @@ def voigt_reuss_bounds(tensor: Any) -> dict[str, float]:
             f"tensor has shape {c.shape}: expected a finite (6, 6) matrix in Voigt notation"
         )
     et = ElasticTensor.from_voigt(c)
+    k_v, k_r, g_v, g_r = (float(x) for x in (et.k_voigt, et.k_reuss, et.g_voigt, et.g_reuss))
+    # Hill: the mean of the bounds (pymatgen's k_vrh/g_vrh recompute both bounds: 2x slower)
     return {
-        "K_Voigt": float(et.k_voigt),
-        "K_Reuss": float(et.k_reuss),
-        "K_VRH": float(et.k_vrh),
-        "G_Voigt": float(et.g_voigt),
-        "G_Reuss": float(et.g_reuss),
-        "G_VRH": float(et.g_vrh),
+        "K_Voigt": k_v,
+        "K_Reuss": k_r,
+        "K_VRH": (k_v + k_r) / 2,
+        "G_Voigt": g_v,
+        "G_Reuss": g_r,
+        "G_VRH": (g_v + g_r) / 2,
     }
 
 
@@ -402,15 +405,20 @@ def _data_issues(table: pd.DataFrame, expected_run_types: Sequence[str]) -> dict
     return issues
 
 
+def _tail(values: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Median, maximum and the count above ``threshold`` (Å) of a distance column."""
+    return {
+        "median": float(np.median(values)),
+        "max": float(values.max()),
+        f"above_{threshold:g}A": int((values > threshold).sum()),
+    }
+
+
 def _nearest_neighbor_summary(geo: pd.DataFrame, r_cuts: Sequence[float]) -> dict[str, Any]:
     """§2.2.1, Fig. 2.2: largest nearest-neighbor distance; isolated atoms per cut-off."""
     nn = geo["nn_max"].to_numpy()
     return {
-        "nn_max": {
-            "median": float(np.median(nn)),
-            "max": float(nn.max()),
-            "above_6A": int((nn > 6).sum()),
-        },
+        "nn_max": _tail(nn, 6),
         "nn_min_min": float(geo["nn_min"].min()),
         "structures_with_isolated_atom": {
             f"{r:g}": int((geo[f"isolated_{r:g}"] > 0).sum()) for r in r_cuts
@@ -438,16 +446,8 @@ def _cell_spheres_summary(geo: pd.DataFrame, r_cuts: Sequence[float]) -> dict[st
     ins = geo["inscribed_radius"].to_numpy()
     enc = geo["enclosing_radius"].to_numpy()
     return {
-        "inscribed": {
-            "median": float(np.median(ins)),
-            "max": float(ins.max()),
-            "above_15A": int((ins > 15).sum()),
-        },
-        "enclosing": {
-            "median": float(np.median(enc)),
-            "max": float(enc.max()),
-            "above_50A": int((enc > 50).sum()),
-        },
+        "inscribed": _tail(ins, 15),
+        "enclosing": _tail(enc, 50),
         # at most one copy of an atom in the neighborhood iff r_cut < inscribed radius
         "fraction_single_copy": {f"{r:g}": float(np.mean(ins > r)) for r in r_cuts},
         # every atom appears at least once iff r_cut > enclosing radius
