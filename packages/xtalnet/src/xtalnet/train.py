@@ -376,7 +376,7 @@ def split_indices(
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
 
 
-def _subset(prep: Prepared, idx: Sequence[int]) -> Prepared:
+def _subset(prep: Prepared, idx: Any) -> Prepared:
     return Prepared(
         [prep.ids[i] for i in idx],
         [prep.structures[i] for i in idx],
@@ -437,7 +437,12 @@ def _collate(samples: Sequence[Sample], idx: Sequence[int]) -> Batch:
 
 
 # =============================================================================== loss
-def _loss_parts(head: nn.Module, pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+def _heads(net: Network) -> list[tuple[str, Any]]:
+    """``(column, head)`` pairs of a network (heads typed loosely: each kind adds methods)."""
+    return list(net.heads.items())
+
+
+def _loss_parts(head: Any, pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
     """Sums whose ratios to :func:`_loss_counts` give ``head.loss`` (exact decomposition)."""
     from xtalnet.heads import BandGapHead
 
@@ -454,7 +459,7 @@ def _loss_parts(head: nn.Module, pred: torch.Tensor, target: torch.Tensor) -> li
     return [head.loss(pred, target) * n]
 
 
-def _loss_counts(head: nn.Module, target: torch.Tensor) -> list[int]:
+def _loss_counts(head: Any, target: torch.Tensor) -> list[int]:
     from xtalnet.heads import BandGapHead
 
     valid = ~torch.isnan(target).any(dim=1)
@@ -471,7 +476,7 @@ def batch_loss(
 ) -> torch.Tensor:
     """Sum over targets and loss parts of (part sum on these rows) / (global count)."""
     total: torch.Tensor | None = None
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         for s, n in zip(_loss_parts(head, out[c], targets[c]), counts[c]):
             term = s / n if n else s * 0.0
             total = term if total is None else total + term
@@ -684,7 +689,7 @@ def _resolve_config(
     fields = dict(base)
     fields["targets"] = tuple(targets)
     if rec is not None:
-        kw = {}
+        kw: dict[str, Any] = {}
         if "r_cut" not in fields and rec.get("r_cut") is not None:
             kw["r_cut"] = float(rec["r_cut"])
         if "num_layers" not in fields and rec.get("layers") is not None:
@@ -704,7 +709,7 @@ def _encode(net: Network, samples: Sequence[Sample], what: str) -> dict[str, tor
     """Encoded targets of every sample, per column; a tensor that breaks its symmetry is
     reported by its material id."""
     out = {}
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         vals = [s.values.get(c) for s in samples]
         with _naming_bad_values(head, samples, vals, what):
             out[c] = head.encode(vals)
@@ -788,7 +793,7 @@ def _predict_samples(
         chunks = [p[c] for p in parts if c in p]
         std[c] = np.concatenate(chunks, 0)
     dec: dict[str, np.ndarray] = {}
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         t = torch.as_tensor(std[c], dtype=net.config.torch_dtype)
         dec[c] = np.asarray(head.decode(t))
         for k, v in head.decode_extra(t).items():
@@ -801,7 +806,7 @@ def _val_loss(
     net: Network, std: Mapping[str, np.ndarray], enc: Mapping[str, torch.Tensor]
 ) -> float:
     total = 0.0
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         pred = torch.as_tensor(std[c], dtype=torch.float64)
         tgt = enc[c].to(torch.float64)
         if bool((~torch.isnan(tgt).any(dim=1)).any()):
@@ -827,7 +832,7 @@ def metrics_of(
 ) -> dict[str, dict[str, float]]:
     """Per-target metrics (physical units) of decoded predictions against sample values."""
     out = {}
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         true, ok = _true_values(head, [s.values.get(c) for s in samples])
         if not ok.any():
             continue
@@ -842,7 +847,7 @@ def baseline_metrics(
     """Metrics of the mean predictor: the train mean (physical units) for every structure
     (band gap: the mean gap, with the train fraction of gaps as the probability)."""
     out = {}
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         tr, tr_ok = _true_values(head, [s.values.get(c) for s in train])
         true, ok = _true_values(head, [s.values.get(c) for s in samples])
         if not ok.any() or not tr_ok.any():
@@ -1202,7 +1207,7 @@ def _train(
 
     # ---------------------------------------------------------------- model
     net = Network(cfg)
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         vals = [s.values.get(c) for s in train_s]
         with _naming_bad_values(head, train_s, vals, "train"):
             head.fit(vals)
@@ -1216,7 +1221,8 @@ def _train(
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in net.parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
     optimizer = torch.optim.AdamW(
@@ -1283,14 +1289,15 @@ def _train(
             _checkpoint.save(payload(), out / name)
 
     # ---------------------------------------------------------------- SIGINT: finish the step
-    stop_flag = {"sigint": False}
+    stop_flag = {"sigint": False, "hard": False}
     previous_handler = None
     import threading
 
     if threading.current_thread() is threading.main_thread():
 
         def on_sigint(signum: int, frame: Any) -> None:
-            if stop_flag["sigint"]:
+            if stop_flag["sigint"]:  # second Ctrl-C: stop now, possibly mid-step: no save
+                stop_flag["hard"] = True
                 raise KeyboardInterrupt
             stop_flag["sigint"] = True
 
@@ -1369,6 +1376,9 @@ def _train(
             if stop_flag["sigint"]:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
+        if stop_flag.get("hard"):
+            log(f"interrupted twice: {out / 'last.pt'} keeps the last completed epoch")
+            raise
         state.elapsed = elapsed0 + time.time() - segment_start
         save("last.pt")
         if dist.main:
@@ -1538,7 +1548,7 @@ def load(
         ) from exc
     net.to(device)
     net.eval()
-    net.checkpoint_path = ckpt["path"]  # type: ignore[assignment]
+    net.checkpoint_path = ckpt["path"]
     return net
 
 
@@ -1571,7 +1581,7 @@ def evaluate(
     net.eval()
     metrics = metrics_of(net, dec, samples)
     write_predictions(outp / "predictions.csv", net, dec, samples)
-    for c, head in net.heads.items():
+    for c, head in _heads(net):
         true, ok = _true_values(head, [s.values.get(c) for s in samples])
         if ok.any():
             parity_plot(true[ok], dec[c][ok], f"{c} (n={int(ok.sum())})", UNITS.get(c, ""),
