@@ -603,6 +603,14 @@ class _Dist:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def max(self, *values: float) -> list[float]:
+        """Element-wise maximum over the ranks (every rank takes the same decisions)."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return t.tolist()
+
     def gather(self, obj: Any) -> list[Any]:
         if self.world == 1:
             return [obj]
@@ -1316,7 +1324,7 @@ def _train(
                 lambda: elapsed0 + time.time() - segment_start, cfg,
             )  # fmt: skip
             # ------------------------------------------------ epoch end: validate, save
-            state.elapsed = elapsed0 + time.time() - segment_start
+            state.elapsed = dist.max(elapsed0 + time.time() - segment_start)[0]
             with ema.applied(net):
                 std, dec = _predict_samples(net, val_s, dist, opts.batch_size)
                 val_loss = _val_loss(net, std, enc_val)
@@ -1341,9 +1349,12 @@ def _train(
                 state.bad_epochs += 1
             row["best"] = improved
             state.history.append(row)
-            if state.epoch == 1 and opts.time_limit is not None and opts.schedule == "cosine":
-                per_epoch = state.elapsed / 1
-                fit = max(1, int(opts.time_limit * 60 * 0.97 / max(per_epoch, 1e-9)))
+            if state.epoch in (1, 2) and opts.time_limit is not None and opts.schedule == "cosine":
+                # plan after epoch 1, again after epoch 2 (the first one carries warm-up costs)
+                prev = state.history[-2]["time_s"] if state.epoch == 2 else 0.0
+                per_epoch = max(state.elapsed - prev, 1e-9)
+                left = int((opts.time_limit * 60 * 0.97 - state.elapsed) / per_epoch)
+                fit = max(state.epoch, state.epoch + left)
                 state.planned_epochs = min(opts.epochs, fit)
                 schedule.total_steps = max(1, state.planned_epochs * steps_per_epoch)
                 log(f"time limit {opts.time_limit} min: cosine schedule planned over "
@@ -1373,7 +1384,8 @@ def _train(
             log(f"epoch {state.epoch}: train {row['train_loss']:.4f}  val {val_loss:.4f} "
                 f"(EMA; MAE {maes})  lr {row['lr']:.2e}  {row['time_s']:.0f} s"
                 + ("  *" if improved else ""))  # fmt: skip
-            if stop_flag["sigint"]:
+            if dist.max(float(stop_flag["sigint"]))[0]:
+                stop_flag["sigint"] = True
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         if stop_flag.get("hard"):
@@ -1496,11 +1508,15 @@ def _run_epoch(
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{_lr_of(optimizer):.1e}")
             if callback is not None:
                 callback({"epoch": state.epoch, "step": state.global_step, "loss": value})
-            if stop_flag["sigint"]:
+            # one decision for every rank: Ctrl-C on any rank, rank clocks differ
+            over = opts.time_limit is not None and elapsed() >= opts.time_limit * 60
+            sigint, over_any = dist.max(float(stop_flag["sigint"]), float(over))
+            if sigint:
+                stop_flag["sigint"] = True
                 raise KeyboardInterrupt
             if opts.max_steps is not None and state.global_step >= opts.max_steps:
                 break
-            if opts.time_limit is not None and elapsed() >= opts.time_limit * 60:
+            if over_any:
                 break
     finally:
         if bar is not None:
