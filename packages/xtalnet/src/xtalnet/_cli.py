@@ -31,7 +31,7 @@ _CONFIG_FLAGS = {
 # CLI flag -> TrainOptions field
 _OPTION_FLAGS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "clip",
-    "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict",
+    "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict", "noise",
 )  # fmt: skip
 
 
@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int)
     o.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
     o.add_argument("--max-steps", dest="max_steps", type=int)
+    o.add_argument("--noise", type=float, help="Gaussian position noise, Å (augmentation)")
     o.add_argument("--strict", action="store_true", default=None,
                    help="fail on unusable structures instead of skipping them")  # fmt: skip
     _common(t)

@@ -122,6 +122,10 @@ class TrainOptions:
         schedule is fitted to the epochs that fit in it after the first epoch.
     max_steps : int or None
         Stop after this many optimisation steps (e.g. for tests).
+    noise : float
+        Augmentation: standard deviation (Å) of Gaussian displacements added to every atom
+        of every training structure at every step (graphs rebuilt; seeded by step and
+        structure, so resume and DDP stay exact); 0 disables it.
     strict : bool
         Fail, listing them, on structures that cannot be used (parse failures, isolated
         atoms at r_cut, more edges than the budget) instead of skipping and counting them.
@@ -143,6 +147,7 @@ class TrainOptions:
     time_limit: float | None = None
     max_steps: int | None = None
     strict: bool = False
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name, lo in (("epochs", 1), ("batch_size", 1), ("patience", 1),
@@ -150,7 +155,7 @@ class TrainOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-        for name in ("lr", "weight_decay", "min_lr_ratio", "clip", "ema_decay"):
+        for name in ("lr", "weight_decay", "min_lr_ratio", "clip", "ema_decay", "noise"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -223,6 +228,7 @@ class Sample:
     id: str
     graph: Any
     values: dict[str, Any]
+    structure: Any = None
 
     @property
     def num_edges(self) -> int:
@@ -346,7 +352,7 @@ def build_samples(
         if bool((g.counts == 0).any()):
             isolated.append(i)
             continue
-        samples.append(Sample(i, g, v))
+        samples.append(Sample(i, g, v, s))
     for bad, why in (
         (isolated, f"have atoms without a neighbour within r_cut={config.r_cut} Å"),
         (too_big, f"have more edges than max_edges={config.max_edges:,}"),
@@ -430,6 +436,32 @@ def epoch_batches(
     gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=gen).tolist()
     return pack(order, edges, opts.batch_size, max_edges * world, min_size=world)
+
+
+def _noisy_batch(
+    samples: Sequence[Sample],
+    idx: Sequence[int],
+    opts: TrainOptions,
+    cfg: NetworkConfig,
+    step: int,
+) -> Batch:
+    """The batch of ``idx`` with every atom displaced by N(0, noise²) per Cartesian axis,
+    drawn from a generator seeded by (seed, step, structure index)."""
+    from ase import Atoms
+
+    graphs = []
+    for i in idx:
+        s = to_structure(samples[i].structure)
+        if hasattr(s, "lattice"):
+            pos, cell = np.asarray(s.cart_coords), np.asarray(s.lattice.matrix)
+            numbers = np.asarray(s.atomic_numbers)
+        else:
+            pos, cell, numbers = s.get_positions(), s.get_cell()[:], s.get_atomic_numbers()
+        gen = np.random.default_rng([opts.seed, step, i])
+        atoms = Atoms(numbers=numbers, positions=pos + gen.normal(scale=opts.noise, size=pos.shape),
+                      cell=cell, pbc=True)  # fmt: skip
+        graphs.append(_graph(atoms, i, cfg))
+    return _make_batch(graphs, [samples[i].id for i in idx])
 
 
 def _collate(samples: Sequence[Sample], idx: Sequence[int]) -> Batch:
@@ -1478,7 +1510,11 @@ def _run_epoch(
             gb = batches[k]
             mine = shard(gb, edges, dist.world)[dist.rank]
             counts = {c: _loss_counts(net.heads[c], enc[c][gb]) for c in net.heads}
-            batch = _collate(train_s, mine).to(dist.device)
+            if opts.noise > 0:
+                batch = _noisy_batch(train_s, mine, opts, cfg, state.global_step)
+            else:
+                batch = _collate(train_s, mine)
+            batch = batch.to(dist.device)
             tgt = {c: enc[c][mine].to(dist.device) for c in net.heads}
             out = model(batch)
             loss = batch_loss(net, out, tgt, counts) * dist.world  # DDP averages over ranks
