@@ -25,7 +25,9 @@ import time
 
 import numpy as np
 
-IRREPS = "16x0+16x1+16x2+16x3+16x4"
+# The thesis case had no parity (every l a path, 85 paths); irreps now carry parity
+# (rsh.Irreps), those of spherical harmonics, so only paths with p_out = p_in (-1)^l remain.
+IRREPS = "16x0e+16x1o+16x2e+16x3o+16x4e"
 L_FILTER = 8
 DENSITY = 100 / 12.0**3  # atoms per Å^3: 100 atoms in a 12 Å cube
 R_CUT = 3.7  # Å: about 12 neighbours at this density
@@ -78,17 +80,15 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
                                   backend=impl if impl != "e3nn" else "torch")  # fmt: skip
     hub = pc.DataHub(g, L_FILTER, convention="e3nn")
     gen = torch.Generator().manual_seed(0)
-    dim = pc.parse_irreps(IRREPS).dim
+    dim = pc.Irreps(IRREPS).dim
     F = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
     G = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
     if impl == "e3nn":
         from e3nn import o3
 
-        # The thesis irreps carry no parity, so every l is a path. Labelling everything
-        # even ("e") makes e3nn accept all of them; parity labels do not change the numbers.
-        irr = "+".join(f"16x{l}e" for l in range(5))
-        sh = o3.Irreps("+".join(f"1x{l}e" for l in range(L_FILTER + 1)))
+        irr = IRREPS
+        sh = o3.Irreps.spherical_harmonics(L_FILTER)
         # the same paths as ours, each e3nn 'uvw' instruction with per-edge weights
         instr = [(p.i, p.l, p.k, "uvw", True) for p in conv.paths]
         old = torch.get_default_dtype()
@@ -142,11 +142,11 @@ def neighbor_bench(repeats: int) -> list[dict]:
     import periodic_conv as pc
     import torch
     import vesin
-    from periodic_conv import _neighbors, _ops
+    from periodic_conv import _build, _neighbors
     from pymatgen.core import Lattice, Structure
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    cpp = _ops.load_extension()  # as after any use of the cpp convolution backend
+    cpp = _build.load_extension()  # as after any use of the cpp convolution backend
     rows = []
     for n in (100, 444):
         pos, cell = structure(n)

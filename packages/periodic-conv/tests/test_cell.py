@@ -206,7 +206,8 @@ def test_check_cell_needs_no_torch():
         (dict(max_edges="x"), TypeError, "max_edges must be an integer >= 1, got str 'x'"),
         (dict(max_edges=0), ValueError, "max_edges must be an integer >= 1, got 0"),
         (dict(cell_tol=float("nan")), ValueError, "cell_tol must be a real number in"),
-        (dict(pbc=(True, True)), ValueError, "pbc must be a bool or 3 bools"),
+        (dict(pbc=(True, True)), ValueError, "pbc must be a bool or a sequence of 3 bools"),
+        (dict(pbc="off"), TypeError, "pbc must be a bool or a sequence of 3 bools"),
         (
             dict(name="cell of mp-1", cell=[[3, 0, 0], [0, 3, 0], [0, 0, 0]]),
             ValueError,

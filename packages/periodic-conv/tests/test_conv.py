@@ -6,8 +6,6 @@ import numpy as np
 import periodic_conv as pc
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 IR_IN = "2x0e+2x1o+1x2e"
 IR_OUT = "2x0e+1x1o+2x2e+1x1e"
@@ -30,7 +28,7 @@ def structure(n=3, r_cut=3.5, self_interaction=True, seed=0, positions=None):
 
 def inputs(g, conv, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    F = torch.randn(g.num_nodes, pc.parse_irreps(conv.irreps_in).dim, generator=gen, dtype=dtype)
+    F = torch.randn(g.num_nodes, pc.Irreps(conv.irreps_in).dim, generator=gen, dtype=dtype)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
     return F, R
 
@@ -44,10 +42,11 @@ def radial(length, n, seed=0):
 
 
 def test_weight_numel_and_w_match_thesis_closed_form():
-    # Without parity and with the filter not cutting any path, the path count per
+    # With both parities of every input degree (same multiplicity) and the filter not cutting
+    # any path, exactly one of the two parity blocks couples for each l, so the path count per
     # (l_out, l_in) is 1 + 2 min(l_out, l_in) and W is exactly eq. B.34 / B.35 restricted to
     # l_in = l_out for r = 0.
-    ir_in, ir_out = "3x0+2x1+1x2", "2x0+1x1+2x2"
+    ir_in, ir_out = "3x0e+3x0o+2x1o+2x1e+1x2e+1x2o", "2x0e+1x1o+2x2e"
     t = pc.path_table(ir_in, ir_out, 4, "e3nn")
     vin = {0: 3, 1: 2, 2: 1}
     numel = sum(
@@ -66,7 +65,7 @@ def test_weight_numel_and_w_match_thesis_closed_form():
 
 def test_parity_rule_and_filter_cut():
     t = pc.path_table("1x1o", "1x0e+1x1o+1x1e+1x2e", 1, "e3nn")
-    got = {(t.irreps_out.blocks[p.k].l, t.irreps_out.blocks[p.k].parity, p.l) for p in t.paths}
+    got = {(t.irreps_out[p.k].l, t.irreps_out[p.k].parity, p.l) for p in t.paths}
     # p_out = p_in (-1)^l with p_in = -1, l <= 1
     assert got == {(0, 1, 1), (1, -1, 0), (1, 1, 1), (2, 1, 1)}
 
@@ -160,47 +159,34 @@ def test_gradgradcheck_torch_path():
     assert torch.autograd.gradgradcheck(f, (F, R, pos), atol=1e-7)
 
 
-def _wigner(irreps, Q, convention):
-    if convention == "e3nn":
-        from e3nn import o3
-
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)  # e3nn's generators follow the default dtype
-        try:
-            return o3.Irreps(irreps).D_from_matrix(Q)
-        finally:
-            torch.set_default_dtype(default)
+@pytest.mark.parametrize("convention", conventions())
+def test_e3_equivariance_end_to_end(convention):
+    """Rotate, invert and translate the crystal (positions and cell rows) and rotate the input
+    features: the neighbour list, the hub and the convolution give the rotated output.
+    rsh.testing.assert_equivariant draws the rotations (proper and improper, so parities are
+    checked) and the translations."""
     import rsh.testing
 
-    return torch.as_tensor(rsh.testing.irreps_wigner_D(irreps, Q, convention=convention))
-
-
-@settings(max_examples=10)
-@given(q=st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(
-    lambda q: sum(x * x for x in q) > 1e-2))  # fmt: skip
-@pytest.mark.parametrize("convention", conventions())
-def test_equivariance_under_rotation(convention, q):
-    w, x, y, z = np.asarray(q) / np.linalg.norm(q)
-    Q = torch.tensor([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ], dtype=torch.float64)  # fmt: skip
-    g = structure(n=3)
+    g0 = structure(n=3)
     conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention=convention, backend="torch")
-    F, _ = inputs(g, conv)
-    R = radial(g.length, conv.weight_numel)
-    out = conv(F, pc.DataHub(g, L_F, convention=convention), R)
-    # rotate the whole crystal: positions and cell (rows) by Q
-    gr = g.recompute_vectors(g.positions @ Q.T, g.cell @ Q.T)
-    D_in = _wigner(IR_IN, Q, convention).to(torch.float64)
-    D_out = _wigner(IR_OUT, Q, convention).to(torch.float64)
-    out_r = conv(F @ D_in.T, pc.DataHub(gr, L_F, convention=convention), R)
-    # e3nn's D_from_matrix (through Euler angles) is itself only ~1e-10 accurate for l = 1 at
-    # some rotations: at q = [-1, -1, -0.046875, 0], |Y1(Q v) - D1 Y1(v)| = 1.3e-10 with e3nn's
-    # own spherical_harmonics, and this test then differed by 3.4e-10.
-    atol = 1e-9 if convention == "e3nn" else 1e-10
-    torch.testing.assert_close(out_r, out @ D_out.T, atol=atol, rtol=0)
+    F, _ = inputs(g0, conv)
+
+    def fn(positions, cell, features):
+        g = pc.neighbor_list(positions, cell, 3.5, self_interaction=True)
+        hub = pc.DataHub(g, L_F, convention=convention)
+        return conv(features, hub, radial(g.length, conv.weight_numel))
+
+    worst = rsh.testing.assert_equivariant(
+        fn,
+        [g0.positions, g0.cell[0], F],
+        ["cartesian_points", "cartesian_vectors", IR_IN],
+        IR_OUT,
+        convention=convention,
+        translation=True,
+        atol=1e-10,
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert worst < 1e-10
 
 
 def test_translation_and_supercell_invariance():
@@ -246,16 +232,16 @@ def test_output_variance_is_one():
         assert not g.has_isolated  # isolated atoms would (correctly) output 0 and bias this
         hub = pc.DataHub(g, 2, convention="e3nn")
         gen = torch.Generator().manual_seed(0)
-        ir = pc.parse_irreps(ir_out)
-        offs = ir.offsets()
+        ir = pc.Irreps(ir_out)
+        offs = [s.start for s in ir.slices()]
         per_block = np.zeros((draws, len(ir)))
         for d in range(draws):
             F = torch.randn(g.num_nodes, 36, generator=gen, dtype=torch.float64)
             R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=torch.float64)
             out = conv(F, hub, R)
-            for k, b in enumerate(ir.blocks):
+            for k, b in enumerate(ir):
                 per_block[d, k] = float(out[:, offs[k] : offs[k] + b.dim].pow(2).mean())
-        for k, b in enumerate(ir.blocks):
+        for k, b in enumerate(ir):
             v = per_block[:, k]
             if self_int and conv.table.w_zero[k] == 0:
                 assert v.max() == 0  # 1e has no l = 0 path: r = 0 edges give it nothing
@@ -303,8 +289,18 @@ def test_bad_inputs_raise():
         pc.PeriodicConvolution("2y0e", IR_OUT, 2)
     with pytest.raises(TypeError, match="irreps_in"):
         pc.PeriodicConvolution(3, IR_OUT, 2)
-    with pytest.raises(ValueError, match="mixes"):
-        pc.PeriodicConvolution("1x0e+1x1", IR_OUT, 2)
+    with pytest.raises(ValueError, match=r"irreps_in='1x0e\+1x1' does not parse"):
+        pc.PeriodicConvolution("1x0e+1x1", IR_OUT, 2)  # parity is required (rsh.Irreps)
+    with pytest.raises(ValueError, match=r"irreps_out=.* no irreps with multiplicity > 0"):
+        pc.PeriodicConvolution(IR_IN, "0x0e", 2)
+    with pytest.raises(TypeError, match="l_filter_max"):
+        pc.PeriodicConvolution(IR_IN, IR_OUT, 2.0)  # the same rule as rsh.conventions
+    with pytest.raises(TypeError, match="chunk"):
+        pc.periodic_convolution(F, hub, R, IR_IN, IR_OUT, L_F, convention="e3nn", chunk="a")
+    with pytest.raises(TypeError, match=r"features must be a torch\.Tensor, got ndarray"):
+        pc.periodic_convolution(F.numpy(), hub, R, IR_IN, IR_OUT, L_F, convention="e3nn")
+    with pytest.raises(TypeError, match=r"R must be a torch\.Tensor, got ndarray"):
+        pc.periodic_convolution(F, hub, R.numpy(), IR_IN, IR_OUT, L_F, convention="e3nn")
     with pytest.raises(ValueError, match="no valid path"):
         pc.PeriodicConvolution("1x0e", "1x3o", 2, convention="e3nn")
     with pytest.raises(ValueError, match="no valid path"):

@@ -4,10 +4,10 @@ import numpy as np
 import periodic_conv as pc
 import pytest
 import torch
-from periodic_conv import _ops
+from periodic_conv import _backends, _build
 
 pytestmark = pytest.mark.skipif(
-    not _ops.cpp_available(), reason="C++ extension did not build (no compiler?)"
+    not _build.cpp_available(), reason="C++ extension did not build (no compiler?)"
 )
 
 IR_IN = "2x0e+2x1o+1x2e"
@@ -23,7 +23,7 @@ def case():
     g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 3.5, self_interaction=True)
     gen = torch.Generator().manual_seed(1)
     conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn", backend="cpp")
-    F = torch.randn(g.num_nodes, pc.parse_irreps(IR_IN).dim, generator=gen, dtype=torch.float64)
+    F = torch.randn(g.num_nodes, pc.Irreps(IR_IN).dim, generator=gen, dtype=torch.float64)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=torch.float64)
     return g, conv, F, R
 
@@ -101,22 +101,23 @@ def _op_args(case):
     g, conv, F, R = case
     hub = pc.DataHub(g, L_F, convention="e3nn")
     table = conv.table
-    scale = hub.edge_scale(table, "thesis")
+    scale = hub.edge_scale(table, "unit_variance")
     row_ptr, src_perm, src_ptr = hub.csr()
-    paths, kptr, cflat, in_off, out_off = _ops._table_tensors(table, F.dtype, F.device)
+    paths, kptr, cflat, in_off, out_off = _backends.table_tensors(table, F.dtype, F.device)
     Y = hub.Y[:, : (L_F + 1) ** 2].contiguous()
     return (F.clone().requires_grad_(True), Y.clone().requires_grad_(True),
             R.clone().requires_grad_(True), hub.src, hub.dst, scale, row_ptr, src_perm,
-            src_ptr, paths, kptr, cflat, in_off, out_off, table.irreps_out.dim, True)  # fmt: skip
+            src_ptr, paths, kptr, cflat, in_off, out_off, table.irreps_out.dim, *table.maxima,
+            True)  # fmt: skip
 
 
 def test_opcheck(case):
     args = _op_args(case)
     torch.library.opcheck(torch.ops.periodic_conv.conv_fwd.default, args)
-    F, Y, R, src, dst, scale, row_ptr, src_perm, src_ptr, paths, _, cflat, io, oo, dim, _ = args
+    F, Y, R, *tensors = args[:14]
+    dim, maxima = args[14], args[15:19]
     G = torch.randn(F.shape[0], dim, dtype=F.dtype)
-    bwd_args = (G, F.detach(), Y.detach(), R.detach(), src, dst, scale, row_ptr, src_perm,
-                src_ptr, paths, cflat, io, oo, True, True, True)  # fmt: skip
+    bwd_args = (G, F.detach(), Y.detach(), R.detach(), *tensors, *maxima, True, True, True)
     torch.library.opcheck(torch.ops.periodic_conv.conv_bwd.default, bwd_args)
 
 
@@ -138,28 +139,131 @@ def test_torch_compile_fullgraph(case):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
 
 
+# Irreps pairs whose largest input and output degrees differ: a readout (l_in > l_out, the
+# case that overflowed the CUDA forward's scratch, issue 12 item 18) and an expansion.
+MIXED = [
+    ("2x0e+2x1o+1x3o", "3x0e", 3),
+    ("2x1o+1x3o", "4x0e+1x1o", 3),
+    ("2x0e", "1x0e+2x2e+1x3o", 3),
+]
+
+
+def _mixed_case(ir_in, ir_out, l_f, device, dtype=torch.float64):
+    rng = np.random.default_rng(3)
+    cell = 3.0 * (np.eye(3) + 0.3 * rng.uniform(-1, 1, (3, 3)))
+    pos = rng.uniform(0, 1, (4, 3)) @ cell
+    g = pc.neighbor_list(torch.tensor(pos), torch.tensor(cell), 3.5, self_interaction=True)
+    conv = pc.PeriodicConvolution(ir_in, ir_out, l_f, convention="e3nn")
+    gen = torch.Generator().manual_seed(4)
+    F = torch.randn(g.num_nodes, conv.table.irreps_in.dim, generator=gen, dtype=dtype)
+    R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
+    if device != "cpu":
+        dev = torch.device(device)
+        g = pc.Graph(**{**g.__dict__, **{k: v.to(dev) for k, v in g.__dict__.items()
+                                         if isinstance(v, torch.Tensor)}})  # fmt: skip
+    return g, conv, F.to(device), R.to(device)
+
+
+def _all_grads(conv, g, F, R, backend, l_f, deterministic=True):
+    """Output and gradients with respect to F, R and the positions (through Y)."""
+    pos = g.positions.clone().requires_grad_(True)
+    F = F.clone().requires_grad_(True)
+    R = R.clone().requires_grad_(True)
+    hub = pc.DataHub(g.recompute_vectors(pos), l_f, convention="e3nn")
+    out = pc.periodic_convolution(
+        F, hub, R, conv.irreps_in, conv.irreps_out, l_f, convention="e3nn", backend=backend,
+        deterministic=deterministic,
+    )  # fmt: skip
+    G = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
+    return (out, *torch.autograd.grad(out, [F, R, pos], G))
+
+
+@pytest.mark.parametrize(("ir_in", "ir_out", "l_f"), MIXED)
+def test_cpp_mixed_degrees_equal_reference(ir_in, ir_out, l_f):
+    g, conv, F, R = _mixed_case(ir_in, ir_out, l_f, "cpu")
+    ref = _all_grads(conv, g, F, R, "reference", l_f)
+    cpp = _all_grads(conv, g, F, R, "cpp", l_f)
+    for a, b in zip(ref, cpp):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+
+
+def test_op_checks_name_the_tensor(case):
+    args = list(_op_args(case))
+    op = torch.ops.periodic_conv.conv_fwd
+    bad = list(args)
+    bad[5] = args[5].float()  # scale
+    with pytest.raises(RuntimeError, match="scale must have dtype"):
+        op(*bad)
+    bad = list(args)
+    bad[6] = args[6][:-1]  # row_ptr
+    with pytest.raises(RuntimeError, match=r"row_ptr.size\(0\) must be"):
+        op(*bad)
+    bad = list(args)
+    bad[2] = args[2].detach().t().contiguous().t()  # R, non-contiguous
+    with pytest.raises(RuntimeError, match="R must be contiguous"):
+        op(*bad)
+    bad = list(args)
+    bad[15] = args[15] + 1  # max_deg
+    with pytest.raises(RuntimeError, match="do not match the paths"):
+        op(*bad)
+    bad = list(args)
+    bad[1] = args[1][:, :4].contiguous()  # Y with too few columns for l = 3
+    with pytest.raises(RuntimeError, match="Y has 4 columns"):
+        op(*bad)
+
+
 @pytest.mark.cuda
-def test_cuda_equals_reference(case):
-    if not _ops.cuda_available():
+@pytest.mark.parametrize(("ir_in", "ir_out", "l_f"), [(IR_IN, IR_OUT, L_F), *MIXED])
+def test_cuda_equals_cpu_forward_and_backward(ir_in, ir_out, l_f):
+    """CUDA forward AND backward (F, R, Y -> positions) against the CPU launcher and the
+    reference, for irreps whose largest input and output degrees differ."""
+    if not _build.cuda_available():
         pytest.fail("CUDA test selected but no CUDA build/device is available")
-    g, conv, F, R = case
-    ref = _grads(conv, g, F, R, "reference")
-    dev = torch.device("cuda")
-    gd = g.recompute_vectors(g.positions.to(dev), g.cell.to(dev))
-    gd = pc.Graph(**{**gd.__dict__, "center": g.center.to(dev), "neighbor": g.neighbor.to(dev),
-                     "shift": g.shift.to(dev), "counts": g.counts.to(dev),
-                     "batch": g.batch.to(dev), "edge_batch": g.edge_batch.to(dev)})  # fmt: skip
+    g, conv, F, R = _mixed_case(ir_in, ir_out, l_f, "cpu")
+    ref = _all_grads(conv, g, F, R, "reference", l_f)
+    cpu = _all_grads(conv, g, F, R, "cpp", l_f)
+    gd, _, Fd, Rd = _mixed_case(ir_in, ir_out, l_f, "cuda")
     for det in (True, False):
-        hub = pc.DataHub(gd, L_F, convention="e3nn")
-        out = pc.periodic_convolution(
-            F.to(dev),
-            hub,
-            R.to(dev),
-            IR_IN,
-            IR_OUT,
-            L_F,
-            convention="e3nn",
-            backend="cuda",
-            deterministic=det,
-        )
-        torch.testing.assert_close(out.cpu(), ref[0], atol=1e-12, rtol=0)
+        cuda = _all_grads(conv, gd, Fd, Rd, "cuda", l_f, deterministic=det)
+        for name, a, b, c in zip(("out", "dF", "dR", "dpos"), ref, cpu, cuda):
+            torch.testing.assert_close(c.cpu(), b, atol=1e-11, rtol=0, msg=name)
+            torch.testing.assert_close(c.cpu(), a, atol=1e-11, rtol=0, msg=name)
+
+
+@pytest.mark.cuda
+def test_cuda_op_refuses_cpu_tensors(case):
+    """A CPU tensor among CUDA inputs is refused by name (no host pointer reaches a kernel)."""
+    if not _build.cuda_available():
+        pytest.fail("CUDA test selected but no CUDA build/device is available")
+    args = [a.cuda() if isinstance(a, torch.Tensor) else a for a in _op_args(case)]
+    args[6] = args[6].cpu()  # row_ptr
+    with pytest.raises(RuntimeError, match="row_ptr must be on cuda"):
+        torch.ops.periodic_conv.conv_fwd(*args)
+
+
+def test_disabled_extensions_fall_back_to_torch():
+    """XTAL_DISABLE_EXTENSIONS=1 (rsh.extensions' switch): auto -> torch, the neighbour list
+    on its numpy path, an explicit cpp backend refused with a clear error; no warning."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import warnings, torch, periodic_conv as pc
+from periodic_conv import _backends, _neighbors
+warnings.simplefilter("error")
+assert _backends.resolve_backend("auto", torch.device("cpu")) == "torch"
+x = torch.zeros(1, 3, dtype=torch.float64)
+g = pc.neighbor_list(x, torch.eye(3, dtype=torch.float64) * 3, 3.5)
+assert g.num_edges == 6 and _neighbors._compiled_ops() == {}
+conv = pc.PeriodicConvolution("1x0e", "1x0e", 0, backend="cpp")
+F = torch.ones(1, 1, dtype=torch.float64)
+try:
+    conv(F, pc.DataHub(g, 0), torch.ones(6, 1, dtype=torch.float64))
+except RuntimeError as err:
+    assert "backend='cpp' is unavailable" in str(err), err
+else:
+    raise AssertionError("cpp backend ran with extensions disabled")
+"""
+    env = {**os.environ, "XTAL_DISABLE_EXTENSIONS": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -14,9 +14,9 @@ import torch
 import vesin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from periodic_conv import _neighbors, _ops
+from periodic_conv import _build, _neighbors
 
-CPP = _ops.cpp_available()
+CPP = _build.cpp_available()
 FUSED = CPP and hasattr(torch.ops.periodic_conv, "vesin_grouped")
 BACKENDS = [
     pytest.param(
@@ -220,7 +220,7 @@ def test_cpp_kernel_without_vectors_and_bad_pairs(rng):
 def test_fused_op_reports_vesin_errors():
     # neighbor_list validates first; called directly, vesin's own error comes through
     op = torch.ops.periodic_conv.vesin_grouped.default
-    fns = _neighbors._vesin_functions()
+    fns, _ = _neighbors._vesin_functions()
     pos, cell = torch.zeros(2, 3, dtype=torch.float64), 3 * torch.eye(3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="vesin_neighbors failed"):
         op(pos, cell, [True] * 3, -1.0, False, True, *fns)
@@ -240,11 +240,61 @@ def test_validation_messages_and_huge_finite_values():
         pc.neighbor_list(torch.zeros(2, 3, dtype=torch.float64), bad_cell, 2.0)
     # finite values whose sum overflows are finite
     huge = torch.tensor([[1e308, 0.0, 0.0], [1e308, 0.0, 0.0]], dtype=torch.float64)
-    p, c = _neighbors._validate(huge, cell, 2.0, (True, True, True), 1e-6, 10**9)
+    p, c, _ = _neighbors._validate(huge, cell, 2.0, (True, True, True), 1e-6, 10**9)
     assert p.dtype == c.dtype == torch.float64 and torch.equal(p, huge)
 
 
 @pytest.mark.skipif(not CPP, reason="C++ extension did not build")
 def test_build_extension_enables_compiled_grouping():
     assert pc.build_extension() is True
-    assert _ops.extension_ready()
+    assert _build.extension_ready()
+
+
+def _vesin_pin():
+    """The vesin specifier of pyproject.toml's dependencies (packaging comes with pytest)."""
+    import re
+    from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    return SpecifierSet(re.search(r'^\s*"vesin([^"]*)"', text, re.M).group(1))
+
+
+def test_vesin_pin_matches_the_tested_range():
+    pin = _vesin_pin()
+    (lo_major, lo_minor), (hi_major, hi_minor) = _build.VESIN_TESTED
+    assert pin.contains(f"{lo_major}.{lo_minor}.2") and not pin.contains(f"{hi_major}.{hi_minor}.0")
+    assert not pin.contains(f"{lo_major}.{lo_minor - 1}.9")
+
+
+def test_fused_path_in_use_on_the_pinned_vesin(monkeypatch):
+    """Fails if, on the vesin range this package pins, neighbor_list is not on its fused path
+    (a vesin rename would otherwise be a silent 1.15-1.7x slow-down)."""
+    if not _vesin_pin().contains(vesin.__version__):
+        pytest.skip(f"vesin {vesin.__version__} is outside the pinned range {_vesin_pin()}")
+    assert CPP, "the C++ extension must build where the tests run"
+    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", "auto")
+    monkeypatch.setattr(_neighbors, "_OPS", {})
+    assert "fused" in _neighbors._compiled_ops()
+
+
+def test_fallback_warns_once_naming_the_reason(monkeypatch):
+    if not CPP:
+        pytest.skip("C++ extension did not build")
+    monkeypatch.setattr(vesin, "__version__", "0.7.0")
+    monkeypatch.setattr(_neighbors, "_OPS", {})
+    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", "auto")
+    _build.vesin_include.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"vesin 0\.7\.0 is outside the tested range"):
+            ops = _neighbors._compiled_ops()
+        assert "fused" not in ops and "group" in ops
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            g = pc.neighbor_list(torch.zeros(1, 3), torch.eye(3) * 3, 3.5)  # no second warning
+        assert g.num_edges == 6
+    finally:
+        _build.vesin_include.cache_clear()

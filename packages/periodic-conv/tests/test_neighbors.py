@@ -212,3 +212,90 @@ def test_bad_inputs_raise():
         pc.neighbor_list(pos, cell, 2.0, pbc=(True, True))
     with pytest.raises(TypeError, match="structures"):
         pc.Graph.from_structures([object()], 2.0)
+
+
+# ------------------------------------------------------------------------ issue 12 #7, #14, #16
+def test_overlapping_atoms_named():
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 1, 1], [0.0, 0, 0]], dtype=torch.float64)
+    cell = torch.eye(3, dtype=torch.float64) * 4
+    for si in (False, True):
+        with pytest.raises(ValueError, match=r"overlapping atoms .*: atoms 0 and 2 at 0 Å"):
+            pc.neighbor_list(pos, cell, 3.0, self_interaction=si)
+    # the r = 0 self edge of self_interaction=True is not an overlap
+    g = pc.neighbor_list(pos[:2], cell, 3.0, self_interaction=True)
+    assert int((g.length == 0).sum()) == 2
+    # an atom on another one's periodic image, also with autograd
+    img = torch.tensor([[0.0, 0, 0], [4.0, 0, 0]], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"atoms 0 and 1 \(image shift \(-1, 0, 0\)\)"):
+        pc.neighbor_list(img, cell, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("pbc", "exc"),
+    [("off", TypeError), ("TTF", TypeError), ((1, 1, 0), TypeError), (None, TypeError),
+     ((True, True), ValueError), (1, TypeError)],
+)  # fmt: skip
+def test_pbc_must_be_bools(pbc, exc):
+    with pytest.raises(exc, match="pbc must be a bool or a sequence of 3 bools"):
+        pc.neighbor_list(torch.zeros(1, 3), torch.eye(3) * 3, 2.0, pbc=pbc)
+
+
+def test_pbc_numpy_bools_accepted():
+    g = pc.neighbor_list(torch.zeros(1, 3), torch.eye(3) * 3, 2.0, pbc=np.array([1, 1, 0], bool))
+    assert g.pbc == (True, True, False)
+
+
+def test_empty_positions_give_empty_graph_like_empty_structure():
+    g = pc.neighbor_list(torch.zeros(0, 3, dtype=torch.float64), torch.eye(3) * 3, 2.0)
+    assert (g.num_nodes, g.num_edges, g.num_graphs) == (0, 0, 1)
+    assert g.shift.shape == (0, 3) and g.edge_vec.shape == (0, 3) and g.counts.shape == (0,)
+    s = Structure(Lattice.cubic(3.0), [], [])
+    gs = pc.Graph.from_structures([s], 2.0)
+    assert (gs.num_nodes, gs.num_edges) == (0, 0)
+    hub = pc.DataHub(g, 1)
+    assert hub.Y.shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        (dict(r_cut=torch.tensor([1.0, 2.0])), TypeError, r"r_cut must be a real number"),
+        (dict(r_cut=1e-300), ValueError, r"r_cut must be a finite number in \[0.0001, 100\]"),
+        (dict(max_edges="x"), TypeError, "max_edges must be an integer >= 1, got str 'x'"),
+        (dict(cell_tol=float("nan")), ValueError, "cell_tol must be a real number in"),
+        (dict(numbers=[1.5, 2.0]), TypeError, "numbers must be integers"),
+        (dict(numbers=[1, 2, 3]), ValueError, r"numbers must have shape \[2\]"),
+        (dict(positions=torch.zeros(2, 3, device="meta")), ValueError, "positions is a meta"),
+        (dict(cell=torch.zeros(3, 3, device="meta")), ValueError, "cell is a meta tensor"),
+        (dict(positions="abc"), TypeError, "positions must be a tensor or an array"),
+        (dict(self_interaction="yes"), TypeError, "self_interaction must be a bool"),
+    ],
+)
+def test_bad_inputs_name_the_argument(kwargs, exc, pattern):
+    args = dict(positions=torch.tensor([[0.0, 0, 0], [1.0, 1, 1]]), cell=torch.eye(3) * 4,
+                r_cut=2.0)  # fmt: skip
+    args.update(kwargs)
+    with pytest.raises(exc, match=pattern):
+        pc.neighbor_list(**args)
+
+
+def test_numbers_as_list_accepted():
+    g = pc.neighbor_list(torch.zeros(1, 3), torch.eye(3) * 3, 2.0, numbers=[8])
+    assert g.numbers.dtype == torch.long and g.numbers.tolist() == [8]
+
+
+def test_batch_graphs_bad_input():
+    with pytest.raises(ValueError, match="graphs must contain at least one Graph"):
+        pc.Graph.batch_graphs([])
+    with pytest.raises(TypeError, match=r"graphs\[0\] must be a periodic_conv.Graph"):
+        pc.Graph.batch_graphs([object()])
+
+
+def test_hand_built_graph_with_bad_neighbor_index():
+    from dataclasses import replace
+
+    g = pc.neighbor_list(torch.tensor([[0.0, 0, 0], [1.0, 1, 1]], dtype=torch.float64),
+                         torch.eye(3, dtype=torch.float64) * 4, 2.0)  # fmt: skip
+    bad = replace(g, neighbor=g.neighbor.clone().fill_(2))
+    with pytest.raises(ValueError, match=r"graph.neighbor holds atom indices in \[2, 2\]"):
+        pc.DataHub(bad, 1)

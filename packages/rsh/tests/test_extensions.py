@@ -146,3 +146,62 @@ def test_bad_arguments(tmp_path):
         extensions.load_extension("ok", [tmp_path / "missing.cpp"])
     with pytest.raises(ValueError, match="at least one"):
         extensions.load_extension("ok", [])
+
+
+def test_build_false_never_compiles(tmp_path, monkeypatch, built):
+    monkeypatch.setenv(extensions.DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(extensions.DISABLE_ENV, raising=False)
+    src = _write(tmp_path, "other.cpp", CPP.replace("xtal_ext_test", "xtal_ext_unbuilt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert extensions.load_extension("xtal_ext_unbuilt", [src], build=False) is None
+    assert not list((tmp_path / "cache").glob("*/xtal_ext_unbuilt-*"))  # nothing compiled
+    # A build that exists is loaded with build=False (here: the module's build, cached).
+    _, bsrc, bcu, ext, _ = built
+    again = extensions.load_extension(
+        "xtal_ext_test", [bsrc], cuda_sources=[bcu], with_cuda=True, build=False
+    )
+    assert again is ext
+
+
+def test_on_failure_raise(tmp_path, monkeypatch):
+    monkeypatch.setenv(extensions.DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(extensions.DISABLE_ENV, raising=False)
+    bad = _write(tmp_path, "broken2.cpp", BROKEN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # raises instead of warning
+        with pytest.raises(extensions.ExtensionBuildError, match=r"broken2\.cpp:1:.*error:"):
+            extensions.load_extension("xtal_ext_broken2", [bad], on_failure="raise")
+    with pytest.raises(ValueError, match="on_failure must be one of"):
+        extensions.load_extension("xtal_ext_broken2", [bad], on_failure="ignore")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl lock on Windows")
+def test_builds_wait_for_the_file_lock(built):
+    # Another process holding the build directory's lock (i.e. compiling it) makes a second
+    # process wait, then load the finished build.
+    import fcntl
+    import time
+
+    tmp, src, _, ext, _ = built
+    lock = ext.path.parent.with_name(ext.path.parent.name + ".lock")
+    assert lock.is_file()
+    code = (
+        "from rsh import extensions; "
+        f"e = extensions.load_extension('xtal_ext_test', [{str(src)!r}]); print(e.path)"
+    )
+    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp / "cache")})
+    env.pop(extensions.DISABLE_ENV, None)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            time.sleep(8)  # long enough to import torch and reach the lock
+            assert proc.poll() is None, "load_extension did not wait for the lock"
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip() == str(ext.path)

@@ -8,10 +8,12 @@ readouts, heads) in which every layer's fused ``PeriodicConvolution`` is replace
 ``TensorProduct`` (the same 'uvw' paths, per-edge weights from the same radial MLP) followed
 by a scatter-sum with the same W / sqrt|N(a)| scaling, the gate by ``e3nn.nn.Gate`` and the
 self-connection by ``e3nn.o3.Linear``; parameter counts are printed and must agree. A
-training step is forward + backward + AdamW step on one batch. Each (case, implementation,
-compile) variant runs in its own process (``xtalnet-ckpt``: the same network with
-``checkpoint=True``), so that its peak memory (VmHWM after resetting it
-through /proc/self/clear_refs, minus the resident set before the step) is its own.
+training step is forward + backward + AdamW step on one batch. Times and speed-ups come from
+one process per (case, compile) that runs one step of each implementation in turn for
+``--repeats`` rounds (speed-up = median over rounds of t(e3nn) / t(impl), robust to a load
+that changes over time); peak memory comes from one process per variant, so that it is its
+own (VmHWM after resetting it through /proc/self/clear_refs, minus the resident set before
+the step). ``xtalnet-ckpt`` is the same network with ``checkpoint=True``.
 
 Cases: ``mp20 f32`` / ``mp20 f64``: 32 MP-20 structures (<= 20 atoms, r_cut 5 Å; from
 XTAL_SHARED_DATA, else 32 ASE dcdft crystals), default config; ``thesis f64``: one 100-atom
@@ -172,13 +174,11 @@ def _make_conv_class():
 
 
 # --------------------------------------------------------------------------- one variant
-def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
-    import gc
-
+def make_step(case: str, impl: str, compile_: str):
+    """(step, batch, params, twin_params): one training step of the variant, ready to call."""
     import torch
     import xtalnet
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     cfg, structures = case_setup(case)
     if impl == "xtalnet-ckpt":
         cfg = cfg.replace(checkpoint=True)
@@ -207,6 +207,41 @@ def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
         opt.step()
         return loss.detach()
 
+    return step, batch, n_params, twin_params
+
+
+def run_interleaved(case: str, compile_: str, rounds: int, impls: list[str]) -> dict:
+    """All implementations in one process, one step each in turn per round: the speed-up is
+    the median over rounds of t(e3nn) / t(impl), robust to load that changes over time."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    steps = {impl: make_step(case, impl, compile_)[0] for impl in impls}
+    for step in steps.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for _ in range(rounds):
+        for impl, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[impl].append(time.perf_counter() - t0)
+    ref = np.asarray(times["e3nn"]) if "e3nn" in times else None
+    return {
+        impl: {
+            "time_s": float(np.median(t)),
+            "speedup": float(np.median(ref / np.asarray(t))) if ref is not None else float("nan"),
+        }
+        for impl, t in times.items()
+    }
+
+
+def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
+    import gc
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    step, batch, n_params, twin_params = make_step(case, impl, compile_)
     t0 = time.perf_counter()
     step()  # warm-up (extension load, compilation)
     warm = time.perf_counter() - t0
@@ -283,10 +318,16 @@ def main() -> None:
     ap.add_argument("--variant", nargs=4, metavar=("CASE", "IMPL", "COMPILE", "REPEATS"),
                     help=argparse.SUPPRESS)  # fmt: skip
     ap.add_argument("--epoch-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--interleaved", nargs=4, metavar=("CASE", "COMPILE", "ROUNDS", "IMPLS"),
+                    help=argparse.SUPPRESS)  # fmt: skip
     a = ap.parse_args()
     if a.variant:
         case, impl, comp, rep = a.variant
         print(json.dumps(run_variant(case, impl, comp, int(rep))))
+        return
+    if a.interleaved:
+        case, comp, rounds, imps = a.interleaved
+        print(json.dumps(run_interleaved(case, comp, int(rounds), imps.split(","))))
         return
     if a.epoch_child:
         print(json.dumps(epoch_bench(a.batch_size)))
@@ -303,9 +344,13 @@ def main() -> None:
     if a.only in (None, "twin"):
         for case in cases:
             for comp in compiles:
+                inter = _spawn(["--interleaved", case, comp, str(repeats), ",".join(impls)])
+                print(json.dumps(inter), flush=True)
                 for impl in impls:
-                    r = _spawn(["--variant", case, impl, comp, str(repeats)])
+                    r = _spawn(["--variant", case, impl, comp, "1"])
                     r.update(case=case, impl=impl, compile=comp)
+                    if impl in inter:
+                        r["step_s"], r["speedup"] = inter[impl]["time_s"], inter[impl]["speedup"]
                     rows.append(r)
                     print(json.dumps(r), flush=True)
     epoch = None
@@ -323,10 +368,11 @@ def main() -> None:
                 print(f"| {r['case']} | {r['compile']} | {r['impl']} | error: {r['error']} |")
                 continue
             ok = twin is not None and "error" not in twin
-            sp = f"{twin['time_s'] / r['time_s']:.2f}x" if ok else "-"
+            sp = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
+            step_s = r.get("step_s", r["time_s"])
             pm = f"{r['peak_bytes'] / twin['peak_bytes']:.2f}" if ok and twin["peak_bytes"] else "-"
-            print(f"| {r['case']} | {r['compile']} | {r['impl']} | {r['time_s']:.3f} | "
-                  f"{r['structures_per_s']:.1f} | {sp} | {r['peak_bytes'] / 2**20:.1f} | {pm} | "
+            print(f"| {r['case']} | {r['compile']} | {r['impl']} | {step_s:.3f} | "
+                  f"{r['structures'] / step_s:.1f} | {sp} | {r['peak_bytes'] / 2**20:.1f} | {pm} | "
                   f"{r['params']} / {r['twin_params']} |")  # fmt: skip
     if epoch is not None and "epoch_s" in epoch:
         print(f"\nEpoch over {epoch['structures']} MP-20 training structures "

@@ -187,20 +187,28 @@ def _block_ms(net, batch):
     return out
 
 
-def test_features_keep_unit_mean_square_on_dcdft():
-    """App. B's aim measured on all of ase.collections.dcdft at initialisation: every block of
-    every layer (4 layers) has mean square in [0.3, 3] over the atoms where the block is not
-    zero by site symmetry (e.g. l = 1 vanishes on centrosymmetric sites, App. B Case 2.2)."""
+def test_features_keep_unit_mean_square_on_dcdft_and_prototypes():
+    """App. B's aim measured on all of ase.collections.dcdft and mp-audit's pymatgen
+    prototypes (those with Z <= 94) at initialisation: every block of every layer (4 layers)
+    has mean square in [0.3, 3] over the atoms where the block is not zero by site symmetry
+    (e.g. l = 1 vanishes on centrosymmetric sites, App. B Case 2.2)."""
+    import mp_audit
     from ase.collections import dcdft
 
+    prototypes = [
+        s
+        for s in map(xtalnet.to_structure, mp_audit.load("builtin:prototypes"))
+        if max(s.atomic_numbers) <= 94
+    ]
+    assert len(prototypes) >= 20
     cfg = NetworkConfig(dtype="float64", num_layers=4)
     net = xtalnet.Network(cfg)
-    batch = collate(list(dcdft), cfg.replace(max_edges=10**7))
+    batch = collate([*dcdft, *prototypes], cfg.replace(max_edges=10**7))
     for k, row in enumerate(_block_ms(net, batch)):
         for block, (ms, n) in row.items():
             if n >= 10:
                 assert 0.3 <= ms <= 3.0, (k, block, ms, n)
-        # scalars vanish only on isolated atoms (Cs bcc and Rn have no neighbour within 5 Å)
+        # scalars vanish only on isolated atoms (e.g. dcdft's Cs and Rn: no neighbour in 5 Å)
         isolated = int((batch.graph.counts == 0).sum())
         assert row["16x0e"][1] == batch.num_nodes - isolated
 

@@ -18,15 +18,17 @@ from periodic_conv._cell import (
     MIN_R_CUT,
     CellCheck,
     check_cell,
+    check_pbc,
     check_r_cut,
 )
 
 if TYPE_CHECKING:
+    from rsh import Irreps
+
+    from periodic_conv._build import load_extension as build_extension
     from periodic_conv._conv import PeriodicConvolution, periodic_convolution
     from periodic_conv._hub import DataHub
-    from periodic_conv._irreps import Irreps, parse_irreps
     from periodic_conv._neighbors import Graph, neighbor_list
-    from periodic_conv._ops import load_extension as build_extension
     from periodic_conv._paths import PathTable, coupling, path_table
     from periodic_conv._reference import materialize_kernel
 
@@ -35,11 +37,9 @@ _LAZY = {
     "PeriodicConvolution": ("_conv", "PeriodicConvolution"),
     "periodic_convolution": ("_conv", "periodic_convolution"),
     "DataHub": ("_hub", "DataHub"),
-    "Irreps": ("_irreps", "Irreps"),
-    "parse_irreps": ("_irreps", "parse_irreps"),
     "Graph": ("_neighbors", "Graph"),
     "neighbor_list": ("_neighbors", "neighbor_list"),
-    "build_extension": ("_ops", "load_extension"),
+    "build_extension": ("_build", "load_extension"),
     "PathTable": ("_paths", "PathTable"),
     "coupling": ("_paths", "coupling"),
     "path_table": ("_paths", "path_table"),
@@ -47,12 +47,18 @@ _LAZY = {
 }
 
 _REMOVED = {
+    "parse_irreps": "use periodic_conv.Irreps (= rsh.Irreps), e.g. Irreps('16x0e+8x1o')",
     "spherical_harmonics": "use rsh.spherical_harmonics (same basis names, default "
     "convention 'standard'); a DataHub computes the edge harmonics itself",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Irreps":  # the one Irreps type, from rsh (needs torch)
+        from rsh import Irreps
+
+        globals()["Irreps"] = Irreps
+        return Irreps
     if name in _REMOVED:
         raise AttributeError(f"periodic_conv.{name} was removed: {_REMOVED[name]}")
     try:
@@ -82,11 +88,11 @@ __all__ = [
     "__version__",
     "build_extension",
     "check_cell",
+    "check_pbc",
     "check_r_cut",
     "coupling",
     "materialize_kernel",
     "neighbor_list",
-    "parse_irreps",
     "path_table",
     "periodic_convolution",
 ]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION
 
-from periodic_conv._fused_torch import conv_fused_torch
+from periodic_conv._backends import BACKENDS, get_backend, resolve_backend
 from periodic_conv._hub import DataHub
 from periodic_conv._paths import PathTable, path_table
-from periodic_conv._reference import conv_reference
 
 __all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "periodic_convolution"]
 
-BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
 #: ``scaling`` values: "unit_variance" (W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|)), "none".
 SCALINGS = ("unit_variance", "none")
 
@@ -24,23 +23,15 @@ def _check_scaling(scaling: str) -> None:
         )
 
 
-def _resolve_backend(backend: str, device: torch.device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        from periodic_conv import _ops
-
-        if device.type == "cuda" and _ops.cuda_available():
-            return "cuda"
-        if device.type == "cpu" and _ops.cpp_available():
-            return "cpp"
-        return "torch"
-    return backend
-
-
 def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling: str):
     if not isinstance(hub, DataHub):
         raise TypeError(f"hub must be a periodic_conv.DataHub, got {type(hub).__name__}")
+    for name, t in (("features", features), ("R", R)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor, got {type(t).__name__} (convert with "
+                "torch.as_tensor(..., dtype=hub.Y.dtype))"
+            )
     if features.ndim != 2 or features.shape != (hub.num_nodes, table.irreps_in.dim):
         raise ValueError(
             f"features must have shape [N, dim(irreps_in)] = [{hub.num_nodes}, "
@@ -81,7 +72,7 @@ def periodic_convolution(
     irreps_out,
     l_filter_max: int,
     *,
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     scaling: str = "unit_variance",
     backend: str = "auto",
     chunk: int | None = None,
@@ -125,16 +116,15 @@ def periodic_convolution(
     _check_scaling(scaling)
     table = path_table(irreps_in, irreps_out, l_filter_max, convention)
     _check(features, hub, R, table, convention, scaling)
-    backend = _resolve_backend(backend, features.device)
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise TypeError(f"chunk must be None or an int >= 1 (edges per chunk), got {chunk!r}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
+    name = resolve_backend(backend, features.device)
+    fn = get_backend(name, features.device)
     Y = hub.Y[:, : (l_filter_max + 1) ** 2]
     scale = hub.edge_scale(table, scaling)
-    if backend == "reference":
-        return conv_reference(features, Y, R, hub.src, hub.dst, scale, table)
-    if backend == "torch":
-        return conv_fused_torch(features, Y, R, hub.src, hub.dst, scale, table, chunk)
-    from periodic_conv import _ops
-
-    return _ops.conv_compiled(features, Y, R, hub, scale, table, backend, deterministic)
+    return fn(features, Y, R, hub, scale, table, chunk=chunk, deterministic=deterministic)
 
 
 class PeriodicConvolution(torch.nn.Module):
@@ -164,7 +154,7 @@ class PeriodicConvolution(torch.nn.Module):
         irreps_out,
         l_filter_max: int,
         *,
-        convention: str = "standard",
+        convention: str = DEFAULT_CONVENTION,
         scaling: str = "unit_variance",
         backend: str = "auto",
     ) -> None:

@@ -17,10 +17,14 @@ Only the inputs (F, Y, R) are saved: memory is that of R (and dR) plus one chunk
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from periodic_conv._paths import PathTable
+
+if TYPE_CHECKING:
+    from periodic_conv._hub import DataHub
 
 __all__ = ["conv_fused_torch"]
 
@@ -41,7 +45,7 @@ def _forward(F, Y, R, src, dst, scale, table: PathTable, chunk: int) -> torch.Te
     out = F.new_zeros(F.shape[0], table.irreps_out.dim)
     Cs = _couplings(table, F)
     io, oo = table.in_offsets, table.out_offsets
-    bin_, bout = table.irreps_in.blocks, table.irreps_out.blocks
+    bin_, bout = list(table.irreps_in), list(table.irreps_out)
     for e0 in range(0, E, chunk):
         e1 = min(E, e0 + chunk)
         n = e1 - e0
@@ -55,14 +59,15 @@ def _forward(F, Y, R, src, dst, scale, table: PathTable, chunk: int) -> torch.Te
             Z = torch.bmm(X, CY.transpose(1, 2))  # [e, v, i]
             Rp = Rc[:, p.offset : p.offset + p.u * p.v].reshape(n, p.u, p.v)
             m = torch.bmm(Rp, Z)  # [e, u, i]
-            msgs[p.k] = m if msgs[p.k] is None else msgs[p.k] + m
+            prev = msgs[p.k]
+            msgs[p.k] = m if prev is None else prev + m
         blocks = []
         for k, bo in enumerate(bout):
-            m = msgs[k]
-            if m is None:
+            mk = msgs[k]
+            if mk is None:
                 blocks.append(F.new_zeros(n, bo.dim))
             else:
-                blocks.append((m * sc[:, k, None, None]).reshape(n, bo.dim))
+                blocks.append((mk * sc[:, k, None, None]).reshape(n, bo.dim))
         out = out.index_add(0, dst[e0:e1], torch.cat(blocks, dim=1))
     del oo
     return out
@@ -73,7 +78,7 @@ def _backward(G, F, Y, R, src, dst, scale, table: PathTable, chunk: int, needs):
     E = src.shape[0]
     Cs = _couplings(table, F)
     io, oo = table.in_offsets, table.out_offsets
-    bin_, bout = table.irreps_in.blocks, table.irreps_out.blocks
+    bin_, bout = list(table.irreps_in), list(table.irreps_out)
     dF = F.new_zeros(F.shape) if need_F else None
     dY_chunks, dR_chunks = [], []
     n_l = Y.shape[1]
@@ -98,7 +103,8 @@ def _backward(G, F, Y, R, src, dst, scale, table: PathTable, chunk: int, needs):
             GR = torch.bmm(Rp.transpose(1, 2), Gs[p.k])  # [e, v, i]
             if need_F:
                 d = torch.bmm(GR, CY)  # [e, v, j]
-                dX[p.i] = d if dX[p.i] is None else dX[p.i] + d
+                prev = dX[p.i]
+                dX[p.i] = d if prev is None else prev + d
             if need_R:
                 Z = torch.bmm(X, CY.transpose(1, 2))  # [e, v, i]
                 dRp.append(torch.bmm(Gs[p.k], Z.transpose(1, 2)).reshape(n, p.u * p.v))
@@ -111,6 +117,7 @@ def _backward(G, F, Y, R, src, dst, scale, table: PathTable, chunk: int, needs):
                 F.new_zeros(n, bi.dim) if d is None else d.reshape(n, bi.dim)
                 for d, bi in zip(dX, bin_)
             ]
+            assert dF is not None
             dF = dF.index_add(0, src[e0:e1], torch.cat(parts, dim=1))
         if need_R:
             dR_chunks.append(torch.cat(dRp, dim=1))
@@ -147,13 +154,20 @@ def conv_fused_torch(
     F: torch.Tensor,
     Y: torch.Tensor,
     R: torch.Tensor,
-    src: torch.Tensor,
-    dst: torch.Tensor,
+    hub: DataHub,
     scale: torch.Tensor,
     table: PathTable,
+    *,
     chunk: int | None = None,
+    deterministic: bool = True,
 ) -> torch.Tensor:
-    """Fused forward with hand-written backward; see the module docstring."""
+    """Fused forward with hand-written backward; see the module docstring.
+
+    The backend calling contract of :mod:`periodic_conv._backends`. ``deterministic`` is
+    accepted for the contract (index_add order is fixed on CPU; on CUDA it uses atomics).
+    """
+    del deterministic
+    src, dst = hub.src, hub.dst
     if chunk is None:
         chunk = _auto_chunk(table, src.shape[0])
     return _FusedConv.apply(F, Y, R, src, dst, scale.detach(), table, max(1, int(chunk)))

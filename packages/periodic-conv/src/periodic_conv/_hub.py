@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from rsh.conventions import DEFAULT_CONVENTION, check_convention, check_degree
 
 from periodic_conv._neighbors import Graph
-from periodic_conv._paths import CONVENTIONS
 
 __all__ = ["DataHub"]
 
@@ -26,8 +26,6 @@ def _edge_harmonics(
     """
     import rsh
 
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if normalization not in SH_NORMALIZATIONS:
         raise ValueError(
             f"sh_normalization must be one of {SH_NORMALIZATIONS}, got {normalization!r}"
@@ -43,6 +41,30 @@ def _edge_harmonics(
     y0 = torch.zeros((l_max + 1) ** 2, dtype=y.dtype, device=y.device)
     y0[0] = _Y00[normalization]
     return torch.where(is_zero, y0, y)
+
+
+def _check_graph(graph: Graph) -> None:
+    """Shapes and index ranges of a (possibly hand-built) graph, once per hub."""
+    n, e = graph.num_nodes, graph.num_edges
+    for name in ("center", "neighbor"):
+        t = getattr(graph, name)
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.long or tuple(t.shape) != (e,):
+            raise ValueError(
+                f"graph.{name} must be an int64 tensor of shape [E] = [{e}] (E from "
+                f"graph.center), got {getattr(t, 'dtype', type(t).__name__)} "
+                f"{tuple(getattr(t, 'shape', ()))}"
+            )
+        if e and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(
+                f"graph.{name} holds atom indices in [{int(t.min())}, {int(t.max())}], outside "
+                f"[0, {n}) (N = {n} atoms in graph.positions)"
+            )
+    if tuple(graph.edge_vec.shape) != (e, 3):
+        raise ValueError(f"graph.edge_vec must have shape [E, 3] = [{e}, 3], got "
+                         f"{tuple(graph.edge_vec.shape)}")  # fmt: skip
+    if tuple(graph.counts.shape) != (n,):
+        raise ValueError(f"graph.counts must have shape [N] = [{n}], got "
+                         f"{tuple(graph.counts.shape)}")  # fmt: skip
 
 
 class DataHub:
@@ -77,13 +99,14 @@ class DataHub:
         graph: Graph,
         l_max: int,
         *,
-        convention: str = "standard",
+        convention: str = DEFAULT_CONVENTION,
         sh_normalization: str = "integral",
     ) -> None:
         if not isinstance(graph, Graph):
             raise TypeError(f"graph must be a periodic_conv.Graph, got {type(graph).__name__}")
-        if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 0:
-            raise ValueError(f"l_max must be an int >= 0, got {l_max!r}")
+        l_max = check_degree(l_max, "l_max")
+        _check_graph(graph)
+        convention = check_convention(convention)
         self.graph = graph
         self.l_max = l_max
         self.convention = convention

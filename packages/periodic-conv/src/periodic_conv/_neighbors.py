@@ -15,6 +15,7 @@ periodic copy) are edges; the self pair with zero shift is an edge only with
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,24 +28,11 @@ from periodic_conv._cell import (
     DEFAULT_MAX_EDGES,
     CellCheck,
     check_cell,
+    check_pbc,
     check_r_cut,
 )
 
 __all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
-
-
-def _as_pbc(pbc: Any) -> tuple[bool, bool, bool]:
-    if pbc.__class__ is tuple and len(pbc) == 3 and all(p.__class__ is bool for p in pbc):
-        return pbc  # the common case, kept cheap
-    if isinstance(pbc, (bool, np.bool_)):
-        return (bool(pbc),) * 3
-    try:
-        values = tuple(bool(p) for p in pbc)
-    except TypeError as exc:
-        raise TypeError(f"pbc must be a bool or 3 bools, got {pbc!r}") from exc
-    if len(values) != 3:
-        raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r} (length {len(values)})")
-    return values  # type: ignore[return-value]
 
 
 def _float64_cpu(t: torch.Tensor) -> torch.Tensor:
@@ -245,6 +233,15 @@ class Graph:
     @staticmethod
     def batch_graphs(graphs: Sequence[Graph]) -> Graph:
         """Concatenate graphs (atom indices offset; one cell per structure)."""
+        if isinstance(graphs, Graph) or not isinstance(graphs, Sequence):
+            raise TypeError(f"graphs must be a sequence of Graph, got {type(graphs).__name__}")
+        if len(graphs) == 0:
+            raise ValueError("graphs must contain at least one Graph, got []")
+        for k, g in enumerate(graphs):
+            if not isinstance(g, Graph):
+                raise TypeError(
+                    f"graphs[{k}] must be a periodic_conv.Graph, got {type(g).__name__}"
+                )
         if len(graphs) == 1:
             return graphs[0]
         r_cuts = {g.r_cut for g in graphs}
@@ -299,7 +296,7 @@ def _group_numpy(
     distances: np.ndarray | None,
     n: int,
     self_interaction: bool,
-) -> tuple[np.ndarray, ...]:
+) -> tuple[Any, ...]:
     """Group vesin's edges by center, stably (vesin's order within a center), in numpy.
 
     ``pairs`` [E, 2] and ``shifts`` [E, 3] may be views into vesin's buffers: every array
@@ -353,10 +350,10 @@ def _compiled_ops() -> dict[str, Any]:
     if _GROUP_BACKEND == "numpy":
         return {}
     if not _OPS:
-        from periodic_conv import _ops
+        from periodic_conv import _build
 
         forced = _GROUP_BACKEND in ("fused", "cpp")
-        if not (_ops.load_extension() if forced else _ops.extension_ready()):
+        if not (_build.load_extension() if forced else _build.extension_ready()):
             if forced:
                 raise RuntimeError(
                     f"_GROUP_BACKEND={_GROUP_BACKEND!r} but the C++ extension is unavailable"
@@ -364,21 +361,37 @@ def _compiled_ops() -> dict[str, Any]:
             return {}
         # the overloads themselves: skips the overload resolution of each call (µs count here)
         _OPS["group"] = torch.ops.periodic_conv.group_by_center.default
-        fns = _vesin_functions()
-        if fns is not None and hasattr(torch.ops.periodic_conv, "vesin_grouped"):
+        fns, reason = _vesin_functions()
+        if fns is not None and not hasattr(torch.ops.periodic_conv, "vesin_grouped"):
+            fns, reason = None, _build.vesin_include()[1] or "built without vesin.h"
+        if fns is None:
+            warnings.warn(
+                f"periodic_conv.neighbor_list: the fused vesin path is unavailable ({reason}); "
+                "using vesin's Python API and the compiled grouping (same graph, ~1.2x slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
             _OPS["fused"] = (torch.ops.periodic_conv.vesin_grouped.default, *fns)
     if _GROUP_BACKEND == "cpp":
         return {"group": _OPS["group"]}
     if _GROUP_BACKEND == "fused" and "fused" not in _OPS:
-        raise RuntimeError("_GROUP_BACKEND='fused' but the extension was built without vesin.h")
+        raise RuntimeError("_GROUP_BACKEND='fused' but the fused vesin path is unavailable")
     return _OPS
 
 
-def _vesin_functions() -> tuple[int, int] | None:
-    """Addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded."""
-    try:
-        import ctypes
+def _vesin_functions() -> tuple[tuple[int, int] | None, str]:
+    """(addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded,
+    "") or (None, why not). ``vesin._c_lib.get_library`` is private to vesin: the version
+    range pinned in pyproject.toml is the one this was written and tested for."""
+    import ctypes
 
+    from periodic_conv import _build
+
+    inc, reason = _build.vesin_include()
+    if inc is None:
+        return None, reason
+    try:
         from vesin._c_lib import get_library
 
         lib = get_library()
@@ -386,9 +399,117 @@ def _vesin_functions() -> tuple[int, int] | None:
             ctypes.cast(lib.vesin_neighbors, ctypes.c_void_p).value,
             ctypes.cast(lib.vesin_free, ctypes.c_void_p).value,
         )
-    except Exception:  # another vesin layout: the Python API path still works
+    except (ImportError, AttributeError, OSError) as exc:
+        return None, f"vesin's library is not where vesin 0.6 keeps it: {type(exc).__name__}: {exc}"
+    if not all(fns):
+        return None, "vesin_neighbors / vesin_free have null addresses"
+    return (int(fns[0]), int(fns[1])), ""  # type: ignore[arg-type]
+
+
+def _as_tensor(x: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor:
+    """A tensor with values (meta tensors have none) from a tensor or a numeric array."""
+    if isinstance(x, torch.Tensor):
+        if x.device.type == "meta":
+            raise ValueError(
+                f"{name} is a meta tensor (shape only, no values); neighbor_list needs values"
+            )
+        return x
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be a tensor or an array of numbers (Å), got {type(x).__name__}"
+        ) from exc
+    return torch.as_tensor(arr, dtype=dtype)
+
+
+def _check_numbers(numbers: Any, n: int, device: torch.device) -> torch.Tensor | None:
+    """Atomic numbers as an int64 tensor [n] on ``device`` (list, array or tensor accepted)."""
+    if numbers is None:
         return None
-    return fns if all(fns) else None  # type: ignore[return-value]
+    if not isinstance(numbers, torch.Tensor):
+        arr = np.asarray(numbers)
+        if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+            raise TypeError(
+                f"numbers must be integers (atomic numbers) [N], got {type(numbers).__name__} "
+                f"of dtype {arr.dtype}"
+            )
+        numbers = torch.as_tensor(arr.astype(np.int64))
+    elif numbers.is_floating_point() or numbers.is_complex() or numbers.dtype == torch.bool:
+        raise TypeError(f"numbers must be an integer tensor [N], got dtype {numbers.dtype}")
+    if tuple(numbers.shape) != (n,):
+        raise ValueError(
+            f"numbers must have shape [{n}] (one per atom), got {tuple(numbers.shape)}"
+        )
+    return numbers.to(device=device, dtype=torch.long)
+
+
+#: Atoms closer than this (Å) overlap: an input error (a duplicated site), never an edge.
+OVERLAP_TOL = 1e-4
+
+
+def _check_overlaps(
+    length: torch.Tensor,
+    center: torch.Tensor,
+    neighbor: torch.Tensor,
+    shift: torch.Tensor,
+) -> None:
+    """Raise when two distinct atoms (possibly through a periodic image) are closer than
+    OVERLAP_TOL. An atom next to its own image only means a short lattice vector: that is
+    the cell's business (``check_cell``), and so is the r = 0 edge of ``self_interaction``.
+    """
+    if length.numel() == 0:
+        return
+    d = length.detach()
+    on_numpy = d.device.type == "cpu" and d.dtype in (torch.float64, torch.float32)
+    shortest = float(d.numpy().min()) if on_numpy else float(d.min())
+    if shortest > OVERLAP_TOL:  # the common case: one reduction, no temporaries
+        return
+    close = d <= OVERLAP_TOL
+    idx = torch.nonzero(close).flatten()
+    a, b, sh = center[idx], neighbor[idx], shift[idx]
+    keep = a < b  # each pair of distinct atoms once
+    if not bool(keep.any()):
+        return
+    idx, a, b, sh = idx[keep], a[keep], b[keep], sh[keep]
+    pairs = [
+        f"atoms {int(i)} and {int(j)}"
+        + ("" if not bool((s != 0).any()) else f" (image shift {tuple(int(x) for x in s)})")
+        + f" at {float(length[e].detach()):.3g} Å"
+        for i, j, s, e in zip(a[:5], b[:5], sh[:5], idx[:5])
+    ]
+    more = f" and {len(idx) - 5} more pairs" if len(idx) > 5 else ""
+    raise ValueError(
+        f"positions: overlapping atoms (closer than {OVERLAP_TOL:g} Å): {'; '.join(pairs)}{more}. "
+        "Two atoms at the same place are an input error (a duplicated site?); remove or move them"
+    )
+
+
+def _empty_graph(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    r_cut: float,
+    pbc: tuple[bool, bool, bool],
+    numbers: torch.Tensor | None,
+) -> Graph:
+    """The graph of a structure without atoms (what a batch of an empty Structure gives)."""
+    dev = positions.device
+    idx = torch.zeros(0, dtype=torch.long, device=dev)
+    return Graph(
+        positions=positions,
+        cell=cell.unsqueeze(0),
+        center=idx,
+        neighbor=idx.clone(),
+        shift=torch.zeros(0, 3, dtype=torch.long, device=dev),
+        edge_vec=positions.new_zeros(0, 3),
+        length=positions.new_zeros(0),
+        counts=idx.clone(),
+        batch=idx.clone(),
+        r_cut=r_cut,
+        numbers=numbers,
+        pbc=pbc,
+        edge_batch=idx.clone(),
+    )
 
 
 def neighbor_list(
@@ -419,41 +540,57 @@ def neighbor_list(
     max_edges : int
         Refuse (ValueError) when the estimated number of edges exceeds this.
     cell_tol : float
-        Refuse cells with |det(cell)| <= cell_tol * |a||b||c| (flat cells would hang or give a
-        wrong graph in the underlying libraries).
-    numbers : Tensor [N], optional
-        Atomic numbers, stored on the graph.
+        Refuse cells whose LLL-reduced basis has |det| <= cell_tol * |a||b||c| (flat cells
+        would hang or give a wrong graph in the underlying libraries).
+    numbers : Tensor [N] or sequence of int, optional
+        Atomic numbers, stored on the graph (int64).
 
     Returns
     -------
     Graph
-        One structure; edges sorted by center atom.
+        One structure; edges sorted by center atom. No atoms (positions [0, 3]): an empty
+        graph. Shifts are those of the given ``cell`` even when the search ran in its reduced
+        basis.
+
+    Raises
+    ------
+    ValueError
+        Cell or cutoff refused by :func:`periodic_conv.check_cell` (flat or too thin a cell,
+        more than ``max_edges`` expected edges, ``r_cut`` outside [MIN_R_CUT, MAX_R_CUT]);
+        non-finite values; wrong shapes; two distinct atoms closer than ``OVERLAP_TOL`` (the
+        message names them).
+    TypeError
+        Arguments of the wrong type (each message names the argument).
 
     Notes
     -----
+    The cell is checked (and, when skewed, LLL-reduced) by :func:`periodic_conv.check_cell`,
+    so a skewed but legitimate cell is searched in its reduced basis (fast) and a degenerate
+    one fails at once.
     When the package's C++ extension is built (first use of the ``cpp`` convolution backend,
     or :func:`periodic_conv.build_extension`),
     vesin's C API and the grouping by center run in one compiled call; otherwise vesin's
     Python API and a compiled or numpy grouping are used (same graph, slower). This function
     never compiles the extension itself.
     """
-    if not isinstance(positions, torch.Tensor):
-        positions = torch.as_tensor(np.asarray(positions, dtype=np.float64))
-    if not isinstance(cell, torch.Tensor):
-        cell = torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=positions.dtype)
+    positions = _as_tensor(positions, "positions", None)
+    cell = _as_tensor(cell, "cell", positions.dtype)
     if not positions.is_floating_point():
         raise TypeError(f"positions must be a floating tensor, got dtype {positions.dtype}")
     if cell.dtype != positions.dtype:
         cell = cell.to(positions.dtype)
-    pbc_t = _as_pbc(pbc)
+    pbc_t = check_pbc(pbc)
     r_cut = check_r_cut(r_cut)
+    if isinstance(self_interaction, (bool, np.bool_)):
+        self_interaction = bool(self_interaction)
+    else:
+        raise TypeError(f"self_interaction must be a bool, got {self_interaction!r}")
     pos_t, cell_t, info = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
-    if numbers is not None and numbers.shape != (positions.shape[0],):
-        raise ValueError(
-            f"numbers must have shape [{positions.shape[0]}], got {tuple(numbers.shape)}"
-        )
+    numbers = _check_numbers(numbers, positions.shape[0], positions.device)
 
     n = pos_t.shape[0]
+    if n == 0:
+        return _empty_graph(positions, cell, r_cut, pbc_t, numbers)
     if not any(pbc_t):
         cell_t = torch.zeros(3, 3, dtype=torch.float64)
     elif info.reduced_used:
@@ -493,7 +630,12 @@ def neighbor_list(
             out = tuple(
                 None if a is None else torch.from_numpy(a)
                 for a in _group_numpy(
-                    pairs, shifts, *(vd if vd else (None, None)), n, self_interaction
+                    pairs,
+                    shifts,
+                    vd[0] if vd else None,
+                    vd[1] if vd else None,
+                    n,
+                    self_interaction,
                 )
             )
             out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
@@ -512,6 +654,7 @@ def neighbor_list(
         length = torch.linalg.norm(vec, dim=-1)
     elif vec.dtype != positions.dtype:
         vec, length = vec.to(positions.dtype), length.to(positions.dtype)
+    _check_overlaps(length, center, neighbor, shift)
     return Graph(
         positions=positions,
         cell=cell_b,

@@ -14,12 +14,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from rsh import Irreps
+from rsh.conventions import CONVENTIONS, DEFAULT_CONVENTION, check_convention, check_degree
 
-from periodic_conv._irreps import Irreps, parse_irreps
-
-__all__ = ["CONVENTIONS", "Path", "PathTable", "coupling", "path_table"]
-
-CONVENTIONS = ("standard", "thesis", "e3nn")
+__all__ = ["CONVENTIONS", "Path", "PathTable", "as_irreps", "coupling", "path_table"]
 
 
 @functools.cache
@@ -35,7 +33,7 @@ def coupling(
     l_in: int,
     l: int,
     *,
-    convention: str = "standard",
+    convention: str = DEFAULT_CONVENTION,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Coupling coefficients C[i, j, m] of thesis App. A, as used by the convolution.
@@ -95,30 +93,47 @@ class PathTable:
     w_nonzero: tuple[float, ...]  # W_{r != 0} per output block (B.34, counted over present paths)
     w_zero: tuple[float, ...]  # W_{r = 0} per output block (B.35, counted over present paths)
 
-    @property
-    def in_offsets(self) -> list[int]:
-        return self.irreps_in.offsets()
+    @functools.cached_property
+    def maxima(self) -> tuple[int, int, int, int]:
+        """(max degree of l_out, l_in, l; max multiplicity u, v; max l_out; max l_in) over
+        the paths: the sizes the compiled kernels need, passed as ints (no device reads)."""
+        ps = self.paths
+        return (
+            max(max(p.l_out, p.l_in, p.l) for p in ps),
+            max(max(p.u, p.v) for p in ps),
+            max(p.l_out for p in ps),
+            max(p.l_in for p in ps),
+        )
 
-    @property
+    @functools.cached_property
+    def in_offsets(self) -> list[int]:
+        """Start of each input block in the feature dimension."""
+        return [s.start for s in self.irreps_in.slices()]
+
+    @functools.cached_property
     def out_offsets(self) -> list[int]:
-        return self.irreps_out.offsets()
+        """Start of each output block in the feature dimension."""
+        return [s.start for s in self.irreps_out.slices()]
+
+
+def as_irreps(irreps: object, name: str) -> Irreps:
+    """``rsh.Irreps`` of an argument, zero multiplicities dropped; at least one block."""
+    ir = Irreps(irreps, name=name)
+    blocks = [b for b in ir if b.mul > 0]
+    if not blocks:
+        raise ValueError(f"{name}={irreps!r} has no irreps with multiplicity > 0")
+    return ir if len(blocks) == len(ir) else Irreps(blocks)
 
 
 @functools.lru_cache(maxsize=256)
-def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: str) -> PathTable:
-    ir_in = parse_irreps(irreps_in, "irreps_in")
-    ir_out = parse_irreps(irreps_out, "irreps_out")
-    if ir_in.has_parity != ir_out.has_parity:
-        raise ValueError(
-            f"irreps_in={irreps_in!r} and irreps_out={irreps_out!r}: either both carry parity "
-            "(e/o) or neither does"
-        )
+def _path_table(ir_in: Irreps, ir_out: Irreps, l_filter_max: int, convention: str) -> PathTable:
+    irreps_in, irreps_out = str(ir_in), str(ir_out)
     paths = []
     offset = 0
-    for k, bo in enumerate(ir_out.blocks):
-        for i, bi in enumerate(ir_in.blocks):
+    for k, bo in enumerate(ir_out):
+        for i, bi in enumerate(ir_in):
             for l in range(abs(bo.l - bi.l), min(bo.l + bi.l, l_filter_max) + 1):
-                if ir_in.has_parity and bo.parity != bi.parity * (-1) ** l:
+                if bo.parity != bi.parity * (-1) ** l:
                     continue
                 paths.append(Path(k, i, l, bo.l, bi.l, bo.mul, bi.mul, offset))
                 offset += bo.mul * bi.mul
@@ -133,7 +148,7 @@ def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: 
     # thesis's closed form 1 + 2 min(l_out, l_in) would over-count. For r = 0 only Y_00 != 0,
     # so only l = 0 paths contribute.
     w1, w0 = [], []
-    for k, bo in enumerate(ir_out.blocks):
+    for k, bo in enumerate(ir_out):
         n1 = sum(p.v for p in paths if p.k == k)
         n0 = sum(p.v for p in paths if p.k == k and p.l == 0)
         w1.append(math.sqrt(4 * math.pi * (2 * bo.l + 1) / n1) if n1 else 0.0)
@@ -144,12 +159,25 @@ def _path_table(irreps_in: str, irreps_out: str, l_filter_max: int, convention: 
     )
 
 
-def path_table(irreps_in, irreps_out, l_filter_max: int, convention: str = "standard") -> PathTable:
-    """The (cached) path table of a convolution; see module docstring for the layout."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if isinstance(l_filter_max, bool) or not isinstance(l_filter_max, int) or l_filter_max < 0:
-        raise ValueError(f"l_filter_max must be an int >= 0, got {l_filter_max!r}")
-    ir_in = str(parse_irreps(irreps_in, "irreps_in"))
-    ir_out = str(parse_irreps(irreps_out, "irreps_out"))
+def path_table(
+    irreps_in: object,
+    irreps_out: object,
+    l_filter_max: int,
+    convention: str = DEFAULT_CONVENTION,
+) -> PathTable:
+    """The (cached) path table of a convolution; see module docstring for the layout.
+
+    Parameters
+    ----------
+    irreps_in, irreps_out : str or rsh.Irreps
+        Irreps of the input and output features (parities e/o; zero multiplicities dropped).
+    l_filter_max : int
+        Highest filter degree.
+    convention : {"standard", "thesis", "e3nn"}
+        Basis of the coupling coefficients (``rsh.conventions``).
+    """
+    convention = check_convention(convention)
+    l_filter_max = check_degree(l_filter_max, "l_filter_max")
+    ir_in = as_irreps(irreps_in, "irreps_in")
+    ir_out = as_irreps(irreps_out, "irreps_out")
     return _path_table(ir_in, ir_out, l_filter_max, convention)

@@ -8,9 +8,14 @@ E * dim_out * dim_in numbers: 1.5 GB in float64 for the thesis case).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from periodic_conv._paths import PathTable
+
+if TYPE_CHECKING:
+    from periodic_conv._hub import DataHub
 
 __all__ = ["conv_reference", "materialize_kernel"]
 
@@ -22,9 +27,9 @@ def materialize_kernel(
     E = R.shape[0]
     oo, io = table.out_offsets, table.in_offsets
     rows = []
-    for k, bo in enumerate(table.irreps_out.blocks):
+    for k, bo in enumerate(table.irreps_out):
         cols = []
-        for i, bi in enumerate(table.irreps_in.blocks):
+        for i, bi in enumerate(table.irreps_in):
             blk = Y.new_zeros(E, bo.mul, 2 * bo.l + 1, bi.mul, 2 * bi.l + 1)
             for p, C in zip(table.paths, table.couplings):
                 if p.k != k or p.i != i:
@@ -43,12 +48,19 @@ def conv_reference(
     F: torch.Tensor,
     Y: torch.Tensor,
     R: torch.Tensor,
-    src: torch.Tensor,
-    dst: torch.Tensor,
+    hub: DataHub,
     scale: torch.Tensor,
     table: PathTable,
+    *,
+    chunk: int | None = None,
+    deterministic: bool = True,
 ) -> torch.Tensor:
-    """F'[a] = sum_{e: dst[e] = a} K[e] @ F[src[e]] (eq. 3.9 with K of eq. 3.10)."""
+    """F'[a] = sum_{e: dst[e] = a} K[e] @ F[src[e]] (eq. 3.9 with K of eq. 3.10).
+
+    The backend calling contract of :mod:`periodic_conv._backends`; ``chunk`` and
+    ``deterministic`` do not apply (K is formed for all edges at once).
+    """
+    del chunk, deterministic
     K = materialize_kernel(Y, R, scale, table)
-    msg = torch.bmm(K, F[src].unsqueeze(-1)).squeeze(-1)
-    return F.new_zeros(F.shape[0], table.irreps_out.dim).index_add(0, dst, msg)
+    msg = torch.bmm(K, F[hub.src].unsqueeze(-1)).squeeze(-1)
+    return F.new_zeros(F.shape[0], table.irreps_out.dim).index_add(0, hub.dst, msg)

@@ -66,14 +66,23 @@ def reference_solid(xyz: torch.Tensor, l_max: int) -> torch.Tensor:
 def reference_sh(xyz: torch.Tensor, l_max: int, normalize: bool = True) -> torch.Tensor:
     """Y_lm(x/|x|) (normalize=True) or r^l Y_lm(x) (normalize=False); standard, integral.
 
-    At r = 0 with normalize=True, Y_00 keeps its constant and every l > 0 entry is 0.
+    At r = 0 with normalize=True, Y_00 keeps its constant and every l > 0 entry is 0; a NaN
+    or inf coordinate gives NaN for every l > 0 entry.
     """
     if not normalize:
         return reference_solid(xyz, l_max)
-    r = torch.linalg.vector_norm(xyz, dim=-1, keepdim=True)
-    zero = r == 0  # (not ``r > 0``: a NaN row must stay NaN)
+    # Scale by 2^-e, e the exponent of max |x_i| (exact: no rounding), so that the sum of
+    # squares neither overflows nor underflows; a NaN or inf coordinate gives a NaN row.
+    m = xyz.abs().amax(dim=-1, keepdim=True)
+    zero = m == 0  # (not ``m > 0``: a NaN row must stay NaN)
+    finite = torch.isfinite(m) & ~zero
+    _, e = torch.frexp(torch.where(finite, m, torch.ones_like(m)))
+    half = torch.div(e, 2, rounding_mode="floor")
+    scaled = torch.ldexp(torch.ldexp(xyz, -half), half - e)  # two steps: 2^-e may overflow
+    scaled = torch.where(torch.isfinite(m), scaled, torch.full_like(xyz, float("nan")))
+    r = torch.linalg.vector_norm(scaled, dim=-1, keepdim=True)
     # where() with a safe denominator keeps the gradient finite (0) at r = 0.
-    u = xyz / torch.where(zero, torch.ones_like(r), r)
+    u = scaled / torch.where(zero, torch.ones_like(r), r)
     y = reference_solid(u, l_max)
     keep = torch.ones(y.shape[-1], dtype=torch.bool, device=y.device)
     keep[1:] = False

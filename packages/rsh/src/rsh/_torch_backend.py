@@ -15,12 +15,21 @@ def _degrees(l_max: int, like: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _unit(xyz: torch.Tensor):
-    r = torch.linalg.vector_norm(xyz, dim=-1, keepdim=True)
-    zero = r == 0  # not ``r > 0``: a NaN row must stay NaN
-    # A safe denominator keeps autograd finite (0) at r = 0.
-    safe = torch.where(zero, torch.ones_like(r), r)
-    return xyz / safe, safe, zero
+def _unit(xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(u = x/|x|, |x|, origin mask) through the scaled norm (x / max|x_i|) / |x / max|x_i||.
+
+    Scaling first keeps x² + y² + z² in [1, 3], so every finite non-zero vector gets its
+    direction in float32 and float64 (no overflow at 1e155 / 1e20, no underflow at 1e-200 /
+    1e-23). A NaN or inf coordinate gives a NaN row (max|x_i| is NaN or inf).
+    """
+    m = xyz.abs().amax(dim=-1, keepdim=True)
+    zero = m == 0  # not ``m > 0``: a NaN row must stay NaN
+    # Safe denominators keep autograd finite (0) at the origin.
+    m_safe = torch.where(zero, torch.ones_like(m), m)
+    s = xyz / m_safe
+    n = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    n_safe = torch.where(zero, torch.ones_like(n), n)
+    return s / n_safe, m_safe * n_safe, zero
 
 
 def forward(xyz: torch.Tensor, l_max: int, normalize: bool) -> torch.Tensor:

@@ -58,8 +58,16 @@ _FAILED = "BUILD_FAILED.txt"
 _lock = threading.RLock()
 
 
+class ExtensionBuildError(RuntimeError):
+    """The CPU build of an extension failed (raised with ``on_failure="raise"``)."""
+
+
 class _BuildError(RuntimeError):
     """A build failed; the message is already short and names the log file."""
+
+
+class _NotBuilt(Exception):
+    """``build=False`` and no cached build exists."""
 
 
 def _reason(err: BaseException) -> str:
@@ -154,7 +162,10 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    """One line: the first compiler ``error`` line if there is one, else the message."""
+    lines = str(err).splitlines()
+    errors = [ln for ln in lines if "error:" in ln or "Error:" in ln]
+    text = " ".join((errors[0] if errors else " ".join(lines)).split())
     return f"{type(err).__name__}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
@@ -168,12 +179,20 @@ def _build_one(
     ldflags: list[str],
     includes: list[str],
     verbose: bool,
+    build: bool,
 ) -> Path:
     """Build (or load the cached build of) one flavour; raises on failure."""
     sha = _signature(name, sources + depends, (flavour, cflags, cuda_cflags, ldflags, includes))
     directory = extensions_dir() / f"{name}-{flavour}-{sha}"
     libname = f"{name}_{flavour}_{sha}"
     lib = directory / f"{libname}.so"
+    if not build:  # load an existing build, never compile (no lock needed to read)
+        if (directory / _FAILED).is_file():
+            raise _BuildError(f"an earlier build failed (see {directory / _FAILED})")
+        if not lib.is_file():
+            raise _NotBuilt(str(lib))
+        torch.ops.load_library(str(lib))
+        return lib
     with _file_lock(directory.with_name(directory.name + ".lock")):
         failed = directory / _FAILED
         if failed.is_file():
@@ -216,6 +235,8 @@ def load_extension(
     extra_ldflags: Sequence[str] = (),
     extra_include_paths: Sequence[str | os.PathLike[str]] = (),
     with_cuda: bool | None = None,
+    build: bool = True,
+    on_failure: str = "warn",
     verbose: bool = False,
 ) -> Extension | None:
     """Build (once, cached on disk) and load a library of ``TORCH_LIBRARY`` ops.
@@ -236,6 +257,13 @@ def load_extension(
         None (default): compile ``cuda_sources`` when :func:`cuda_toolkit` says CUDA is
         usable. True: try to compile them regardless (a failure still falls back to the CPU
         build). False: never.
+    build : bool
+        False: only load an existing build, never compile (returns None, silently, when
+        there is none; for callers with a fallback that must not block on the first build).
+    on_failure : {"warn", "raise"}
+        What a failed CPU build does: one ``RuntimeWarning`` and None, or raise
+        :class:`ExtensionBuildError` (for callers that retry another variant and warn
+        themselves). A failed CUDA build always falls back to the CPU build with a warning.
     verbose : bool
         Show the compiler commands.
 
@@ -246,6 +274,8 @@ def load_extension(
         one ``RuntimeWarning``). Calls with the same arguments in one process return the
         same result without rebuilding or warning again.
     """
+    if on_failure not in ("warn", "raise"):
+        raise ValueError(f"on_failure must be one of ('warn', 'raise'), got {on_failure!r}")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python identifier such as 'rsh', got {name!r}")
     cpu_src = [Path(s).resolve() for s in sources]
@@ -265,10 +295,13 @@ def load_extension(
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        result = _load(
-            name, cpu_src, cuda_src, deps, list(extra_cflags), list(extra_cuda_cflags),
-            list(extra_ldflags), includes, with_cuda, verbose,
-        )  # fmt: skip
+        try:
+            result = _load(
+                name, cpu_src, cuda_src, deps, list(extra_cflags), list(extra_cuda_cflags),
+                list(extra_ldflags), includes, with_cuda, verbose, build, on_failure,
+            )  # fmt: skip
+        except _NotBuilt:
+            return None  # not remembered: a later call with build=True compiles
         _loaded[key] = result
         return result
 
@@ -284,6 +317,8 @@ def _load(
     includes: list[str],
     with_cuda: bool | None,
     verbose: bool,
+    build: bool,
+    on_failure: str,
 ) -> Extension | None:
     cuda_reason: str | None = None
     if not cuda_src:
@@ -298,20 +333,29 @@ def _load(
         try:
             lib = _build_one(
                 name, "cuda", cpu_src + cuda_src, deps, cflags, cuda_cflags, ldflags,
-                includes, verbose,
+                includes, verbose, build,
             )  # fmt: skip
             return Extension(name, lib, True, None)
+        except _NotBuilt:
+            raise
         except Exception as err:
             cuda_reason = f"the CUDA build failed: {_reason(err)}"
-            warnings.warn(
-                f"{name}: {cuda_reason}. Building the CPU-only extension instead; CUDA tensors "
-                "will use the plain-torch backend.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            if build:  # a load-only probe stays quiet; cuda_reason keeps the reason
+                warnings.warn(
+                    f"{name}: {cuda_reason}. Building the CPU-only extension instead; CUDA tensors "
+                    "will use the plain-torch backend.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
     try:
-        lib = _build_one(name, "cpu", cpu_src, deps, cflags, [], ldflags, includes, verbose)
+        lib = _build_one(name, "cpu", cpu_src, deps, cflags, [], ldflags, includes, verbose, build)
+    except _NotBuilt:
+        raise
     except Exception as err:
+        if on_failure == "raise":
+            raise ExtensionBuildError(
+                f"{name}: could not build the C++ extension ({_reason(err)})"
+            ) from err
         warnings.warn(
             f"{name}: could not build the C++ extension ({_reason(err)}); using the plain-torch "
             "backend. Install a C++ compiler (g++/clang++) to get the fast backend, or set "

@@ -12,32 +12,12 @@
 namespace periodic_conv {
 namespace {
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
-struct Meta {
-  long max_deg = 0, max_mul = 1;
-};
-
-Meta table_meta(const at::Tensor& paths) {
-  Meta m;
-  const long* p = paths.data_ptr<long>();
-  for (long q = 0; q < paths.size(0); ++q) {
-    PathInfo pi = load_path(p, q);
-    m.max_deg = std::max({m.max_deg, pi.lo, pi.li, pi.l});
-    m.max_mul = std::max({m.max_mul, pi.u, pi.v});
-  }
-  return m;
-}
-
 template <typename scalar_t>
 void fwd_impl(const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
               const at::Tensor& src, const at::Tensor& scale, const at::Tensor& row_ptr,
               const at::Tensor& paths, const at::Tensor& kptr, const at::Tensor& cflat,
               const at::Tensor& in_off, const at::Tensor& out_off, at::Tensor& out,
-              const Meta& meta, long ns, long N, long dim_in, long nY, long W, long n_out,
+              const Dims& dims, long ns, long N, long dim_in, long nY, long W, long n_out,
               long n_atoms, long dim_out) {
   (void)N;
   {
@@ -57,7 +37,7 @@ void fwd_impl(const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
     {
       std::vector<scalar_t> scratch(ns);
       scalar_t* cy = scratch.data();
-      scalar_t* acc = cy + (2 * meta.max_deg + 1);
+      scalar_t* acc = cy + (2 * dims.max_deg + 1);
 #pragma omp for schedule(dynamic, 1)
       for (long a = 0; a < n_atoms; ++a) {
         for (long e = rp[a]; e < rp[a + 1]; ++e) {
@@ -160,77 +140,57 @@ void bwd_impl(const at::Tensor& G, const at::Tensor& F, const at::Tensor& Y, con
   }
 }
 
-at::Tensor conv_fwd_cpu(const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
-                        const at::Tensor& src, const at::Tensor& dst, const at::Tensor& scale,
-                        const at::Tensor& row_ptr, const at::Tensor& src_perm,
-                        const at::Tensor& src_ptr, const at::Tensor& paths,
-                        const at::Tensor& kptr, const at::Tensor& cflat,
-                        const at::Tensor& in_off, const at::Tensor& out_off, int64_t dim_out,
-                        bool deterministic) {
-  (void)dst;
-  (void)src_perm;  // used by the backward only (same inputs, saved by autograd)
-  (void)src_ptr;
-  (void)deterministic;  // the CPU launcher is always deterministic
-  for (auto* t : {&F, &Y, &R, &src, &scale, &row_ptr, &paths, &kptr, &cflat, &in_off, &out_off})
-    check_cpu(*t, "every input");
-  const long N = F.size(0), dim_in = F.size(1), nY = Y.size(1), W = R.size(1);
-  const long n_out = kptr.size(0) - 1, n_atoms = row_ptr.size(0) - 1;
-  auto out = at::zeros({N, dim_out}, F.options());
-  const Meta meta = table_meta(paths);
-  const long ns = scratch_size(meta.max_deg, meta.max_mul);
-  AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_fwd_cpu", [&] {
-    fwd_impl<scalar_t>(F, Y, R, src, scale, row_ptr, paths, kptr, cflat, in_off, out_off, out,
-                       meta, ns, N, dim_in, nY, W, n_out, n_atoms, dim_out);
-  });
-  return out;
-}
+struct CpuLauncher {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CPU;
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_bwd_cpu(
-    const at::Tensor& G, const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
-    const at::Tensor& src, const at::Tensor& dst, const at::Tensor& scale,
-    const at::Tensor& row_ptr, const at::Tensor& src_perm, const at::Tensor& src_ptr,
-    const at::Tensor& paths, const at::Tensor& cflat, const at::Tensor& in_off,
-    const at::Tensor& out_off, bool need_F, bool need_Y, bool need_R) {
-  (void)dst;
-  for (auto* t : {&G, &F, &Y, &R, &src, &scale, &row_ptr, &src_perm, &src_ptr, &paths, &cflat,
-                  &in_off, &out_off})
-    check_cpu(*t, "every input");
-  const long N = F.size(0), dim_in = F.size(1), nY = Y.size(1), W = R.size(1), E = R.size(0);
-  const long dim_out = G.size(1), n_out = out_off.size(0), n_atoms = row_ptr.size(0) - 1;
-  const long P = paths.size(0);
-  auto dF = need_F ? at::zeros({N, dim_in}, F.options()) : at::zeros({0}, F.options());
-  auto dX = need_F ? at::zeros({E, dim_in}, F.options()) : at::zeros({0}, F.options());
-  auto dR = need_R ? at::zeros({E, W}, R.options()) : at::zeros({0}, R.options());
-  auto dY = need_Y ? at::zeros({E, nY}, Y.options()) : at::zeros({0}, Y.options());
-  const Meta meta = table_meta(paths);
-  const long ns = scratch_size(meta.max_deg, meta.max_mul);
-  const long md = 2 * meta.max_deg + 1, mm = meta.max_mul;
-  AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_bwd_cpu", [&] {
-    bwd_impl<scalar_t>(G, F, Y, R, src, scale, row_ptr, src_perm, src_ptr, paths, cflat, in_off,
-                       out_off, need_F, need_Y, need_R, dF, dX, dR, dY, ns, md, mm, N, dim_in,
-                       nY, W, dim_out, n_out, n_atoms, P);
-  });
-  return {dF, dY, dR};
-}
+  static at::Tensor fwd(const ConvArgs& a, int64_t dim_out, bool deterministic) {
+    (void)deterministic;  // the CPU launcher is always deterministic
+    check_table_host("periodic_conv::conv_fwd", a);
+    const long N = a.F.size(0), dim_in = a.F.size(1), nY = a.Y.size(1), W = a.R.size(1);
+    const long n_out = a.kptr.size(0) - 1, n_atoms = a.row_ptr.size(0) - 1;
+    auto out = at::zeros({N, dim_out}, a.F.options());
+    const long ns = scratch_size(a.dims);
+    AT_DISPATCH_FLOATING_TYPES(a.F.scalar_type(), "periodic_conv_fwd_cpu", [&] {
+      fwd_impl<scalar_t>(a.F, a.Y, a.R, a.src, a.scale, a.row_ptr, a.paths, a.kptr, a.cflat,
+                         a.in_off, a.out_off, out, a.dims, ns, N, dim_in, nY, W, n_out, n_atoms,
+                         dim_out);
+    });
+    return out;
+  }
+
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const ConvArgs& a,
+                                                            const at::Tensor& G, bool need_F,
+                                                            bool need_Y, bool need_R) {
+    check_table_host("periodic_conv::conv_bwd", a);
+    const at::Tensor &F = a.F, &R = a.R, &Y = a.Y;
+    const long N = F.size(0), dim_in = F.size(1), nY = Y.size(1), W = R.size(1), E = R.size(0);
+    const long dim_out = G.size(1), n_out = a.out_off.size(0), n_atoms = a.row_ptr.size(0) - 1;
+    const long P = a.paths.size(0);
+    auto dF = need_F ? at::zeros({N, dim_in}, F.options()) : at::zeros({0}, F.options());
+    auto dX = need_F ? at::zeros({E, dim_in}, F.options()) : at::zeros({0}, F.options());
+    auto dR = need_R ? at::zeros({E, W}, R.options()) : at::zeros({0}, R.options());
+    auto dY = need_Y ? at::zeros({E, nY}, Y.options()) : at::zeros({0}, Y.options());
+    const long ns = scratch_size(a.dims);
+    const long md = 2 * a.dims.max_deg + 1, mm = a.dims.max_mul;
+    AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_bwd_cpu", [&] {
+      bwd_impl<scalar_t>(G, F, Y, R, a.src, a.scale, a.row_ptr, a.src_perm, a.src_ptr, a.paths,
+                         a.cflat, a.in_off, a.out_off, need_F, need_Y, need_R, dF, dX, dR, dY,
+                         ns, md, mm, N, dim_in, nY, W, dim_out, n_out, n_atoms, P);
+    });
+    return {dF, dY, dR};
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY(periodic_conv, m) {
-  m.def(
-      "conv_fwd(Tensor F, Tensor Y, Tensor R, Tensor src, Tensor dst, Tensor scale, "
-      "Tensor row_ptr, Tensor src_perm, Tensor src_ptr, Tensor paths, Tensor kptr, Tensor cflat, "
-      "Tensor in_off, Tensor out_off, "
-      "int dim_out, bool deterministic) -> Tensor");
-  m.def(
-      "conv_bwd(Tensor G, Tensor F, Tensor Y, Tensor R, Tensor src, Tensor dst, Tensor scale, "
-      "Tensor row_ptr, Tensor src_perm, Tensor src_ptr, Tensor paths, Tensor cflat, "
-      "Tensor in_off, Tensor out_off, bool need_F, bool need_Y, bool need_R) "
-      "-> (Tensor, Tensor, Tensor)");
+  m.def(kConvFwdSchema);
+  m.def(kConvBwdSchema);
 }
 
 TORCH_LIBRARY_IMPL(periodic_conv, CPU, m) {
-  m.impl("conv_fwd", &conv_fwd_cpu);
-  m.impl("conv_bwd", &conv_bwd_cpu);
+  m.impl("conv_fwd", &conv_fwd<CpuLauncher>);
+  m.impl("conv_bwd", &conv_bwd<CpuLauncher>);
 }
 
 }  // namespace periodic_conv

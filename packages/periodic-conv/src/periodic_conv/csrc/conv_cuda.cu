@@ -32,11 +32,13 @@ template <typename T>
 __global__ void fwd_kernel(const T* F, const T* Y, const T* R, const long* src, const long* dst,
                            const T* scale, const long* paths, const long* kptr, const T* C,
                            const long* in_off, const long* out_off, long E, long n_out,
-                           long max_i, long dim_in, long dim_out, long nY, long W, long ns,
-                           T* ws, T* msg, T* out, bool atomic) {
+                           long max_i, long md, long dim_in, long dim_out, long nY, long W,
+                           long ns, T* ws, T* msg, T* out, bool atomic) {
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  // coupled_row writes 2 l_in + 1 numbers into cy: leave room for the largest degree (md =
+  // 2 max_deg + 1, as the CPU launcher), not for the largest output component (max_i).
   T* cy = ws + tid * ns;
-  T* acc = cy + max_i;
+  T* acc = cy + md;
   GRID_STRIDE(item, E * n_out * max_i) {
     const long i = item % max_i;
     const long k = (item / max_i) % n_out;
@@ -127,120 +129,96 @@ __global__ void bwd_radial_kernel(const T* G, const T* F, const T* Y, const T* R
   }
 }
 
-struct Dims {
-  long max_deg = 0, max_mul = 1, max_lo = 0, max_li = 0;
-};
+struct CudaLauncher {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CUDA;
 
-Dims dims_of(const at::Tensor& paths) {
-  auto p = paths.cpu();
-  const long* q = p.data_ptr<long>();
-  Dims d;
-  for (long r = 0; r < p.size(0); ++r) {
-    PathInfo pi = load_path(q, r);
-    d.max_deg = std::max({d.max_deg, pi.lo, pi.li, pi.l});
-    d.max_mul = std::max({d.max_mul, pi.u, pi.v});
-    d.max_lo = std::max(d.max_lo, pi.lo);
-    d.max_li = std::max(d.max_li, pi.li);
+  static at::Tensor fwd(const ConvArgs& a, int64_t dim_out, bool deterministic) {
+    const at::Tensor &F = a.F, &Y = a.Y, &R = a.R;
+    const c10::cuda::CUDAGuard guard(F.device());
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    const long N = F.size(0), E = R.size(0), n_out = a.kptr.size(0) - 1;
+    const Dims& d = a.dims;
+    const long max_i = 2 * d.max_lo + 1, md = 2 * d.max_deg + 1;
+    const long ns = scratch_size(d);
+    const long items = E * n_out * max_i;
+    const long blocks = blocks_for(items);
+    auto ws = at::empty({blocks * kThreads * ns}, F.options());
+    auto out = at::zeros({N, dim_out}, F.options());
+    auto msg = deterministic ? at::zeros({E, dim_out}, F.options()) : at::zeros({0}, F.options());
+    AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_fwd_cuda", [&] {
+      fwd_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+          F.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
+          a.src.data_ptr<long>(), a.dst.data_ptr<long>(), a.scale.data_ptr<scalar_t>(),
+          a.paths.data_ptr<long>(), a.kptr.data_ptr<long>(), a.cflat.data_ptr<scalar_t>(),
+          a.in_off.data_ptr<long>(), a.out_off.data_ptr<long>(), E, n_out, max_i, md,
+          F.size(1), dim_out, Y.size(1), R.size(1), ns, ws.data_ptr<scalar_t>(),
+          deterministic ? msg.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(),
+          !deterministic);
+      if (deterministic) {
+        segment_sum<scalar_t><<<blocks_for(N * dim_out), kThreads, 0, stream>>>(
+            msg.data_ptr<scalar_t>(), a.row_ptr.data_ptr<long>(), nullptr, N, dim_out,
+            out.data_ptr<scalar_t>());
+      }
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return out;
   }
-  return d;
-}
 
-at::Tensor conv_fwd_cuda(const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
-                         const at::Tensor& src, const at::Tensor& dst, const at::Tensor& scale,
-                         const at::Tensor& row_ptr, const at::Tensor& src_perm,
-                         const at::Tensor& src_ptr, const at::Tensor& paths,
-                         const at::Tensor& kptr, const at::Tensor& cflat,
-                         const at::Tensor& in_off, const at::Tensor& out_off, int64_t dim_out,
-                         bool deterministic) {
-  (void)src_perm;
-  (void)src_ptr;
-  const c10::cuda::CUDAGuard guard(F.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  const long N = F.size(0), E = R.size(0), n_out = kptr.size(0) - 1;
-  const Dims d = dims_of(paths);
-  const long max_i = 2 * d.max_lo + 1;
-  const long ns = scratch_size(d.max_deg, d.max_mul);
-  const long items = E * n_out * max_i;
-  const long blocks = blocks_for(items);
-  auto ws = at::empty({blocks * kThreads * ns}, F.options());
-  auto out = at::zeros({N, dim_out}, F.options());
-  auto msg = deterministic ? at::zeros({E, dim_out}, F.options()) : at::zeros({0}, F.options());
-  AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_fwd_cuda", [&] {
-    fwd_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        F.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
-        src.data_ptr<long>(), dst.data_ptr<long>(), scale.data_ptr<scalar_t>(),
-        paths.data_ptr<long>(), kptr.data_ptr<long>(), cflat.data_ptr<scalar_t>(),
-        in_off.data_ptr<long>(), out_off.data_ptr<long>(), E, n_out, max_i, F.size(1), dim_out,
-        Y.size(1), R.size(1), ns, ws.data_ptr<scalar_t>(),
-        deterministic ? msg.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(),
-        !deterministic);
-    if (deterministic) {
-      segment_sum<scalar_t><<<blocks_for(N * dim_out), kThreads, 0, stream>>>(
-          msg.data_ptr<scalar_t>(), row_ptr.data_ptr<long>(), nullptr, N, dim_out,
-          out.data_ptr<scalar_t>());
-    }
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_bwd_cuda(
-    const at::Tensor& G, const at::Tensor& F, const at::Tensor& Y, const at::Tensor& R,
-    const at::Tensor& src, const at::Tensor& dst, const at::Tensor& scale,
-    const at::Tensor& row_ptr, const at::Tensor& src_perm, const at::Tensor& src_ptr,
-    const at::Tensor& paths, const at::Tensor& cflat, const at::Tensor& in_off,
-    const at::Tensor& out_off, bool need_F, bool need_Y, bool need_R) {
-  (void)row_ptr;
-  const c10::cuda::CUDAGuard guard(F.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  const long N = F.size(0), E = R.size(0), P = paths.size(0);
-  const long dim_in = F.size(1), dim_out = G.size(1), nY = Y.size(1), W = R.size(1);
-  const long n_out = out_off.size(0), n_in = in_off.size(0);
-  const Dims d = dims_of(paths);
-  const long md = 2 * d.max_deg + 1, mm = d.max_mul;
-  const long ns = scratch_size(d.max_deg, d.max_mul);
-  auto dF = need_F ? at::zeros({N, dim_in}, F.options()) : at::zeros({0}, F.options());
-  auto dR = need_R ? at::zeros({E, W}, R.options()) : at::zeros({0}, R.options());
-  auto dY = need_Y ? at::zeros({E, nY}, Y.options()) : at::zeros({0}, Y.options());
-  AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_bwd_cuda", [&] {
-    if (need_F) {
-      auto dX = at::zeros({E, dim_in}, F.options());
-      const long max_j = 2 * d.max_li + 1;
-      const long blocks = blocks_for(E * n_in * max_j);
-      auto ws = at::empty({blocks * kThreads * ns}, F.options());
-      bwd_feature_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-          G.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
-          dst.data_ptr<long>(), scale.data_ptr<scalar_t>(), paths.data_ptr<long>(), P,
-          cflat.data_ptr<scalar_t>(), in_off.data_ptr<long>(), out_off.data_ptr<long>(), E,
-          n_in, max_j, md, mm, dim_in, dim_out, nY, W, n_out, ns, ws.data_ptr<scalar_t>(),
-          dX.data_ptr<scalar_t>());
-      segment_sum<scalar_t><<<blocks_for(N * dim_in), kThreads, 0, stream>>>(
-          dX.data_ptr<scalar_t>(), src_ptr.data_ptr<long>(), src_perm.data_ptr<long>(), N,
-          dim_in, dF.data_ptr<scalar_t>());
-    }
-    if (need_R || need_Y) {
-      const long n_l = d.max_deg + 1;
-      const long blocks = blocks_for(E * n_l);
-      auto ws = at::empty({blocks * kThreads * ns}, F.options());
-      bwd_radial_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-          G.data_ptr<scalar_t>(), F.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
-          R.data_ptr<scalar_t>(), src.data_ptr<long>(), dst.data_ptr<long>(),
-          scale.data_ptr<scalar_t>(), paths.data_ptr<long>(), P, cflat.data_ptr<scalar_t>(),
-          in_off.data_ptr<long>(), out_off.data_ptr<long>(), E, n_l, dim_in, dim_out, nY, W,
-          n_out, md, mm, ns, need_R, need_Y, ws.data_ptr<scalar_t>(),
-          need_R ? dR.data_ptr<scalar_t>() : nullptr,
-          need_Y ? dY.data_ptr<scalar_t>() : nullptr);
-    }
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {dF, dY, dR};
-}
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd(const ConvArgs& a,
+                                                            const at::Tensor& G, bool need_F,
+                                                            bool need_Y, bool need_R) {
+    const at::Tensor &F = a.F, &Y = a.Y, &R = a.R;
+    const c10::cuda::CUDAGuard guard(F.device());
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    const long N = F.size(0), E = R.size(0), P = a.paths.size(0);
+    const long dim_in = F.size(1), dim_out = G.size(1), nY = Y.size(1), W = R.size(1);
+    const long n_out = a.out_off.size(0), n_in = a.in_off.size(0);
+    const Dims& d = a.dims;
+    const long md = 2 * d.max_deg + 1, mm = d.max_mul;
+    const long ns = scratch_size(d);
+    auto dF = need_F ? at::zeros({N, dim_in}, F.options()) : at::zeros({0}, F.options());
+    auto dR = need_R ? at::zeros({E, W}, R.options()) : at::zeros({0}, R.options());
+    auto dY = need_Y ? at::zeros({E, nY}, Y.options()) : at::zeros({0}, Y.options());
+    AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "periodic_conv_bwd_cuda", [&] {
+      if (need_F) {
+        auto dX = at::zeros({E, dim_in}, F.options());
+        const long max_j = 2 * d.max_li + 1;
+        const long blocks = blocks_for(E * n_in * max_j);
+        auto ws = at::empty({blocks * kThreads * ns}, F.options());
+        bwd_feature_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+            G.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
+            a.dst.data_ptr<long>(), a.scale.data_ptr<scalar_t>(), a.paths.data_ptr<long>(), P,
+            a.cflat.data_ptr<scalar_t>(), a.in_off.data_ptr<long>(), a.out_off.data_ptr<long>(),
+            E, n_in, max_j, md, mm, dim_in, dim_out, nY, W, n_out, ns, ws.data_ptr<scalar_t>(),
+            dX.data_ptr<scalar_t>());
+        segment_sum<scalar_t><<<blocks_for(N * dim_in), kThreads, 0, stream>>>(
+            dX.data_ptr<scalar_t>(), a.src_ptr.data_ptr<long>(), a.src_perm.data_ptr<long>(), N,
+            dim_in, dF.data_ptr<scalar_t>());
+      }
+      if (need_R || need_Y) {
+        const long n_l = d.max_deg + 1;
+        const long blocks = blocks_for(E * n_l);
+        auto ws = at::empty({blocks * kThreads * ns}, F.options());
+        bwd_radial_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+            G.data_ptr<scalar_t>(), F.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
+            R.data_ptr<scalar_t>(), a.src.data_ptr<long>(), a.dst.data_ptr<long>(),
+            a.scale.data_ptr<scalar_t>(), a.paths.data_ptr<long>(), P,
+            a.cflat.data_ptr<scalar_t>(), a.in_off.data_ptr<long>(), a.out_off.data_ptr<long>(),
+            E, n_l, dim_in, dim_out, nY, W, n_out, md, mm, ns, need_R, need_Y,
+            ws.data_ptr<scalar_t>(), need_R ? dR.data_ptr<scalar_t>() : nullptr,
+            need_Y ? dY.data_ptr<scalar_t>() : nullptr);
+      }
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {dF, dY, dR};
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(periodic_conv, CUDA, m) {
-  m.impl("conv_fwd", &conv_fwd_cuda);
-  m.impl("conv_bwd", &conv_bwd_cuda);
+  m.impl("conv_fwd", &conv_fwd<CudaLauncher>);
+  m.impl("conv_bwd", &conv_bwd<CudaLauncher>);
 }
 
 }  // namespace periodic_conv

@@ -70,16 +70,18 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
         uz[i] = pb[3 * i + 2];
       }
     }
-    T n_origin = T(0);
-#pragma omp simd reduction(+ : n_origin)
+    T n_special = T(0);
+#pragma omp simd reduction(+ : n_special)
     for (int64_t i = 0; i < nb; ++i) {
       const T x = kSoA ? ux[i] : pb[3 * i];
       const T y = kSoA ? uy[i] : pb[3 * i + 1];
       const T z = kSoA ? uz[i] : pb[3 * i + 2];
-      const T r = std::sqrt(x * x + y * y + z * z);
-      const T q = T(1) / r;
-      const T inv = r == T(0) ? T(0) : q;  // NaN compares false: a NaN row stays NaN
-      n_origin += r == T(0) ? T(1) : T(0);
+      const T r2 = x * x + y * y + z * z;
+      const T q = T(1) / std::sqrt(r2);
+      // Rows outside the plain range (origin, NaN/inf, r2 under/overflow) are redone below.
+      const bool plain = rsh_point::plain_range<T>(r2);
+      const T inv = plain ? q : T(0);
+      n_special += plain ? T(0) : T(1);
       ux[i] = x * inv;
       uy[i] = y * inv;
       uz[i] = z * inv;
@@ -87,13 +89,11 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
     for (int64_t i = 0; i < nb; ++i) {
       rsh_generated::solid<T, false>(ux[i], uy[i], uz[i], lm, ob + K * i);
     }
-    if (n_origin != T(0)) {  // rare: Y_00 keeps its constant, the rest is 0
+    if (n_special != T(0)) {  // rare: origin, NaN/inf, or a scaled norm is needed
       for (int64_t i = 0; i < nb; ++i) {
         const T* q = pb + 3 * i;
-        if (std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]) == T(0)) {
-          T* row = ob + K * i;
-          row[0] = rsh_point::y00<T>();
-          for (int64_t k = 1; k < K; ++k) row[k] = T(0);
+        if (!rsh_point::plain_range<T>(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])) {
+          rsh_point::forward<T>(q, lm, true, ob + K * i);
         }
       }
     }
@@ -105,16 +105,18 @@ RSH_FLATTEN void forward_range(const T* __restrict__ p, const int64_t begin, con
 // the [Y00, Y1-1, Y10, Y11] rows with a transpose. No origin pass: with 1/r masked to 0 at
 // r = 0 the l = 1 entries are 0 already. Same operation order as the generated code,
 // c·(x·(1/r)), so Y stays bitwise equal to the other paths. A NaN row stays NaN.
+// The SIMD loops compute the plain normalisation and mark lanes whose r2 is outside the
+// plain range (origin, NaN/inf, under/overflow); those points are redone with this.
 template <typename T>
 inline void forward_l1_point(const T* p, T* o) {
-  const T x = p[0], y = p[1], z = p[2];
-  const T r = std::sqrt(x * x + y * y + z * z);
-  const T inv = r == T(0) ? T(0) : T(1) / r;
-  const T c1 = T(0.4886025119029199215863846);  // sqrt(3 / (4 pi))
-  o[0] = rsh_point::y00<T>();
-  o[1] = c1 * (y * inv);
-  o[2] = c1 * (z * inv);
-  o[3] = c1 * (x * inv);
+  rsh_point::forward<T>(p, 1, true, o);
+}
+
+template <typename T>
+inline void redo_l1_lanes(const T* p, int64_t first, int lanes, int plain_mask, T* o) {
+  for (int k = 0; k < lanes; ++k) {
+    if (!((plain_mask >> k) & 1)) forward_l1_point<T>(p + 3 * (first + k), o + 4 * (first + k));
+  }
 }
 
 #if RSH_HAVE_AVX
@@ -125,7 +127,9 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const float* p, int64_t be
                                                       const int64_t end, float* o) {
   const __m256 c0 = _mm256_set1_ps(rsh_point::y00<float>());
   const __m256 c1 = _mm256_set1_ps(0.4886025119029199215863846f);
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 lo = _mm256_set1_ps(rsh_point::r2_lo<float>());
+  const __m256 hi = _mm256_set1_ps(rsh_point::r2_hi<float>());
   for (; begin + 8 <= end; begin += 8) {
     const float* q = p + 3 * begin;
     const __m256 v0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(q)),
@@ -143,10 +147,12 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const float* p, int64_t be
     const __m256 y = _mm256_shuffle_ps(f, b, _MM_SHUFFLE(3, 1, 2, 0));
     const __m256 g = _mm256_shuffle_ps(c, a, _MM_SHUFFLE(2, 2, 1, 1));
     const __m256 z = _mm256_shuffle_ps(g, c, _MM_SHUFFLE(3, 2, 2, 0));
-    const __m256 r = _mm256_sqrt_ps(_mm256_add_ps(
-        _mm256_add_ps(_mm256_mul_ps(x, x), _mm256_mul_ps(y, y)), _mm256_mul_ps(z, z)));
-    const __m256 inv =
-        _mm256_and_ps(_mm256_cmp_ps(r, zero, _CMP_NEQ_UQ), _mm256_div_ps(one, r));
+    const __m256 rr = _mm256_add_ps(
+        _mm256_add_ps(_mm256_mul_ps(x, x), _mm256_mul_ps(y, y)), _mm256_mul_ps(z, z));
+    const __m256 r = _mm256_sqrt_ps(rr);
+    const __m256 plain = _mm256_and_ps(_mm256_cmp_ps(rr, lo, _CMP_GE_OQ),
+                                       _mm256_cmp_ps(rr, hi, _CMP_LE_OQ));
+    const __m256 inv = _mm256_and_ps(plain, _mm256_div_ps(one, r));
     const __m256 e1 = _mm256_mul_ps(c1, _mm256_mul_ps(y, inv));
     const __m256 e2 = _mm256_mul_ps(c1, _mm256_mul_ps(z, inv));
     const __m256 e3 = _mm256_mul_ps(c1, _mm256_mul_ps(x, inv));
@@ -162,6 +168,11 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const float* p, int64_t be
     _mm256_storeu_ps(w + 8, _mm256_permute2f128_ps(r2, r3, 0x20));
     _mm256_storeu_ps(w + 16, _mm256_permute2f128_ps(r0, r1, 0x31));
     _mm256_storeu_ps(w + 24, _mm256_permute2f128_ps(r2, r3, 0x31));
+    const int mask = _mm256_movemask_ps(plain);
+    if (mask != 0xff) {
+      // Bit k of the mask is point begin + k (low lane: points 0-3, high lane: 4-7).
+      redo_l1_lanes<float>(p, begin, 8, mask, o);
+    }
   }
   return begin;
 }
@@ -170,7 +181,9 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const double* p, int64_t b
                                                       const int64_t end, double* o) {
   const __m256d c0 = _mm256_set1_pd(rsh_point::y00<double>());
   const __m256d c1 = _mm256_set1_pd(0.4886025119029199215863846);
-  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d lo = _mm256_set1_pd(rsh_point::r2_lo<double>());
+  const __m256d hi = _mm256_set1_pd(rsh_point::r2_hi<double>());
   for (; begin + 4 <= end; begin += 4) {
     const double* q = p + 3 * begin;
     const __m256d v0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(q)),
@@ -181,10 +194,12 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const double* p, int64_t b
                                             _mm_loadu_pd(q + 10), 1);
     const __m256d x = _mm256_shuffle_pd(v0, v1, 10), y = _mm256_shuffle_pd(v0, v2, 5);
     const __m256d z = _mm256_shuffle_pd(v1, v2, 10);
-    const __m256d r = _mm256_sqrt_pd(_mm256_add_pd(
-        _mm256_add_pd(_mm256_mul_pd(x, x), _mm256_mul_pd(y, y)), _mm256_mul_pd(z, z)));
-    const __m256d inv =
-        _mm256_and_pd(_mm256_cmp_pd(r, zero, _CMP_NEQ_UQ), _mm256_div_pd(one, r));
+    const __m256d rr = _mm256_add_pd(
+        _mm256_add_pd(_mm256_mul_pd(x, x), _mm256_mul_pd(y, y)), _mm256_mul_pd(z, z));
+    const __m256d r = _mm256_sqrt_pd(rr);
+    const __m256d plain = _mm256_and_pd(_mm256_cmp_pd(rr, lo, _CMP_GE_OQ),
+                                        _mm256_cmp_pd(rr, hi, _CMP_LE_OQ));
+    const __m256d inv = _mm256_and_pd(plain, _mm256_div_pd(one, r));
     const __m256d ey = _mm256_mul_pd(c1, _mm256_mul_pd(y, inv));
     const __m256d ez = _mm256_mul_pd(c1, _mm256_mul_pd(z, inv));
     const __m256d ex = _mm256_mul_pd(c1, _mm256_mul_pd(x, inv));
@@ -195,6 +210,8 @@ __attribute__((target("avx"))) int64_t forward_l1_avx(const double* p, int64_t b
     _mm256_storeu_pd(w + 4, _mm256_permute2f128_pd(c, d, 0x20));
     _mm256_storeu_pd(w + 8, _mm256_permute2f128_pd(a, b, 0x31));
     _mm256_storeu_pd(w + 12, _mm256_permute2f128_pd(c, d, 0x31));
+    const int mask = _mm256_movemask_pd(plain);
+    if (mask != 0xf) redo_l1_lanes<double>(p, begin, 4, mask, o);
   }
   return begin;
 }
@@ -215,7 +232,9 @@ void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
   if constexpr (std::is_same_v<T, float>) {
     const __m128 c0 = _mm_set1_ps(rsh_point::y00<float>());
     const __m128 c1 = _mm_set1_ps(0.4886025119029199215863846f);
-    const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1.0f);
+    const __m128 one = _mm_set1_ps(1.0f);
+    const __m128 lo = _mm_set1_ps(rsh_point::r2_lo<float>());
+    const __m128 hi = _mm_set1_ps(rsh_point::r2_hi<float>());
     for (; begin + 4 <= end; begin += 4) {
       const float* q = p + 3 * begin;
       const __m128 v0 = _mm_loadu_ps(q), v1 = _mm_loadu_ps(q + 4), v2 = _mm_loadu_ps(q + 8);
@@ -229,9 +248,11 @@ void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
       const __m128 y = _mm_shuffle_ps(f, b, _MM_SHUFFLE(3, 1, 2, 0));
       const __m128 g = _mm_shuffle_ps(c, a, _MM_SHUFFLE(2, 2, 1, 1));    // z0 z0 z1 z1
       const __m128 z = _mm_shuffle_ps(g, c, _MM_SHUFFLE(3, 2, 2, 0));
-      const __m128 r = _mm_sqrt_ps(
-          _mm_add_ps(_mm_add_ps(_mm_mul_ps(x, x), _mm_mul_ps(y, y)), _mm_mul_ps(z, z)));
-      const __m128 inv = _mm_and_ps(_mm_cmpneq_ps(r, zero), _mm_div_ps(one, r));
+      const __m128 rr =
+          _mm_add_ps(_mm_add_ps(_mm_mul_ps(x, x), _mm_mul_ps(y, y)), _mm_mul_ps(z, z));
+      const __m128 r = _mm_sqrt_ps(rr);
+      const __m128 plain = _mm_and_ps(_mm_cmpge_ps(rr, lo), _mm_cmple_ps(rr, hi));
+      const __m128 inv = _mm_and_ps(plain, _mm_div_ps(one, r));
       __m128 row0 = c0, row1 = _mm_mul_ps(c1, _mm_mul_ps(y, inv));
       __m128 row2 = _mm_mul_ps(c1, _mm_mul_ps(z, inv)), row3 = _mm_mul_ps(c1, _mm_mul_ps(x, inv));
       _MM_TRANSPOSE4_PS(row0, row1, row2, row3);
@@ -240,20 +261,26 @@ void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
       _mm_storeu_ps(w + 4, row1);
       _mm_storeu_ps(w + 8, row2);
       _mm_storeu_ps(w + 12, row3);
+      const int mask = _mm_movemask_ps(plain);
+      if (mask != 0xf) redo_l1_lanes<float>(p, begin, 4, mask, o);
     }
   } else {
     const __m128d c0 = _mm_set1_pd(rsh_point::y00<double>());
     const __m128d c1 = _mm_set1_pd(0.4886025119029199215863846);
-    const __m128d zero = _mm_setzero_pd(), one = _mm_set1_pd(1.0);
+    const __m128d one = _mm_set1_pd(1.0);
+    const __m128d lo = _mm_set1_pd(rsh_point::r2_lo<double>());
+    const __m128d hi = _mm_set1_pd(rsh_point::r2_hi<double>());
     for (; begin + 2 <= end; begin += 2) {
       const double* q = p + 3 * begin;
       const __m128d v0 = _mm_loadu_pd(q), v1 = _mm_loadu_pd(q + 2), v2 = _mm_loadu_pd(q + 4);
       // v0 = x0 y0 | v1 = z0 x1 | v2 = y1 z1
       const __m128d x = _mm_shuffle_pd(v0, v1, 2), y = _mm_shuffle_pd(v0, v2, 1);
       const __m128d z = _mm_shuffle_pd(v1, v2, 2);
-      const __m128d r = _mm_sqrt_pd(
-          _mm_add_pd(_mm_add_pd(_mm_mul_pd(x, x), _mm_mul_pd(y, y)), _mm_mul_pd(z, z)));
-      const __m128d inv = _mm_and_pd(_mm_cmpneq_pd(r, zero), _mm_div_pd(one, r));
+      const __m128d rr =
+          _mm_add_pd(_mm_add_pd(_mm_mul_pd(x, x), _mm_mul_pd(y, y)), _mm_mul_pd(z, z));
+      const __m128d r = _mm_sqrt_pd(rr);
+      const __m128d plain = _mm_and_pd(_mm_cmpge_pd(rr, lo), _mm_cmple_pd(rr, hi));
+      const __m128d inv = _mm_and_pd(plain, _mm_div_pd(one, r));
       const __m128d ey = _mm_mul_pd(c1, _mm_mul_pd(y, inv));
       const __m128d ez = _mm_mul_pd(c1, _mm_mul_pd(z, inv));
       const __m128d ex = _mm_mul_pd(c1, _mm_mul_pd(x, inv));
@@ -262,6 +289,8 @@ void forward_l1(const T* p, int64_t begin, const int64_t end, T* o) {
       _mm_storeu_pd(w + 2, _mm_unpacklo_pd(ez, ex));
       _mm_storeu_pd(w + 4, _mm_unpackhi_pd(c0, ey));
       _mm_storeu_pd(w + 6, _mm_unpackhi_pd(ez, ex));
+      const int mask = _mm_movemask_pd(plain);
+      if (mask != 0x3) redo_l1_lanes<double>(p, begin, 2, mask, o);
     }
   }
 #endif
@@ -337,13 +366,42 @@ std::tuple<at::Tensor, at::Tensor> sh_grad_cpu(const at::Tensor& xyz_in, int64_t
   return {out, d};
 }
 
+template <typename T, int LM>
+void vjp_range(const T* p, const T* g, int64_t begin, int64_t end, int lm, bool normalize,
+               T* o) {
+  const int64_t K = (lm + 1) * (lm + 1);
+  for (int64_t i = begin; i < end; ++i) {
+    rsh_point::vjp<T, LM>(p + 3 * i, g + K * i, lm, normalize, o + 3 * i);
+  }
+}
+
+// Local arrays sized for the smallest bound >= l_max (rsh_point::vjp_bound).
+template <typename T>
+void vjp_dispatch(const T* p, const T* g, int64_t begin, int64_t end, int lm, bool normalize,
+                  T* o) {
+  switch (rsh_point::vjp_bound(lm)) {
+    case 2:
+      return vjp_range<T, 2>(p, g, begin, end, lm, normalize, o);
+    case 4:
+      return vjp_range<T, 4>(p, g, begin, end, lm, normalize, o);
+    case 8:
+      return vjp_range<T, 8>(p, g, begin, end, lm, normalize, o);
+    default:
+      return vjp_range<T, RSH_L_MAX>(p, g, begin, end, lm, normalize, o);
+  }
+}
+
 at::Tensor sh_vjp_cpu(const at::Tensor& xyz_in, const at::Tensor& grad_in, int64_t l_max,
                       bool normalize) {
   check_input(xyz_in, l_max);
   const int64_t n = xyz_in.size(0), K = (l_max + 1) * (l_max + 1);
   TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == n && grad_in.size(1) == K,
               "rsh: grad must have shape [N, (l_max+1)^2], got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == xyz_in.scalar_type(), "rsh: grad dtype must match xyz");
+  TORCH_CHECK(grad_in.scalar_type() == xyz_in.scalar_type(), "rsh: grad must have the dtype of xyz (",
+              xyz_in.scalar_type(), "), got ", grad_in.scalar_type());
+  TORCH_CHECK(xyz_in.device().is_cpu() && grad_in.device().is_cpu(),
+              "rsh: sh_vjp (CPU) needs xyz and grad on the CPU, got xyz on ", xyz_in.device(),
+              " and grad on ", grad_in.device());
   const auto xyz = xyz_in.contiguous();
   const auto grad = grad_in.contiguous();
   auto gx = at::empty({n, 3}, xyz.options());
@@ -353,9 +411,7 @@ at::Tensor sh_vjp_cpu(const at::Tensor& xyz_in, const at::Tensor& grad_in, int64
     scalar_t* o = gx.data_ptr<scalar_t>();
     const int lm = static_cast<int>(l_max);
     at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        rsh_point::vjp<scalar_t>(p + 3 * i, g + K * i, lm, normalize, o + 3 * i);
-      }
+      vjp_dispatch<scalar_t>(p, g, begin, end, lm, normalize, o);
     });
   });
   return gx;

@@ -29,18 +29,20 @@ __global__ void sh_grad_kernel(const T* __restrict__ p, int64_t n, int l_max, bo
   }
 }
 
-template <typename T>
+// LM >= l_max sizes the per-thread arrays (rsh_point::vjp_bound): (LM+1)^2 x 4 values in
+// registers / local memory instead of always 17^2 x 4.
+template <typename T, int LM>
 __global__ void sh_vjp_kernel(const T* __restrict__ p, const T* __restrict__ g, int64_t n,
                               int l_max, bool normalize, T* __restrict__ gx) {
   const int64_t K = (l_max + 1) * (l_max + 1);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    rsh_point::vjp<T>(p + 3 * i, g + K * i, l_max, normalize, gx + 3 * i);
+    rsh_point::vjp<T, LM>(p + 3 * i, g + K * i, l_max, normalize, gx + 3 * i);
   }
 }
 
 void check_input(const at::Tensor& xyz, int64_t l_max) {
-  TORCH_CHECK(xyz.is_cuda(), "rsh: xyz must be a CUDA tensor");
+  TORCH_CHECK(xyz.is_cuda(), "rsh: xyz must be a CUDA tensor, got a tensor on ", xyz.device());
   TORCH_CHECK(xyz.dim() == 2 && xyz.size(1) == 3, "rsh: xyz must have shape [N, 3], got ",
               xyz.sizes());
   TORCH_CHECK(xyz.scalar_type() == at::kFloat || xyz.scalar_type() == at::kDouble,
@@ -99,16 +101,35 @@ at::Tensor sh_vjp_cuda(const at::Tensor& xyz_in, const at::Tensor& grad_in, int6
   const int64_t n = xyz_in.size(0), K = (l_max + 1) * (l_max + 1);
   TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == n && grad_in.size(1) == K,
               "rsh: grad must have shape [N, (l_max+1)^2], got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == xyz_in.scalar_type(), "rsh: grad dtype must match xyz");
+  TORCH_CHECK(grad_in.scalar_type() == xyz_in.scalar_type(), "rsh: grad must have the dtype of xyz (",
+              xyz_in.scalar_type(), "), got ", grad_in.scalar_type());
+  TORCH_CHECK(grad_in.is_cuda() && grad_in.device() == xyz_in.device(),
+              "rsh: grad must be on the device of xyz (", xyz_in.device(), "), got ",
+              grad_in.device());
   const auto xyz = xyz_in.contiguous();
   const auto grad = grad_in.contiguous();
   auto gx = at::empty({n, 3}, xyz.options());
   if (n == 0) return gx;
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int lm = static_cast<int>(l_max);
   AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "rsh_sh_vjp_cuda", [&] {
-    sh_vjp_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        xyz.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), n, static_cast<int>(l_max),
-        normalize, gx.data_ptr<scalar_t>());
+    const scalar_t* pp = xyz.data_ptr<scalar_t>();
+    const scalar_t* gp = grad.data_ptr<scalar_t>();
+    scalar_t* op = gx.data_ptr<scalar_t>();
+    switch (rsh_point::vjp_bound(lm)) {
+      case 2:
+        sh_vjp_kernel<scalar_t, 2><<<blocks_for(n), kThreads, 0, stream>>>(pp, gp, n, lm, normalize, op);
+        break;
+      case 4:
+        sh_vjp_kernel<scalar_t, 4><<<blocks_for(n), kThreads, 0, stream>>>(pp, gp, n, lm, normalize, op);
+        break;
+      case 8:
+        sh_vjp_kernel<scalar_t, 8><<<blocks_for(n), kThreads, 0, stream>>>(pp, gp, n, lm, normalize, op);
+        break;
+      default:
+        sh_vjp_kernel<scalar_t, RSH_L_MAX>
+            <<<blocks_for(n), kThreads, 0, stream>>>(pp, gp, n, lm, normalize, op);
+    }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return gx;
