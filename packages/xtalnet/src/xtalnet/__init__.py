@@ -19,6 +19,7 @@ from xtalnet.model import (
     count_parameters,
     polynomial_cutoff,
 )
+from xtalnet.train import TrainOptions, evaluate, load, train
 
 __all__ = [
     "Batch",
@@ -30,11 +31,15 @@ __all__ = [
     "NetworkConfig",
     "RadialMLP",
     "SpeciesEmbedding",
+    "TrainOptions",
     "__version__",
     "collate",
     "count_parameters",
+    "evaluate",
     "from_pyg",
     "iter_batches",
+    "load",
     "polynomial_cutoff",
     "to_structure",
+    "train",
 ]

@@ -1,0 +1,152 @@
+"""Metrics of predictions against targets, in physical units (numpy only).
+
+Scalars: MAE, RMSE, R². Band gap adds metal / non-metal accuracy and ROC-AUC of the
+probability of a gap. Tensors: MAE over the stored entries (36 Voigt entries for the
+elastic tensor), mean Frobenius relative error, and for elastic tensors the Voigt-Reuss-Hill
+bulk and shear moduli derived through pymatgen's ``ElasticTensor``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["mae", "r2", "rmse", "roc_auc", "scalar_metrics", "target_metrics", "vrh_moduli"]
+
+
+def _pair(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(true, dtype=np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and true must have the same shape, got {p.shape} and {t.shape}")
+    return p, t
+
+
+def mae(pred: Any, true: Any) -> float:
+    """Mean absolute error over all entries."""
+    p, t = _pair(pred, true)
+    return float(np.abs(p - t).mean()) if p.size else math.nan
+
+
+def rmse(pred: Any, true: Any) -> float:
+    """Root mean squared error over all entries."""
+    p, t = _pair(pred, true)
+    return float(np.sqrt(((p - t) ** 2).mean())) if p.size else math.nan
+
+
+def r2(pred: Any, true: Any) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (NaN when the targets are constant)."""
+    p, t = _pair(pred, true)
+    ss_tot = float(((t - t.mean()) ** 2).sum()) if t.size else 0.0
+    if not ss_tot > 0:
+        return math.nan
+    return 1.0 - float(((p - t) ** 2).sum()) / ss_tot
+
+
+def roc_auc(score: Any, label: Any) -> float:
+    """Area under the ROC curve of ``score`` for binary ``label`` (ties count one half).
+
+    Equal to the Mann-Whitney probability P(score_pos > score_neg) + 0.5 P(equal), computed
+    from average ranks; NaN when only one class is present.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(label).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size, dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < s.size:  # average ranks over ties
+        j = i
+        while j + 1 < s.size and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def scalar_metrics(pred: Any, true: Any) -> dict[str, float]:
+    """``{"mae", "rmse", "r2", "n"}`` of two equal-length arrays."""
+    p, t = _pair(pred, true)
+    return {"mae": mae(p, t), "rmse": rmse(p, t), "r2": r2(p, t), "n": int(p.shape[0])}
+
+
+def vrh_moduli(voigt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """K_VRH and G_VRH (GPa) of 6x6 Voigt stiffness matrices [n, 6, 6] via pymatgen."""
+    from pymatgen.analysis.elasticity import ElasticTensor
+
+    arr = np.asarray(voigt, dtype=np.float64).reshape(-1, 6, 6)
+    k = np.empty(arr.shape[0])
+    g = np.empty(arr.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns about non-symmetric input
+        for n, c in enumerate(arr):
+            et = ElasticTensor.from_voigt(c)
+            try:
+                k[n], g[n] = float(et.k_vrh), float(et.g_vrh)
+            except (np.linalg.LinAlgError, ValueError):  # singular: no Reuss bound
+                k[n], g[n] = math.nan, math.nan
+    return k, g
+
+
+def _log10_mae(pred: np.ndarray, true: np.ndarray) -> float:
+    ok = (pred > 0) & (true > 0) & np.isfinite(pred) & np.isfinite(true)
+    return float(np.abs(np.log10(pred[ok]) - np.log10(true[ok])).mean()) if ok.any() else math.nan
+
+
+def target_metrics(
+    kind: str, column: str, pred: np.ndarray, true: np.ndarray, extra: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Metrics of one target (rows with a missing true value must be removed beforehand).
+
+    Parameters
+    ----------
+    kind : {"scalar", "log", "band_gap", "tensor"}
+    column : str
+        Data column (``elastic_tensor`` adds K_VRH / G_VRH).
+    pred, true : arrays [n, ...]
+        Decoded predictions and targets in physical units.
+    extra : dict
+        ``decode_extra`` outputs for the same rows (``p_metal`` for the band gap).
+    """
+    if kind in ("scalar", "log"):
+        out = scalar_metrics(pred, true)
+        if kind == "log":
+            out["mae_log10"] = _log10_mae(np.asarray(pred), np.asarray(true))
+        return out
+    if kind == "band_gap":
+        out = scalar_metrics(pred, true)
+        is_gap = np.asarray(true) > 0
+        if "p_metal" in extra:
+            p_gap = 1.0 - np.asarray(extra["p_metal"])
+            out["accuracy"] = float(((p_gap >= 0.5) == is_gap).mean()) if is_gap.size else math.nan
+            out["roc_auc"] = roc_auc(p_gap, is_gap)
+        return out
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(true, dtype=np.float64)
+    flat_p, flat_t = p.reshape(p.shape[0], -1), t.reshape(t.shape[0], -1)
+    norm = np.linalg.norm(flat_t, axis=1)
+    ok = norm > 0
+    out = {
+        "mae": mae(p, t),
+        "rmse": rmse(p, t),
+        "r2": r2(flat_p.ravel(), flat_t.ravel()),
+        "frobenius_rel": float((np.linalg.norm(flat_p - flat_t, axis=1)[ok] / norm[ok]).mean())
+        if ok.any()
+        else math.nan,
+        "n": int(p.shape[0]),
+    }
+    if column in ("elastic_tensor", "elastic_tensor_original", "elasticity.elastic_tensor",
+                  "elastic_tensor_voigt") and p.shape[1:] == (6, 6):  # fmt: skip
+        kp, gp = vrh_moduli(p)
+        kt, gt = vrh_moduli(t)
+        for name, a, b in (("K_VRH", kp, kt), ("G_VRH", gp, gt)):
+            fin = np.isfinite(a) & np.isfinite(b)
+            out[f"{name}_mae"] = mae(a[fin], b[fin])
+            out[f"{name}_mae_log10"] = _log10_mae(a[fin], b[fin])
+    return out

@@ -1,0 +1,390 @@
+"""Training loop: exact resume, Ctrl-C, checkpoints, load round trip, batching, loss split,
+metrics against independent references, and every bad input of issue 11."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import math
+from pathlib import Path
+
+import mp_audit
+import numpy as np
+import pytest
+import torch
+import xtalnet
+from hypothesis import given
+from hypothesis import strategies as st
+
+tr = importlib.import_module("xtalnet.train")
+ckpt_mod = importlib.import_module("xtalnet._checkpoint")
+metrics_mod = importlib.import_module("xtalnet._metrics")
+
+TINY = {
+    "dtype": "float64",
+    "r_cut": 5.0,
+    "num_layers": 1,
+    "embed_dim": 8,
+    "hidden_irreps": "8x0e+2x1o",
+    "l_filter_max": 1,
+    "num_basis": 4,
+    "radial_hidden": 8,
+}
+OPTS = {"epochs": 3, "batch_size": 6, "lr": 5e-3, "warmup_steps": 2, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def dcdft24():
+    """24 dcdft crystals (no isolated atoms at 5 Å) as an in-memory mp_audit Dataset."""
+    ds = mp_audit.load("builtin:dcdft")
+    keep = [e for e in ds if e.material_id not in ("dcdft:Cs", "dcdft:Rn", "dcdft:Xe", "dcdft:Kr")]
+    return mp_audit.from_entries("dcdft24", keep[:24])
+
+
+def _tensors(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _tensors(v, f"{prefix}{k}.")
+        elif isinstance(v, torch.Tensor):
+            yield f"{prefix}{k}", v
+
+
+def _assert_bitwise(a: dict, b: dict) -> None:
+    ta, tb = dict(_tensors(a)), dict(_tensors(b))
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def _strip_time(history):
+    return [{k: v for k, v in row.items() if k != "time_s"} for row in history]
+
+
+# ------------------------------------------------------------------------------ resume
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24):
+    # with position-noise augmentation: its draws are seeded by step, so resume stays exact
+    common = dict(config=TINY, options={**OPTS, "noise": 0.02}, progress=False, quiet=True)
+    full = tr.train(dcdft24, ["K_wien2k"], tmp_path / "full", **common)
+    assert full["epochs"] == 3
+
+    def stop_mid_epoch_two(status):
+        if status["step"] == 6:  # 20 train structures, 4 steps per epoch: inside epoch 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", callback=stop_mid_epoch_two, **common)
+    saved = ckpt_mod.read(tmp_path / "cut" / "last.pt")
+    assert saved["state"]["global_step"] == 6 and saved["state"]["step_in_epoch"] == 2
+    # a fresh run refuses the folder; --resume continues it
+    with pytest.raises(ValueError, match="already holds a run"):
+        tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", **common)
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", resume=True, progress=False, quiet=True)
+
+    a = ckpt_mod.read(tmp_path / "full" / "last.pt")
+    b = ckpt_mod.read(tmp_path / "cut" / "last.pt")
+    for key in ("model", "ema", "optimizer", "schedule"):
+        _assert_bitwise(a[key], b[key])
+    assert a["schedule"] == b["schedule"]
+    assert _strip_time(a["state"]["history"]) == _strip_time(b["state"]["history"])
+    rows_a = list(csv.DictReader((tmp_path / "full" / "metrics.csv").open()))
+    rows_b = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").open()))
+    assert [r["val_loss"] for r in rows_a] == [r["val_loss"] for r in rows_b]
+    assert len(rows_a) == 3
+    # test metrics come from best.pt, identical too
+    ta = json.loads((tmp_path / "full" / "test_metrics.json").read_text())["test"]
+    tb = json.loads((tmp_path / "cut" / "test_metrics.json").read_text())["test"]
+    assert ta == tb
+
+
+def test_resume_with_another_config_names_the_fields(tmp_path, dcdft24):
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "r", config=TINY,
+             options={**OPTS, "epochs": 1}, progress=False, quiet=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"r_cut: 5\.0 \(checkpoint\) vs 4\.0 \(given\)") as info:
+        tr.train(dcdft24, ["K_wien2k"], tmp_path / "r", config={**TINY, "r_cut": 4.0},
+                 options={"lr": 1e-3}, resume=True, progress=False, quiet=True)  # fmt: skip
+    assert "lr: 0.005 (checkpoint) vs 0.001 (given)" in str(info.value)
+
+
+def test_overwrite_replaces_a_run_and_resume_needs_one(tmp_path, dcdft24):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="no last\\.pt there"):
+        tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", resume=True, quiet=True)
+    opts = {**OPTS, "epochs": 1, "max_steps": 1}
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
+             quiet=True)  # fmt: skip
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
+             quiet=True, overwrite=True)  # fmt: skip
+    assert (tmp_path / "o" / "notes.txt").read_text() == "mine"  # only run files replaced
+    assert len(json.loads((tmp_path / "o" / "split.json").read_text())["train"]) > 0
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_contents_and_load_round_trip(tmp_path, dcdft24):
+    res = tr.train(dcdft24, ["K_wien2k"], tmp_path / "c", config=TINY,
+                   options={**OPTS, "epochs": 2}, progress=False, quiet=True)  # fmt: skip
+    ck = ckpt_mod.read(tmp_path / "c" / "best.pt")
+    for key in ("model", "ema", "optimizer", "schedule", "rng", "state", "config", "options",
+                "standardisation", "versions"):  # fmt: skip
+        assert key in ck, key
+    assert {"python", "numpy", "torch"} <= set(ck["rng"])
+    assert ck["versions"]["xtalnet"] == xtalnet.__version__
+    std = ck["standardisation"]["K_wien2k"]
+    # standardisation = log10 statistics of the TRAIN split only
+    split = json.loads((tmp_path / "c" / "split.json").read_text())
+    values = {e.material_id: e.props["K_wien2k"] for e in dcdft24}
+    logs = np.log10([values[i] for i in split["train"]])
+    assert float(std["mean"]) == pytest.approx(logs.mean(), rel=1e-12)
+    assert float(std["std"]) == pytest.approx(logs.std(), rel=1e-12)
+    assert not set(split["train"]) & (set(split["val"]) | set(split["test"]))
+    # xtalnet.load(...).predict equals what training wrote for the test split
+    net = xtalnet.load(tmp_path / "c" / "best.pt")
+    by_id = {e.material_id: e for e in dcdft24}
+    structs = [xtalnet.to_structure(by_id[i]) for i in split["test"]]
+    pred = net.predict(structs)["K_wien2k"]
+    rows = list(csv.DictReader((tmp_path / "c" / "test_predictions.csv").open()))
+    assert [r["id"] for r in rows] == split["test"]
+    np.testing.assert_allclose(pred, [float(r["K_wien2k_pred"]) for r in rows], rtol=1e-12)
+    again = xtalnet.load(tmp_path / "c").predict(structs)["K_wien2k"]  # folder -> best.pt
+    np.testing.assert_array_equal(pred, again)
+    raw = xtalnet.load(tmp_path / "c" / "best.pt", weights="model").predict(structs)["K_wien2k"]
+    assert not np.array_equal(raw, pred)  # the EMA is what is saved and predicted with
+    assert res["test"]["K_wien2k"]["n"] == len(split["test"])
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(tmp_path, dcdft24):
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "t", config=TINY,
+             options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
+    data = (tmp_path / "t" / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        xtalnet.load(tmp_path / "cut.pt")
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"not an xtalnet checkpoint.*keys \['weight'\]"):
+        xtalnet.load(tmp_path / "plain.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    torch.save({"format": ckpt_mod.FORMAT, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights_only"):
+        xtalnet.load(tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="no such file"):
+        xtalnet.load(tmp_path / "absent.pt")
+
+
+# ------------------------------------------------------------------------------ bad input
+def _csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cifs():
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    crystals = [bulk(s, a=a) for s, a in (("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09),
+                                          ("Pd", 3.89), ("Pt", 3.92), ("Au", 4.08), ("Pb", 4.95),
+                                          ("Ca", 5.58), ("Sr", 6.08))]  # fmt: skip
+    return [AseAtomsAdaptor.get_structure(a).to(fmt="cif") for a in crystals]
+
+
+def test_absent_column_lists_the_columns_present(tmp_path, cifs):
+    src = _csv(tmp_path / "d.csv", [{"material_id": f"m{k}", "cif": c, "y": 1.0 + k}
+                                    for k, c in enumerate(cifs)])  # fmt: skip
+    with pytest.raises(ValueError, match=r"\['nope'\].*columns present.*'cif'.*'y'"):
+        tr.train(str(src), ["nope"], tmp_path / "o", config=TINY, quiet=True)
+    with pytest.raises(ValueError, match="K_wien2k"):
+        tr.train("builtin:dcdft", ["band_gap"], tmp_path / "o2", config=TINY, quiet=True)
+    with pytest.raises(ValueError, match="unknown kind 'vector'"):
+        tr.train(str(src), ["y:vector"], tmp_path / "o3", config=TINY, quiet=True)
+
+
+def test_nan_targets_are_dropped_and_counted(tmp_path, cifs):
+    rows = [{"material_id": f"m{k}", "cif": c, "y": (math.nan if k in (2, 5) else 1.0 + 0.1 * k)}
+            for k, c in enumerate(cifs)]  # fmt: skip
+    src = _csv(tmp_path / "d.csv", rows)
+    tr.train(str(src), ["y"], tmp_path / "o", config=TINY,
+             options={"epochs": 1, "batch_size": 4, "split": (0.6, 0.2, 0.2)},
+             progress=False, quiet=True)  # fmt: skip
+    log = (tmp_path / "o" / "train.log").read_text()
+    assert "target 'y': 2 of 10 rows have no value (NaN/None); dropped" in log
+    split = json.loads((tmp_path / "o" / "split.json").read_text())
+    used = split["train"] + split["val"] + split["test"]
+    assert sorted(used) == sorted(f"m{k}" for k in range(10) if k not in (2, 5))
+
+
+def test_isolated_atoms_skipped_with_count_or_strict_error(tmp_path, cifs):
+    from pymatgen.core import Lattice, Structure
+
+    lonely = Structure(Lattice.cubic(9.0), ["Na"], [[0, 0, 0]]).to(fmt="cif")
+    rows = [{"material_id": f"m{k}", "cif": c, "y": 1.0 + 0.1 * k} for k, c in enumerate(cifs)]
+    rows.append({"material_id": "lonely-Na", "cif": lonely, "y": 2.0})
+    src = _csv(tmp_path / "d.csv", rows)
+    opts = {"epochs": 1, "batch_size": 4, "split": (1.0, 0.0, 0.0)}
+    with pytest.raises(ValueError, match=r"1 structure\(s\) have atoms without a neighbour.*"
+                                         r"\['lonely-Na'\].*strict"):  # fmt: skip
+        tr.train(str(src), ["y"], tmp_path / "s", val=str(src), config=TINY,
+                 options={**opts, "strict": True}, quiet=True)  # fmt: skip
+    tr.train(str(src), ["y"], tmp_path / "o", val=str(src), config=TINY, options=opts,
+             progress=False, quiet=True)  # fmt: skip
+    log = (tmp_path / "o" / "train.log").read_text()
+    assert "train: 1 structure(s) have atoms without a neighbour within r_cut=5.0 Å" in log
+    assert "lonely-Na" not in json.loads((tmp_path / "o" / "split.json").read_text())["train"]
+
+
+def test_tensor_breaking_its_symmetry_is_named(tmp_path, cifs):
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, c in enumerate(cifs):
+        a = rng.normal(size=(6, 6))
+        t = a @ a.T + 6 * np.eye(6)
+        if k == 4:
+            t[0, 3] += 50.0  # breaks the major symmetry C_IJ = C_JI
+        rows.append({"material_id": f"m{k}", "cif": c, "elastic_tensor": json.dumps(t.tolist())})
+    src = _csv(tmp_path / "d.csv", rows)
+    with pytest.raises(ValueError, match=r"elastic_tensor.*\['m4'\].*symmetry"):
+        tr.train(str(src), ["elastic_tensor"], tmp_path / "o",
+                 config={**TINY, "num_layers": 2, "l_filter_max": 2,
+                         "hidden_irreps": "8x0e+2x1o+2x2e"},
+                 options={"split": (1.0, 0.0, 0.0), "epochs": 1}, val=str(src),
+                 quiet=True)  # fmt: skip
+
+
+def test_bad_options_name_the_option():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        tr.TrainOptions(schedule="step")
+    with pytest.raises(ValueError, match="split must be three fractions"):
+        tr.TrainOptions(split=(0.5, 0.2, 0.2))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        tr.TrainOptions(batch_size=0)
+    with pytest.raises(ValueError, match="unknown training options \\['lr_max'\\]"):
+        tr.TrainOptions.from_dict({"lr_max": 1.0})
+
+
+# ------------------------------------------------------------------------------ recommendation
+def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft24):
+    cfg = {k: v for k, v in TINY.items() if k not in ("r_cut", "num_layers")}
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "a", config=cfg,
+             options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
+    rec = json.loads((tmp_path / "a" / "recommendation.json").read_text())
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    train_entries = [e for e in dcdft24 if e.material_id in set(split["train"])]
+    expected = mp_audit.audit(mp_audit.from_entries("t", train_entries), progress=False)
+    assert (rec["r_cut"], rec["layers"]) == (expected.recommendation["r_cut"],
+                                             expected.recommendation["layers"])  # fmt: skip
+    saved = xtalnet.NetworkConfig.from_json(tmp_path / "a" / "config.json")
+    assert (saved.r_cut, saved.num_layers) == (rec["r_cut"], rec["layers"])
+    assert "mp-audit recommendation on" in (tmp_path / "a" / "train.log").read_text()
+    # a saved recommendation file is used instead
+    fake = dict(rec, r_cut=4.5, layers=2)
+    (tmp_path / "rec.json").write_text(json.dumps(fake))
+    tr.train(dcdft24, ["K_wien2k"], tmp_path / "b", config=cfg,
+             recommendation=tmp_path / "rec.json",
+             options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
+    saved = xtalnet.NetworkConfig.from_json(tmp_path / "b" / "config.json")
+    assert (saved.r_cut, saved.num_layers) == (4.5, 2)
+
+
+# ------------------------------------------------------------------------------ pieces
+@given(
+    edges=st.lists(st.integers(1, 50), min_size=1, max_size=40),
+    batch_size=st.integers(1, 8),
+    max_edges=st.integers(50, 200),
+    world=st.integers(1, 3),
+)
+def test_pack_and_shard_respect_budgets(edges, batch_size, max_edges, world):
+    order = list(range(len(edges)))[::-1]
+    batches = tr.pack(order, edges, batch_size, max_edges, min_size=world)
+    assert [i for b in batches for i in b] == order  # every structure once, order kept
+    for b in batches[:-1]:  # the last may hold a merged tail of fewer than `world`
+        assert len(b) <= batch_size
+        assert sum(edges[i] for i in b) <= max_edges or len(b) == 1
+    for b in batches:
+        parts = tr.shard(b, edges, world)
+        assert sorted(i for p in parts for i in p) == sorted(b)
+        loads = [sum(edges[i] for i in p) for p in parts]
+        # greedy largest-first: the spread is at most the largest single structure
+        assert max(loads) - min(loads) <= max(edges[i] for i in b)
+
+
+@pytest.mark.parametrize("target", ["formation_energy_per_atom", "band_gap", "dielectric",
+                                    "K_VRH"])  # fmt: skip
+def test_loss_parts_over_shards_equal_the_head_loss(target):
+    from xtalnet.heads import make_head
+
+    g = torch.Generator().manual_seed(0)
+    head = make_head(target, dtype=torch.float64)
+    n = 13
+    if target == "band_gap":
+        vals = [0.0 if k % 3 == 0 else 0.5 + k for k in range(n)]
+    elif target == "dielectric":
+        vals = [(np.eye(3) * (2 + k) + 0.1 * k).tolist() for k in range(n)]
+    else:
+        vals = [1.0 + k for k in range(n)]
+    vals[4] = None  # a missing target
+    head.fit(vals)
+    target_t = head.encode(vals)
+    pred = torch.randn(n, head.irreps_in.dim, generator=g, dtype=torch.float64)
+    whole = head.loss(head(pred), target_t)
+    counts = tr._loss_counts(head, target_t)
+    total = torch.zeros((), dtype=torch.float64)
+    for part in (slice(0, 5), slice(5, 6), slice(6, n)):
+        for s, c in zip(tr._loss_parts(head, head(pred[part]), target_t[part]), counts):
+            total = total + s / c
+    torch.testing.assert_close(total, whole, rtol=1e-13, atol=1e-15)
+
+
+def test_schedule_cosine_and_state_round_trip():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    s = tr.Schedule(opt, tr.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 104)
+    lrs = []
+    for _ in range(104):
+        lrs.append(opt.param_groups[0]["lr"])
+        s.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    # halfway through the decay: min + (1 - min) / 2
+    assert lrs[4 + 50] == pytest.approx(0.1 + 0.9 * 0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    s2 = tr.Schedule(opt, tr.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 10)
+    s2.load_state_dict(s.state_dict())
+    assert s2.lr() == s.lr()
+
+
+def test_metrics_against_independent_references():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=50)
+    p = t + rng.normal(scale=0.3, size=50)
+    assert metrics_mod.mae(p, t) == pytest.approx(np.mean([abs(a - b) for a, b in zip(p, t)]))
+    assert metrics_mod.rmse(p, t) == pytest.approx(math.sqrt(np.mean((p - t) ** 2)))
+    r = np.corrcoef(t, p)[0, 1]
+    fit = np.polyval(np.polyfit(p, t, 1), p)  # least squares of t on p: R² = r² for that fit
+    assert metrics_mod.r2(fit, t) == pytest.approx(r**2, rel=1e-10)
+    # ROC-AUC = fraction of (positive, negative) pairs ordered correctly (ties: 1/2)
+    score = rng.integers(0, 5, size=40).astype(float)
+    label = rng.integers(0, 2, size=40).astype(bool)
+    pos, neg = score[label], score[~label]
+    pairs = [(a > b) + 0.5 * (a == b) for a in pos for b in neg]
+    assert metrics_mod.roc_auc(score, label) == pytest.approx(np.mean(pairs), rel=1e-12)
+    assert math.isnan(metrics_mod.roc_auc(score, np.ones(40, bool)))
+
+
+def test_vrh_moduli_of_an_isotropic_tensor():
+    lam, mu = 60.0, 35.0  # Lamé constants, GPa: K = lam + 2 mu / 3, G = mu exactly
+    c = np.zeros((6, 6))
+    c[:3, :3] = lam
+    c[np.arange(3), np.arange(3)] += 2 * mu
+    c[np.arange(3, 6), np.arange(3, 6)] = mu
+    k, g = metrics_mod.vrh_moduli(c[None])
+    assert k[0] == pytest.approx(lam + 2 * mu / 3, rel=1e-12)
+    assert g[0] == pytest.approx(mu, rel=1e-12)
+    m = metrics_mod.target_metrics("tensor", "elastic_tensor", c[None] * 1.1, c[None], {})
+    assert m["frobenius_rel"] == pytest.approx(0.1, rel=1e-12)
+    assert m["K_VRH_mae"] == pytest.approx(0.1 * (lam + 2 * mu / 3), rel=1e-10)
