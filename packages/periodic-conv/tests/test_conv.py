@@ -353,6 +353,7 @@ def test_spherical_harmonics_removed_with_pointer():
 def test_coupling_same_keywords_as_gaunt_elastic(convention):
     import gaunt_elastic
 
+    assert pc.coupling is gaunt_elastic.coupling  # one home, re-exported
     for dtype in (torch.float64, torch.float32):
         mine = pc.coupling(2, 1, 3, convention=convention, dtype=dtype)
         ref = gaunt_elastic.coupling(2, 1, 3, convention=convention, dtype=dtype)

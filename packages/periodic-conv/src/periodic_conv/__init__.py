@@ -23,13 +23,14 @@ from periodic_conv._cell import (
 )
 
 if TYPE_CHECKING:
+    from gaunt_elastic import coupling
     from rsh import Irreps
 
     from periodic_conv._build import load_extension as build_extension
     from periodic_conv._conv import PeriodicConvolution, periodic_convolution
     from periodic_conv._hub import DataHub
     from periodic_conv._neighbors import Graph, neighbor_list
-    from periodic_conv._paths import PathTable, coupling, path_table
+    from periodic_conv._paths import PathTable, path_table
     from periodic_conv._reference import materialize_kernel
 
 # public name -> (private module, attribute); imported on first access (they need torch)
@@ -41,7 +42,6 @@ _LAZY = {
     "neighbor_list": ("_neighbors", "neighbor_list"),
     "build_extension": ("_build", "load_extension"),
     "PathTable": ("_paths", "PathTable"),
-    "coupling": ("_paths", "coupling"),
     "path_table": ("_paths", "path_table"),
     "materialize_kernel": ("_reference", "materialize_kernel"),
 }
@@ -59,6 +59,11 @@ def __getattr__(name: str) -> Any:
 
         globals()["Irreps"] = Irreps
         return Irreps
+    if name == "coupling":  # the one coupling function, from gaunt_elastic (needs torch)
+        from gaunt_elastic import coupling
+
+        globals()["coupling"] = coupling
+        return coupling
     if name in _REMOVED:
         raise AttributeError(f"periodic_conv.{name} was removed: {_REMOVED[name]}")
     try:
@@ -71,7 +76,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"Irreps", "coupling"})
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import torch
 from rsh import Irreps
 from rsh.conventions import CONVENTIONS, DEFAULT_CONVENTION, check_convention, check_degree
 
-__all__ = ["CONVENTIONS", "Path", "PathTable", "as_irreps", "coupling", "path_table"]
+__all__ = ["CONVENTIONS", "Path", "PathTable", "as_irreps", "path_table"]
 
 
 @functools.cache
@@ -26,45 +26,6 @@ def _coupling64(l_out: int, l_in: int, l: int, convention: str) -> torch.Tensor:
 
     c = gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=torch.float64)
     return torch.as_tensor(c).contiguous()
-
-
-def coupling(
-    l_out: int,
-    l_in: int,
-    l: int,
-    *,
-    convention: str = DEFAULT_CONVENTION,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Coupling coefficients C[i, j, m] of thesis App. A, as used by the convolution.
-
-    ``gaunt_elastic.coupling`` with the same arguments (same keyword-only ``convention`` and
-    ``dtype``, same checks), cached per degree triple: a new tensor each call, so the cache
-    cannot be modified through it. For ``convention="e3nn"`` it is exactly
-    ``e3nn.o3.wigner_3j`` with e3nn's signs, so the op then equals e3nn's TensorProduct.
-
-    Parameters
-    ----------
-    l_out, l_in, l : int
-        Degrees of output, input and filter, ``|l_out - l_in| <= l <= l_out + l_in``.
-    convention : {"standard", "thesis", "e3nn"}
-        Real spherical-harmonic basis of all three indices.
-    dtype : torch.dtype
-        Floating dtype of the result.
-
-    Returns
-    -------
-    Tensor [2 l_out + 1, 2 l_in + 1, 2 l + 1]
-        Frobenius norm 1.
-    """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    hashable = all(isinstance(x, int) and not isinstance(x, bool) for x in (l_out, l_in, l))
-    if not hashable or not isinstance(convention, str):
-        import gaunt_elastic  # its checks and messages for bad degrees / conventions
-
-        return gaunt_elastic.coupling(l_out, l_in, l, convention=convention, dtype=dtype)
-    return _coupling64(l_out, l_in, l, convention).to(dtype, copy=True)
 
 
 @dataclass(frozen=True)
