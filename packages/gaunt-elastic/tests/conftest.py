@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import rsh.testing
 import torch
@@ -20,18 +17,6 @@ def seed() -> int:
 @pytest.fixture
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``$XTAL_SHARED_DATA`` (the real MP files); skips with instructions when unset."""
-    path = os.environ.get("XTAL_SHARED_DATA")
-    if not path or not Path(path).is_dir():
-        pytest.skip(
-            "real MP data not available: set XTAL_SHARED_DATA=/path/to/shared/data "
-            "(the folder beside the repo) to run this test"
-        )
-    return Path(path)
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -18,17 +15,6 @@ def seed() -> int:
 @pytest.fixture
 def rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    root = os.environ.get("XTAL_SHARED_DATA")
-    if not root:
-        pytest.skip("set XTAL_SHARED_DATA=/path/to/shared/data to run the real-data tests")
-    path = Path(root)
-    if not path.is_dir():
-        pytest.skip(f"XTAL_SHARED_DATA={root} is not a folder")
-    return path
 
 
 @pytest.fixture

@@ -13,13 +13,3 @@ def seed() -> int:
 @pytest.fixture
 def rng(seed):
     return np.random.default_rng(seed)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` run only where a GPU is visible (``nox -s gpu`` checks first)."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device; run `nox -s gpu` on a GPU machine")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)

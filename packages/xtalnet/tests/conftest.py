@@ -1,6 +1,3 @@
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,25 +13,6 @@ def seed() -> int:
 @pytest.fixture
 def rng(seed):
     return np.random.default_rng(seed)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` run only where a GPU is visible (``nox -s gpu`` checks first)."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device; run `nox -s gpu` on a GPU machine")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    """The shared Materials Project data folder, or skip with how to enable it."""
-    root = os.environ.get("XTAL_SHARED_DATA")
-    if not root or not Path(root).is_dir():
-        pytest.skip("set XTAL_SHARED_DATA to the shared data folder to run this test")
-    return Path(root)
 
 
 def distorted(atoms, amount: float = 0.05, seed: int = 0):
