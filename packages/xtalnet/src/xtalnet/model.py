@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -395,7 +395,9 @@ def _expand(irreps: Irreps) -> list[tuple[int, int, int]]:
     return [(1, l, p) for m, l, p in irreps for _ in range(m)]
 
 
-def reachable(irreps_in: Irreps, l_out: int, p_out: int, l_filter_max: int) -> bool:
+def reachable(
+    irreps_in: Irreps | Iterable[tuple[int, int, int]], l_out: int, p_out: int, l_filter_max: int
+) -> bool:
     """True when some path |l_out - l_in| <= l <= min(l_out + l_in, l_filter_max),
     p_out = p_in (-1)^l leads from a block of ``irreps_in`` to (l_out, p_out)."""
     return any(
@@ -548,7 +550,9 @@ class Network(nn.Module):
             for _, l, p in head_irreps[col]:
                 if (l, p) not in needed:
                     needed.append((l, p))
-        hidden = [tuple(ir) for ir in _irreps(config.hidden_irreps, "hidden_irreps")]
+        hidden = [
+            (ir.mul, ir.l, ir.parity) for ir in _irreps(config.hidden_irreps, "hidden_irreps")
+        ]
         have = {(l, p) for _, l, p in hidden}
         last = hidden + [
             (config.readout_mul, l, p) for l, p in sorted(needed) if (l, p) not in have
