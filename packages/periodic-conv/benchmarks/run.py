@@ -7,7 +7,9 @@ memory (VmHWM after resetting it through /proc/self/clear_refs, minus the reside
 the call) is its own. Cases: the thesis case (100 atoms, ~12 neighbours, 16x per l = 0..4 in
 and out, filter l <= 8, float64), the same in float32, and a 444-atom cell. Implementations:
 ``cpp``, ``torch`` (fused), ``reference`` (K materialised) and e3nn (TensorProduct with per-edge
-weights + scatter, the same maths). Neighbour list: our wrapper (default path, and the
+weights + scatter, the same maths); ``cpp+factors`` / ``torch+factors`` take R as
+``RadialFactors(hidden [E, 32], weight)`` (gradients of both factors) instead of R
+itself. Neighbour list: our wrapper (default path, and the
 slower paths it falls back to) vs bare vesin, called in turn in each round (ratios are medians
 of per-round ratios), and pymatgen ``get_all_neighbors``, in this process. Medians over
 repeats; tables printed last.
@@ -76,14 +78,18 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
     dtype = getattr(torch, CASES[case]["dtype"])
     pos, cell = structure(CASES[case]["n"])
     g = pc.neighbor_list(torch.tensor(pos, dtype=dtype), torch.tensor(cell, dtype=dtype), R_CUT)
+    factored = impl.endswith("+factors")  # R given as RadialFactors(hidden [E, 32], weight)
+    backend = impl.removesuffix("+factors")
     conv = pc.PeriodicConvolution(IRREPS, IRREPS, L_FILTER, convention="e3nn",
-                                  backend=impl if impl != "e3nn" else "torch")  # fmt: skip
+                                  backend=backend if backend != "e3nn" else "torch")  # fmt: skip
     hub = pc.DataHub(g, L_FILTER, convention="e3nn")
     gen = torch.Generator().manual_seed(0)
     dim = pc.Irreps(IRREPS).dim
     F = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
     G = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
+    hidden = torch.randn(g.num_edges, 32, generator=gen, dtype=dtype)
+    weight = torch.randn(conv.weight_numel, 32, generator=gen, dtype=dtype) / 32**0.5
     if impl == "e3nn":
         from e3nn import o3
 
@@ -110,6 +116,13 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
             return conv(F, hub, R)
 
     def once():
+        if factored:
+            if mode == "fwd":
+                with torch.no_grad():
+                    return conv(F, hub, pc.RadialFactors(hidden, weight))
+            Fg, hg, wg = (t.clone().requires_grad_(True) for t in (F, hidden, weight))
+            conv(Fg, hub, pc.RadialFactors(hg, wg)).backward(G)
+            return hg.grad
         if mode == "fwd":
             with torch.no_grad():
                 return call(F, R)
@@ -221,7 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="thesis f64 case only, fewer repeats")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
-    ap.add_argument("--impls", default="cpp,torch,reference,e3nn")
+    ap.add_argument("--impls", default="cpp,cpp+factors,torch,torch+factors,reference,e3nn",
+                    help="+factors: R passed as RadialFactors(hidden [E, 32], weight)")  # fmt: skip
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--repeats", type=int, default=3)

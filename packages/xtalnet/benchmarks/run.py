@@ -13,7 +13,8 @@ one process per (case, compile) that runs one step of each implementation in tur
 ``--repeats`` rounds (speed-up = median over rounds of t(e3nn) / t(impl), robust to a load
 that changes over time); peak memory comes from one process per variant, so that it is its
 own (VmHWM after resetting it through /proc/self/clear_refs, minus the resident set before
-the step). ``xtalnet-ckpt`` is the same network with ``checkpoint=True``.
+the step; ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed blocks leave the resident set).
+``xtalnet-ckpt`` is the same network with ``checkpoint=True``.
 
 Cases: ``mp20 f32`` / ``mp20 f64``: 32 MP-20 structures (<= 20 atoms, r_cut 5 Å; from
 XTAL_SHARED_DATA, else 32 ASE dcdft crystals), default config; ``thesis f64``: one 100-atom
@@ -150,6 +151,7 @@ def e3nn_twin(net):
 
 def _make_conv_class():
     import torch
+    from periodic_conv import RadialFactors
     from torch import nn
 
     class E3nnConv(nn.Module):
@@ -165,6 +167,8 @@ def _make_conv_class():
             self.dim_out = irreps_out.dim
 
         def forward(self, x, hub, R):
+            if isinstance(R, RadialFactors):  # e3nn takes R itself (as every TFN code does)
+                R = R.hidden @ R.weight.T
             msg = self.tp(x[hub.src], hub.Y[:, : self.tp.irreps_in2.dim], R)
             out = torch.zeros(x.shape[0], self.dim_out, dtype=x.dtype, device=x.device)
             out = out.index_add(0, hub.dst, msg)
@@ -299,7 +303,11 @@ def epoch_bench(batch_size: int) -> dict:
 
 
 def _spawn(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    # Large blocks always come from mmap and go back to the OS when freed, so the resident
+    # set before the measured step holds no allocator cache (else VmHWM - VmRSS undercounts).
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         env=env)  # fmt: skip
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from periodic_conv._build import load_extension as build_extension
     from periodic_conv._conv import PeriodicConvolution, periodic_convolution
+    from periodic_conv._factored import RadialFactors
     from periodic_conv._hub import DataHub
     from periodic_conv._neighbors import Graph, neighbor_list
     from periodic_conv._paths import PathTable, path_table
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "PeriodicConvolution": ("_conv", "PeriodicConvolution"),
     "periodic_convolution": ("_conv", "periodic_convolution"),
+    "RadialFactors": ("_factored", "RadialFactors"),
     "DataHub": ("_hub", "DataHub"),
     "Graph": ("_neighbors", "Graph"),
     "neighbor_list": ("_neighbors", "neighbor_list"),
@@ -90,6 +92,7 @@ __all__ = [
     "Irreps",
     "PathTable",
     "PeriodicConvolution",
+    "RadialFactors",
     "__version__",
     "build_extension",
     "check_cell",

@@ -60,6 +60,22 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def _require_compiled(F: torch.Tensor) -> None:
+    """Raise a clear error when the compiled op for F's device is unavailable."""
+    from periodic_conv import _build
+
+    if not _build.load_extension():
+        raise RuntimeError(
+            f"backend={'cuda' if F.is_cuda else 'cpp'!r} is unavailable: the C++ extension did "
+            "not build (see the warning above); use backend='torch'"
+        )
+    if F.is_cuda and not _build.cuda_available():
+        raise RuntimeError(
+            "backend='cuda' needs the extension's CUDA launcher (a CUDA build of torch, a "
+            "visible GPU and nvcc at build time); use backend='torch'"
+        )
+
+
 def conv_compiled(
     F: torch.Tensor,
     Y: torch.Tensor,
@@ -76,19 +92,8 @@ def conv_compiled(
     ``chunk`` does not apply; ``deterministic`` selects fixed-order reductions on CUDA (the
     CPU launcher is always deterministic).
     """
-    from periodic_conv import _build
-
     del chunk
-    if not _build.load_extension():
-        raise RuntimeError(
-            f"backend={'cuda' if F.is_cuda else 'cpp'!r} is unavailable: the C++ extension did "
-            "not build (see the warning above); use backend='torch'"
-        )
-    if F.is_cuda and not _build.cuda_available():
-        raise RuntimeError(
-            "backend='cuda' needs the extension's CUDA launcher (a CUDA build of torch, a "
-            "visible GPU and nvcc at build time); use backend='torch'"
-        )
+    _require_compiled(F)
     row_ptr, src_perm, src_ptr = hub.csr()
     paths, kptr, cflat, in_off, out_off = table_tensors(table, F.dtype, F.device)
     return torch.ops.periodic_conv.conv_fwd(

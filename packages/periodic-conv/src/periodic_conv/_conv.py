@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from rsh.conventions import DEFAULT_CONVENTION
 
 from periodic_conv._backends import BACKENDS, get_backend, resolve_backend
+from periodic_conv._factored import RadialFactors, conv_factored
 from periodic_conv._hub import DataHub
 from periodic_conv._paths import PathTable, path_table
 
-__all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "periodic_convolution"]
+__all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "RadialFactors", "periodic_convolution"]
 
 #: ``scaling`` values: "unit_variance" (W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|)), "none".
 SCALINGS = ("unit_variance", "none")
@@ -26,7 +29,14 @@ def _check_scaling(scaling: str) -> None:
 def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling: str):
     if not isinstance(hub, DataHub):
         raise TypeError(f"hub must be a periodic_conv.DataHub, got {type(hub).__name__}")
-    for name, t in (("features", features), ("R", R)):
+    tensors: list[tuple[str, Any]] = [("features", features)]
+    if isinstance(R, RadialFactors):
+        _check_factors(R, hub, table)
+        R_dtype: torch.dtype | None = R.hidden.dtype
+    else:
+        R_dtype = R.dtype if isinstance(R, torch.Tensor) else None
+        tensors.append(("R", R))
+    for name, t in tensors:
         if not isinstance(t, torch.Tensor):
             raise TypeError(
                 f"{name} must be a torch.Tensor, got {type(t).__name__} (convert with "
@@ -38,7 +48,9 @@ def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling
             f"{table.irreps_in.dim}] for irreps_in={str(table.irreps_in)!r}, "
             f"got {tuple(features.shape)}"
         )
-    if R.ndim != 2 or R.shape != (hub.num_edges, table.weight_numel):
+    if not isinstance(R, RadialFactors) and (
+        R.ndim != 2 or R.shape != (hub.num_edges, table.weight_numel)
+    ):
         raise ValueError(
             f"R must have shape [E, weight_numel] = [{hub.num_edges}, {table.weight_numel}], "
             f"got {tuple(R.shape)}"
@@ -57,17 +69,35 @@ def _check(features, hub: DataHub, R, table: PathTable, convention: str, scaling
             "scaling='unit_variance' assumes integral-normalised Y (eq. B.18), got "
             f"hub.sh_normalization={hub.sh_normalization!r}"
         )
-    if features.dtype != R.dtype or features.dtype != hub.Y.dtype:
+    if features.dtype != R_dtype or features.dtype != hub.Y.dtype:
         raise TypeError(
-            f"features, R and hub.Y must share a dtype, got {features.dtype}, {R.dtype}, "
+            f"features, R and hub.Y must share a dtype, got {features.dtype}, {R_dtype}, "
             f"{hub.Y.dtype}"
         )
+
+
+def _check_factors(R: RadialFactors, hub: DataHub, table: PathTable) -> None:
+    h, w = R.hidden, R.weight
+    for name, t in (("R.hidden", h), ("R.weight", w)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if h.ndim != 2 or h.shape[0] != hub.num_edges:
+        raise ValueError(
+            f"R.hidden must have shape [E, H] with E = {hub.num_edges}, got {tuple(h.shape)}"
+        )
+    if w.ndim != 2 or w.shape != (table.weight_numel, h.shape[1]):
+        raise ValueError(
+            f"R.weight must have shape [weight_numel, H] = [{table.weight_numel}, "
+            f"{h.shape[1]}], got {tuple(w.shape)}"
+        )
+    if h.dtype != w.dtype:
+        raise TypeError(f"R.hidden and R.weight must share a dtype, got {h.dtype}, {w.dtype}")
 
 
 def periodic_convolution(
     features: torch.Tensor,
     hub: DataHub,
-    R: torch.Tensor,
+    R: torch.Tensor | RadialFactors,
     irreps_in,
     irreps_out,
     l_filter_max: int,
@@ -86,8 +116,12 @@ def periodic_convolution(
         Input features F^(n), e3nn layout (blocks of [mul, 2l+1]).
     hub : DataHub
         Graph, Y and 1/sqrt(|N(a)|) of the input.
-    R : Tensor [E, weight_numel]
-        Radial outputs per edge and path, laid out as described in ``periodic_conv._paths``.
+    R : Tensor [E, weight_numel] or RadialFactors
+        Radial outputs per edge and path, laid out as described in ``periodic_conv._paths``;
+        or their factors ``RadialFactors(hidden [E, H], weight [weight_numel, H])`` with
+        R = hidden @ weight.T, which the "torch", "cpp" and "cuda" backends never keep whole:
+        R is formed again in the backward pass instead of being saved (peak memory of one
+        layer's R + dR instead of every layer's R; single backward only).
     irreps_in, irreps_out : str
         e3nn irreps strings.
     l_filter_max : int
@@ -103,7 +137,8 @@ def periodic_convolution(
         "auto": cuda for CUDA tensors, cpp for CPU tensors when the extension builds, else
         torch. Double backward (e.g. training on forces) needs "torch" or "reference".
     chunk : int, optional
-        Edges per chunk of the torch backend (default: about 32 MB of temporaries).
+        Edges per chunk of the torch backend (default: about 32 MB of temporaries), and of
+        every backend when R is given as RadialFactors (default: about 2^21 numbers of R).
     deterministic : bool
         cuda backend only: fixed-order reductions (default) instead of atomicAdd.
         The cpp backend is always bitwise reproducible for any thread count.
@@ -124,6 +159,13 @@ def periodic_convolution(
     fn = get_backend(name, features.device)
     Y = hub.Y[:, : (l_filter_max + 1) ** 2]
     scale = hub.edge_scale(table, scaling)
+    if isinstance(R, RadialFactors):
+        if name == "reference":  # the oracle materialises everything, R included
+            R = R.hidden @ R.weight.T
+        else:
+            return conv_factored(
+                name, features, Y, R, hub, scale, table, chunk=chunk, deterministic=deterministic
+            )
     return fn(features, Y, R, hub, scale, table, chunk=chunk, deterministic=deterministic)
 
 
@@ -179,7 +221,9 @@ class PeriodicConvolution(torch.nn.Module):
         """The paths (k, i, l, l_out, l_in, u, v, offset) in R's order."""
         return self.table.paths
 
-    def forward(self, features: torch.Tensor, hub: DataHub, R: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, hub: DataHub, R: torch.Tensor | RadialFactors
+    ) -> torch.Tensor:
         return periodic_convolution(
             features,
             hub,

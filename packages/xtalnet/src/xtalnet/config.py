@@ -105,9 +105,11 @@ class NetworkConfig:
         :class:`xtalnet.model.BlockRMSNorm`: W alone does not keep real crystals at unit
         variance).
     checkpoint : bool
-        Recompute each layer's radial weights R and convolution in the backward pass
-        (activation checkpointing): peak training memory holds one layer's R instead of all,
-        for about one extra convolution forward per layer.
+        Recompute each layer's radial MLP and convolution in the backward pass (activation
+        checkpointing): only the layer inputs are kept, for about one extra convolution
+        forward per layer. Rarely needed: R [E, weight_numel] is never stored either way
+        (the convolution takes it as ``periodic_conv.RadialFactors``); this also drops the
+        radial MLP's hidden activations [E, radial_hidden] per layer.
     norm_eps : float
         Relative floor of that normalisation (0 < norm_eps < 1).
     band_gap_prior : tuple (p, mu, sigma) or None

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.utils.checkpoint
-from periodic_conv import DataHub, PeriodicConvolution
+from periodic_conv import DataHub, PeriodicConvolution, RadialFactors
 from rsh import Irreps
 from torch import nn
 
@@ -213,13 +213,21 @@ class RadialMLP(nn.Module):
         weight.mul_(scale[:, None])
         bias.mul_(scale)
 
-    def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
-        """basis [E, num_basis] (standardised), envelope [E] -> R [E, out_features]."""
-        # u (W h + b) = [u h, u] @ [W, b]^T: one matrix product, no [E, out] elementwise pass
+    def factors(self, basis: torch.Tensor, envelope: torch.Tensor) -> RadialFactors:
+        """R as the product ``hidden @ weight.T``: u (W h + b) = [u h, u] @ [W, b]^T.
+
+        The convolution takes the factors and never keeps R [E, out_features] for the
+        backward pass (``periodic_conv.RadialFactors``): the largest tensor of a layer.
+        """
         h = self._features(basis) * envelope[:, None]
         h1 = torch.cat([h, envelope[:, None]], 1)
         wb = torch.cat([self.out.weight, self.out.bias[:, None]], 1)
-        return h1 @ wb.T
+        return RadialFactors(h1, wb)
+
+    def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """basis [E, num_basis] (standardised), envelope [E] -> R [E, out_features]."""
+        hidden, weight = self.factors(basis, envelope)
+        return hidden @ weight.T
 
 
 # --------------------------------------------------------------------------- equivariant maps
@@ -472,14 +480,14 @@ class InteractionLayer(nn.Module):
     def _convolve(
         self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
-        return self.conv(x, hub, self.radial(basis, envelope))
+        return self.conv(x, hub, self.radial.factors(basis, envelope))
 
     def forward(
         self, x: torch.Tensor, hub: DataHub, basis: torch.Tensor, envelope: torch.Tensor
     ) -> torch.Tensor:
         if self.checkpoint and torch.is_grad_enabled():
-            # R [E, weight_numel] is the largest tensor of a layer; recomputing radial MLP and
-            # convolution in the backward pass keeps only one layer's R alive at a time.
+            # keep only the layer input: the radial MLP's activations and the convolution are
+            # recomputed in the backward pass (R itself is never stored, see RadialFactors)
             y = torch.utils.checkpoint.checkpoint(
                 self._convolve, x, hub, basis, envelope, use_reentrant=False
             )

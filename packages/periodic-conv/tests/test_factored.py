@@ -1,0 +1,127 @@
+"""R given as RadialFactors(hidden, weight): same results as R = hidden @ weight.T, R not saved."""
+
+import periodic_conv as pc
+import pytest
+import torch
+from periodic_conv import _build
+
+IR_IN = "2x0e+2x1o+1x2e"
+IR_OUT = "2x0e+1x1o+2x2e+1x1e"
+L_F = 3
+H = 5
+
+
+@pytest.fixture
+def case(skewed_graph):
+    """``make(dtype, device)`` -> (graph, conv, F, hidden, weight)."""
+
+    def make(dtype=torch.float64, device="cpu"):
+        g = skewed_graph(4, 7, device)
+        conv = pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, convention="e3nn")
+        gen = torch.Generator().manual_seed(8)
+        F = torch.randn(g.num_nodes, conv.table.irreps_in.dim, generator=gen, dtype=dtype)
+        h = torch.randn(g.num_edges, H, generator=gen, dtype=dtype)
+        w = torch.randn(conv.weight_numel, H, generator=gen, dtype=dtype)
+        return g, conv, F.to(device), h.to(device), w.to(device)
+
+    return make
+
+
+def _run(g, conv, F, h, w, backend, factored, chunk=None):
+    """Output and gradients with respect to F, hidden, weight and the positions (through Y)."""
+    pos = g.positions.clone().requires_grad_(True)
+    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
+    hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
+    R = pc.RadialFactors(h, w) if factored else h @ w.T
+    out = pc.periodic_convolution(F, hub, R, conv.irreps_in, conv.irreps_out, L_F,
+                                  convention="e3nn", backend=backend, chunk=chunk)  # fmt: skip
+    G = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
+    return (out, *torch.autograd.grad(out, [F, h, w, pos], G))
+
+
+def _backends():
+    names = ["reference", "torch"]
+    return names + (["cpp"] if _build.cpp_available() else [])
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+@pytest.mark.parametrize("backend", _backends())
+def test_factors_equal_materialised_R(case, backend, chunk):
+    """Also in chunks of 1 and 7 edges: ranges that split a centre's edges."""
+    g, conv, F, h, w = case()
+    plain = _run(g, conv, F, h, w, "reference", factored=False)
+    fact = _run(g, conv, F, h, w, backend, factored=True, chunk=chunk)
+    for name, a, b in zip(("out", "dF", "dhidden", "dweight", "dpos"), plain, fact):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0, msg=name)
+
+
+@pytest.mark.skipif(not _build.cpp_available(), reason="C++ extension did not build")
+def test_factors_gradcheck(case):
+    """Finite differences of the compiled path in chunks of 5 edges (the torch path and
+    other chunk sizes equal it: test above)."""
+    backend, chunk = "cpp", 5
+    g, _, F, h, w = case()
+    pos0 = g.positions.clone().requires_grad_(True)
+    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
+
+    def f(F, h, w, pos):
+        hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
+        return pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
+                                       convention="e3nn", backend=backend, chunk=chunk)  # fmt: skip
+
+    assert torch.autograd.gradcheck(f, (F, h, w, pos0), atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", [b for b in _backends() if b != "reference"])
+def test_R_is_not_saved_for_backward(case, backend):
+    """The point of the factors: nothing of shape [E, weight_numel] waits for the backward."""
+    g, conv, F, h, w = case()
+    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
+    hub = pc.DataHub(g, L_F, convention="e3nn")
+    saved = []
+
+    def pack(t):
+        saved.append(tuple(t.shape))
+        return t
+
+    for factored, expect in ((True, False), (False, True)):
+        saved.clear()
+        R = pc.RadialFactors(h, w) if factored else h @ w.T
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            conv.backend = backend
+            conv(F, hub, R)
+        assert ((g.num_edges, conv.weight_numel) in saved) is expect
+
+
+def test_factors_double_backward_raises(case):
+    g, conv, F, h, w = case()
+    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
+    hub = pc.DataHub(g, L_F, convention="e3nn")
+    conv.backend = "torch"
+    out = conv(F, hub, pc.RadialFactors(h, w))
+    (dF,) = torch.autograd.grad(out.square().sum(), F, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"once_differentiable|differentiate"):
+        dF.sum().backward()
+
+
+def test_bad_factors_raise(case):
+    g, conv, F, h, w = case()
+    hub = pc.DataHub(g, L_F, convention="e3nn")
+    with pytest.raises(ValueError, match=r"R.weight must have shape \[weight_numel, H\]"):
+        conv(F, hub, pc.RadialFactors(h, w[:, :3]))
+    with pytest.raises(ValueError, match=r"R.hidden must have shape \[E, H\]"):
+        conv(F, hub, pc.RadialFactors(h[:-1], w))
+    with pytest.raises(TypeError, match=r"R\.hidden and R\.weight must share a dtype"):
+        conv(F, hub, pc.RadialFactors(h, w.float()))
+    with pytest.raises(TypeError, match=r"R\.weight must be a torch\.Tensor"):
+        conv(F, hub, pc.RadialFactors(h, w.numpy()))
+
+
+@pytest.mark.cuda
+def test_cuda_factors_equal_cpu(case):
+    if not _build.cuda_available():
+        pytest.fail("CUDA test selected but no CUDA build/device is available")
+    cpu = _run(*case(), "cpp", factored=True)
+    gpu = _run(*case(device="cuda"), "cuda", factored=True)
+    for name, a, b in zip(("out", "dF", "dhidden", "dweight", "dpos"), cpu, gpu):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-11, rtol=0, msg=name)
