@@ -24,8 +24,13 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# shared helpers of every package's benchmark: <repo>/benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from peak_memory import peak_bytes, reset_peak, resident_bytes
 
 # The thesis case had no parity (every l a path, 85 paths); irreps now carry parity
 # (rsh.Irreps), those of spherical harmonics, so only paths with p_out = p_in (-1)^l remain.
@@ -49,23 +54,6 @@ def structure(n: int, seed: int = 0):
     pick = rng.choice(len(grid), n, replace=False)
     frac = (grid[pick] + 0.5 + rng.uniform(-0.25, 0.25, (n, 3))) / k
     return frac * side, np.eye(3) * side
-
-
-def _vm(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
@@ -139,10 +127,10 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
         once()
         times.append(time.perf_counter() - t0)
     gc.collect()
-    ok = _reset_peak()
-    base = _vm("VmRSS")
+    ok = reset_peak()
+    base = resident_bytes()
     once()
-    peak = _vm("VmHWM") - base if ok else float("nan")
+    peak = peak_bytes() - base if ok else float("nan")
     return dict(case=case, impl=impl, mode=mode, time_s=float(np.median(times)),
                 peak_bytes=peak, r_bytes=R.numel() * R.element_size(),
                 k_bytes=g.num_edges * dim * dim * R.element_size(), edges=g.num_edges,

@@ -37,25 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
+# shared helpers of every package's benchmark: <repo>/benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from peak_memory import peak_bytes, reset_peak, resident_bytes
+
 CASES = ("mp20 f32", "mp20 f64", "thesis f64")
 THESIS_HIDDEN = "16x0e+16x1o+16x2e+16x3o+16x4e"
-
-
-def _vm(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def mp20_structures(n: int | None, split: str = "train"):
@@ -255,10 +242,10 @@ def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
         step()
         times.append(time.perf_counter() - t0)
     gc.collect()
-    ok = _reset_peak()
-    base = _vm("VmRSS")
+    ok = reset_peak()
+    base = resident_bytes()
     step()
-    peak = _vm("VmHWM") - base if ok else float("nan")
+    peak = peak_bytes() - base if ok else float("nan")
     t = float(np.median(times))
     return dict(case=case, impl=impl, compile=compile_, time_s=t,
                 structures_per_s=batch.num_graphs / t, peak_bytes=peak, warmup_s=warm,
