@@ -289,10 +289,11 @@ def epoch_bench(batch_size: int) -> dict:
                 last_loss=losses[-1], threads=torch.get_num_threads())  # fmt: skip
 
 
-def _spawn(args: list[str]) -> dict:
-    # Large blocks always come from mmap and go back to the OS when freed, so the resident
-    # set before the measured step holds no allocator cache (else VmHWM - VmRSS undercounts).
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+def _spawn(args: list[str], memory: bool = False) -> dict:
+    # memory: large blocks always come from mmap and go back to the OS when freed, so the
+    # resident set before the measured step holds no allocator cache (else VmHWM - VmRSS
+    # undercounts); not for timings (every large allocation would fault its pages in again).
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536") if memory else None
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
                          env=env)  # fmt: skip
     if out.returncode != 0:
@@ -342,7 +343,7 @@ def main() -> None:
                 inter = _spawn(["--interleaved", case, comp, str(repeats), ",".join(impls)])
                 print(json.dumps(inter), flush=True)
                 for impl in impls:
-                    r = _spawn(["--variant", case, impl, comp, "1"])
+                    r = _spawn(["--variant", case, impl, comp, "1"], memory=True)
                     r.update(case=case, impl=impl, compile=comp)
                     if impl in inter:
                         r["step_s"], r["speedup"] = inter[impl]["time_s"], inter[impl]["speedup"]
