@@ -13,8 +13,9 @@ same group that have it, else over the same row, else over all elements. Noble g
 no common oxidation states in pymatgen and get 0 for both oxidation-state descriptors; an
 average ionic radius of 0 (H, the noble gases) counts as missing.
 
-The table is built once per process (``functools.lru_cache``, about 20 ms) and only when
-asked for: importing :mod:`xtalnet` does not import pymatgen's periodic table.
+The table is built once per process (``functools.lru_cache``; about 60 ms besides
+pymatgen's import) and only when asked for: importing :mod:`xtalnet` does not import
+pymatgen's periodic table.
 """
 
 from __future__ import annotations
