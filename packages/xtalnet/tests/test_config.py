@@ -46,6 +46,16 @@ def test_json_round_trip(tmp_path_factory, r_cut, num_layers, pooling, dtype, ta
     assert NetworkConfig.from_dict(json.loads(path.read_text())) == cfg
 
 
+@pytest.mark.parametrize("features", ["onehot", "elemental", "both"])
+def test_species_features_round_trip_and_old_configs(features):
+    cfg = NetworkConfig(species_features=features, embed_dim=8)
+    assert NetworkConfig.from_json(cfg.to_json()) == cfg
+    assert NetworkConfig.from_dict(cfg.to_dict()).species_features == features
+    # a config written before the field existed means the one-hot embedding
+    old = {k: v for k, v in cfg.to_dict().items() if k != "species_features"}
+    assert NetworkConfig.from_dict(old).species_features == "onehot"
+
+
 def test_from_recommendation_reads_mp_audit_json(tmp_path):
     import mp_audit
 
@@ -99,6 +109,7 @@ def test_recommendation_prior_reaches_the_band_gap_head():
         ({"band_gap_prior": (0.5, 1.0, 0.0)}, "band_gap_prior"),
         ({"band_gap_prior": "abc"}, "band_gap_prior"),
         ({"norm_eps": 0.0}, "norm_eps"),
+        ({"species_features": "one-hot"}, "species_features"),
     ],
 )
 def test_bad_values_raise_value_error_naming_the_field(kwargs, match):

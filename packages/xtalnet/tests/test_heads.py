@@ -30,6 +30,7 @@ from xtalnet.heads import (
     TargetSpec,
     TensorHead,
     make_head,
+    residual_loss,
 )
 
 FORMULAS = [
@@ -317,6 +318,52 @@ def test_nan_targets_skipped_counted_and_masked() -> None:
         make_head("y").fit([None, float("nan")])
 
 
+def test_l1_and_huber_losses_by_hand() -> None:
+    head = make_head("formation_energy_per_atom")
+    head.fit([1.0, None, 3.0])  # mean 2, std 1
+    target = head.encode([1.0, None, 3.0, 2.0])  # [-1, nan, 1, 0]
+    pred = torch.tensor([[0.5], [100.0], [0.0], [-3.0]], dtype=torch.float64)
+    # row 1 is missing; |0.5 + 1|, |0 - 1|, |-3 - 0| over 3 rows
+    assert float(head.loss(pred, target, kind="l1")) == pytest.approx((1.5 + 1 + 3) / 3, rel=1e-15)
+    # Huber, delta 1.2: 1.5 -> 1.2 (1.5 - 0.6); 1 -> 0.5; 3 -> 1.2 (3 - 0.6)
+    expected = (1.2 * 0.9 + 0.5 + 1.2 * 2.4) / 3
+    huber = head.loss(pred, target, kind="huber", delta=1.2)
+    assert float(huber) == pytest.approx(expected, rel=1e-15)
+    # the default is the squared error
+    assert float(head.loss(pred, target)) == pytest.approx((1.5**2 + 1 + 9) / 3, rel=1e-15)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        head.loss(pred, target, kind="l2")
+    with pytest.raises(ValueError, match="huber_delta"):
+        head.loss(pred, target, kind="huber", delta=-1.0)
+
+
+def test_l1_loss_of_a_tensor_is_the_mean_norm_per_irrep_copy() -> None:
+    irreps = rsh.Irreps("2x0e+1x2e")
+    diff = torch.tensor([[3.0, -4.0, 1.0, 2.0, 2.0, 0.0, 0.0]], dtype=torch.float64)
+    total, terms = residual_loss(diff, irreps, "l1")
+    assert terms == 3 and float(total) == pytest.approx(3 + 4 + 3, rel=1e-15)
+    total, terms = residual_loss(diff, irreps, "mse")
+    assert terms == 7 and float(total) == pytest.approx(9 + 16 + 9, rel=1e-15)
+    # a zero residual has a zero (not NaN) gradient
+    zero = torch.zeros(2, 7, dtype=torch.float64, requires_grad=True)
+    residual_loss(zero, irreps, "l1")[0].backward()
+    assert zero.grad is not None and torch.equal(zero.grad, torch.zeros_like(zero))
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "huber"])
+def test_tensor_losses_are_invariant_under_rotations(kind: str) -> None:
+    gen = torch.Generator().manual_seed(5)
+    head = make_head("piezoelectric_tensor")
+    head.fit([np.ones((3, 6)), 2 * np.ones((3, 6)), np.eye(3, 6)])
+    dim = head.irreps_in.dim
+    pred = torch.randn(4, dim, generator=gen, dtype=torch.float64)
+    target = torch.randn(4, dim, generator=gen, dtype=torch.float64)
+    D = _irreps_D(head.irreps_in, _random_orthogonal(gen, improper=True))
+    a = head.loss(pred, target, kind=kind, delta=0.5)
+    b = head.loss(pred @ D.T, target @ D.T, kind=kind, delta=0.5)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+
+
 def test_tensor_nan_targets_skipped_and_counted() -> None:
     gen = torch.Generator().manual_seed(3)
     data = list(_random_symmetric("ij=ji", 5, gen))
@@ -365,6 +412,9 @@ def test_band_gap_statistics_encode_decode_and_loss() -> None:
     metals_only = head.encode([0.0, 0.0, 0.0])
     expected = (softplus(-0.3) + softplus(1.2) + softplus(0.0)) / 3
     assert float(head.loss(pred, metals_only)) == pytest.approx(expected, rel=1e-13)
+    # L1 applies to z only; the classifier keeps its cross-entropy
+    l1 = abs(0.4 - (2.0 - mu) / sigma)
+    assert float(head.loss(pred, target, kind="l1")) == pytest.approx(bce + l1, rel=1e-13)
 
     # decode: 0 where P(gap) < 0.5, else (σ z + μ)²; p_metal = 1 - σ(logit).
     logits = torch.tensor([[-0.01, 3.0], [0.01, -0.5], [2.0, 1.0]], dtype=torch.float64)

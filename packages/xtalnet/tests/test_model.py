@@ -163,10 +163,16 @@ def test_normalized_activations_have_unit_second_moment(name):
     assert ms == pytest.approx(1.0, abs=5e-3)
 
 
-def test_embedding_has_zero_mean_unit_variance():
-    net = xtalnet.Network(NetworkConfig(embed_dim=64, dtype="float64"))
-    w = net.embedding.weight[1:].detach()  # Z = 1..94
+@pytest.mark.parametrize("features", ["onehot", "elemental", "both"])
+def test_embedding_has_zero_mean_unit_variance(features):
+    net = xtalnet.Network(NetworkConfig(embed_dim=64, dtype="float64", species_features=features))
+    with torch.no_grad():
+        w = net.embedding(torch.arange(1, 95))  # Z = 1..94
     assert abs(w.mean().item()) < 0.05 and w.var().item() == pytest.approx(1.0, abs=0.06)
+    if features == "elemental":  # scaled at init: every channel exactly
+        zeros, ones = torch.zeros(64, dtype=torch.float64), torch.ones(64, dtype=torch.float64)
+        torch.testing.assert_close(w.mean(0), zeros, atol=1e-12, rtol=0)
+        torch.testing.assert_close(w.var(0, unbiased=False), ones, atol=1e-12, rtol=0)
 
 
 def _block_ms(net, batch):

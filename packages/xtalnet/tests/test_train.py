@@ -62,9 +62,17 @@ def _strip_time(history):
 
 
 # ------------------------------------------------------------------------------ resume
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24):
+@pytest.mark.parametrize(
+    ("extra_config", "extra_options"),
+    [({}, {}), ({"species_features": "elemental"}, {"loss": "l1"})],
+    ids=["onehot-mse", "elemental-l1"],
+)
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24, extra_config,
+                                                     extra_options):  # fmt: skip
     # with position-noise augmentation: its draws are seeded by step, so resume stays exact
-    common = dict(config=TINY, options={**OPTS, "noise": 0.02}, progress=False, quiet=True)
+    common = dict(config={**TINY, **extra_config},
+                  options={**OPTS, "noise": 0.02, **extra_options}, progress=False,
+                  quiet=True)  # fmt: skip
     full = tr.train(dcdft24, ["K_wien2k"], tmp_path / "full", **common)
     assert full["epochs"] == 3
 
@@ -104,6 +112,32 @@ def test_resume_with_another_config_names_the_fields(tmp_path, dcdft24):
         tr.train(dcdft24, ["K_wien2k"], tmp_path / "r", config={**TINY, "r_cut": 4.0},
                  options={"lr": 1e-3}, resume=True, progress=False, quiet=True)  # fmt: skip
     assert "lr: 0.005 (checkpoint) vs 0.001 (given)" in str(info.value)
+
+
+def test_checkpoint_without_the_newer_fields_loads_and_resumes(tmp_path, dcdft24):
+    """A checkpoint written before species_features / loss / huber_delta existed: one-hot
+    embedding and MSE, and --resume continues it."""
+
+    def stop(status):
+        if status["step"] == 6:  # inside epoch 2: best.pt and last.pt exist
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=TINY,
+                 options={**OPTS, "epochs": 2}, callback=stop, progress=False,
+                 quiet=True)  # fmt: skip
+    for name in ("last.pt", "best.pt"):
+        ck = ckpt_mod.read(tmp_path / "old" / name)
+        del ck["config"]["species_features"]
+        del ck["options"]["loss"], ck["options"]["huber_delta"]
+        ckpt_mod.save(ck, tmp_path / "old" / name)
+    net = xtalnet.load(tmp_path / "old" / "best.pt")
+    assert net.config.species_features == "onehot"
+    assert "embedding.weight" in net.state_dict()
+    res = tr.train(dcdft24, ["K_wien2k"], tmp_path / "old", options={"max_steps": 7},
+                   resume=True, progress=False, quiet=True)  # fmt: skip
+    assert res["steps"] == 7 and xtalnet.load(tmp_path / "old").config == net.config
+    assert json.loads((tmp_path / "old" / "options.json").read_text())["loss"] == "mse"
 
 
 def test_overwrite_replaces_a_run_and_resume_needs_one(tmp_path, dcdft24):
@@ -266,6 +300,10 @@ def test_bad_options_name_the_option():
         tr.TrainOptions(batch_size=0)
     with pytest.raises(ValueError, match="unknown training options \\['lr_max'\\]"):
         tr.TrainOptions.from_dict({"lr_max": 1.0})
+    with pytest.raises(ValueError, match=r"loss must be one of .*'l2'"):
+        tr.TrainOptions(loss="l2")
+    with pytest.raises(ValueError, match="huber_delta must be a finite number > 0, got 0"):
+        tr.TrainOptions(loss="huber", huber_delta=0)
 
 
 # ------------------------------------------------------------------------------ recommendation
@@ -314,9 +352,10 @@ def test_pack_and_shard_respect_budgets(edges, batch_size, max_edges, world):
         assert max(loads) - min(loads) <= max(edges[i] for i in b)
 
 
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber"])
 @pytest.mark.parametrize("target", ["formation_energy_per_atom", "band_gap", "dielectric",
                                     "K_VRH"])  # fmt: skip
-def test_loss_parts_over_shards_equal_the_head_loss(target):
+def test_loss_parts_over_shards_equal_the_head_loss(target, loss):
     from xtalnet.heads import make_head
 
     g = torch.Generator().manual_seed(0)
@@ -332,11 +371,12 @@ def test_loss_parts_over_shards_equal_the_head_loss(target):
     head.fit(vals)
     target_t = head.encode(vals)
     pred = torch.randn(n, head.irreps_in.dim, generator=g, dtype=torch.float64)
-    whole = head.loss(head(pred), target_t)
+    opts = tr.TrainOptions(loss=loss, huber_delta=0.7)
+    whole = head.loss(head(pred), target_t, kind=loss, delta=0.7)
     counts = tr._loss_counts(head, target_t)
     total = torch.zeros((), dtype=torch.float64)
     for part in (slice(0, 5), slice(5, 6), slice(6, n)):
-        for s, c in zip(tr._loss_parts(head, head(pred[part]), target_t[part]), counts):
+        for s, c in zip(tr._loss_parts(head, head(pred[part]), target_t[part], opts), counts):
             total = total + s / c
     torch.testing.assert_close(total, whole, rtol=1e-13, atol=1e-15)
 

@@ -27,11 +27,14 @@ _CONFIG_FLAGS = {
     "max_edges": "max_edges",
     "hidden_irreps": "hidden_irreps",
     "backend": "backend",
+    "embed_dim": "embed_dim",
+    "species_features": "species_features",
 }
 # CLI flag -> TrainOptions field
 _OPTION_FLAGS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "clip",
     "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict", "noise",
+    "loss", "huber_delta",
 )  # fmt: skip
 
 
@@ -68,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--hidden-irreps", dest="hidden_irreps")
     g.add_argument("--backend", choices=("auto", "reference", "torch", "cpp", "cuda"))
+    g.add_argument("--embed-dim", dest="embed_dim", type=int, help="species embedding width")
+    g.add_argument(
+        "--species-features",
+        dest="species_features",
+        choices=("onehot", "elemental", "both"),
+        help="species embedding input: one-hot Z, physical descriptors of the element, or both",
+    )
     o = t.add_argument_group("training (defaults: xtalnet.train.TrainOptions)")
     o.add_argument("--epochs", type=int)
     o.add_argument("--time-limit", dest="time_limit", type=float, metavar="MIN",
@@ -84,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
     o.add_argument("--max-steps", dest="max_steps", type=int)
     o.add_argument("--noise", type=float, help="Gaussian position noise, Å (augmentation)")
+    o.add_argument(
+        "--loss",
+        choices=("mse", "l1", "huber"),
+        help="regression loss of every standardised irrep copy (default mse)",
+    )
+    o.add_argument(
+        "--huber-delta",
+        dest="huber_delta",
+        type=float,
+        help="Huber threshold, standardised units (default 1)",
+    )
     o.add_argument("--strict", action="store_true", default=None,
                    help="fail on unusable structures instead of skipping them")  # fmt: skip
     _common(t)

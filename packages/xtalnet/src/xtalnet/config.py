@@ -23,6 +23,7 @@ DTYPES = ("float32", "float64")
 POOLINGS = ("mean", "sum")
 BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
 CONVENTIONS = ("standard", "thesis", "e3nn")
+SPECIES_FEATURES = ("onehot", "elemental", "both")
 #: Highest atomic number the species embedding knows (H..Pu, like the thesis's MP data).
 MAX_Z = 94
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*(:.+)?$")
@@ -71,6 +72,11 @@ class NetworkConfig:
         Number of convolution -> gate -> self-connection layers (1..16).
     embed_dim : int
         Number of scalar (0e) channels the species embedding produces.
+    species_features : {"onehot", "elemental", "both"}
+        What the species embedding maps to its scalars: a free row per element
+        (``"onehot"``), a linear map of physical descriptors of the element
+        (``"elemental"``, see :mod:`xtalnet.species`) or the sum of both (``"both"``).
+        A config without this field (written before it existed) means ``"onehot"``.
     hidden_irreps : str
         Features between layers (after the gate), e3nn notation with parity. Carry both
         parities so that odd targets (piezoelectric) are reachable.
@@ -123,6 +129,7 @@ class NetworkConfig:
     r_cut: float = 5.0
     num_layers: int = 4
     embed_dim: int = 16
+    species_features: str = "onehot"
     hidden_irreps: str = "16x0e+4x0o+4x1o+4x1e+2x2e+2x2o"
     l_filter_max: int = 2
     num_basis: int = 8
@@ -167,6 +174,7 @@ class NetworkConfig:
         object.__setattr__(self, "r_cut", float(r))
         _check_int(self.num_layers, "num_layers", 1, 16)
         _check_int(self.embed_dim, "embed_dim", 1)
+        _check_choice(self.species_features, "species_features", SPECIES_FEATURES)
         object.__setattr__(
             self, "hidden_irreps", _check_irreps(self.hidden_irreps, "hidden_irreps")
         )

@@ -54,6 +54,7 @@ from torch.nn import functional as F
 __all__ = [
     "DEFAULT_KINDS",
     "KINDS",
+    "LOSSES",
     "VOIGT_COLUMNS",
     "VOIGT_PAIRS",
     "BandGapHead",
@@ -62,8 +63,13 @@ __all__ = [
     "ScalarHead",
     "TargetSpec",
     "TensorHead",
+    "check_loss",
     "make_head",
+    "residual_loss",
 ]
+
+#: Regression losses of :meth:`Head.loss` (the ``loss`` training option).
+LOSSES: tuple[str, ...] = ("mse", "l1", "huber")
 
 #: Kinds of target.
 KINDS: tuple[str, ...] = ("scalar", "log", "band_gap", "tensor")
@@ -249,6 +255,73 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
+def check_loss(kind: object, delta: object = 1.0) -> tuple[str, float]:
+    """Validate a regression loss name and Huber threshold; returns ``(kind, float(delta))``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``loss`` (not one of :data:`LOSSES`) or ``huber_delta`` (not a finite
+        number > 0).
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    if (
+        isinstance(delta, bool)
+        or not isinstance(delta, (int, float))
+        or not (math.isfinite(delta) and delta > 0)
+    ):
+        raise ValueError(f"huber_delta must be a finite number > 0, got {delta!r}")
+    return str(kind), float(delta)
+
+
+def residual_loss(
+    diff: torch.Tensor, irreps: Irreps, kind: str = "mse", delta: float = 1.0
+) -> tuple[torch.Tensor, int]:
+    """Summed loss of standardised residuals and the number of terms it sums per row.
+
+    Parameters
+    ----------
+    diff : Tensor [B, irreps.dim]
+        ``pred - target`` in standardised units (rows to ignore set to zero).
+    irreps : rsh.Irreps
+        Layout of the columns.
+    kind : {"mse", "l1", "huber"}
+        ``"mse"``: squared residual of every component (``dim`` terms per row).
+        ``"l1"``: Euclidean norm ``r`` of the residual of every irrep copy (its ``2l + 1``
+        components; ``|diff|`` for a scalar), one term per copy. ``"huber"``: ``r^2 / 2``
+        for ``r <= delta``, ``delta (r - delta / 2)`` beyond, per copy. The norms make the
+        loss invariant under rotations of the data, which a per-component L1 would not be.
+    delta : float
+        Huber threshold in standardised units.
+
+    Returns
+    -------
+    (Tensor, int)
+        The sum over rows and terms (0-dim) and the number of terms per row; the mean loss
+        is ``sum / (rows * terms)``.
+    """
+    if kind == "mse":
+        return (diff**2).sum(), diff.shape[1]
+    kind, delta = check_loss(kind, delta)
+    parts = []
+    o = 0
+    for mul, l, _ in irreps:
+        d = 2 * l + 1
+        block = diff[:, o : o + mul * d]
+        if d == 1:
+            parts.append(block.abs())
+        else:
+            sq = block.reshape(diff.shape[0], mul, d).square().sum(-1)
+            tiny = torch.finfo(diff.dtype).tiny
+            parts.append(sq.clamp(min=tiny).sqrt())  # no NaN gradient at r = 0
+        o += mul * d
+    r = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+    if kind == "l1":
+        return r.sum(), r.shape[1]
+    return F.huber_loss(r, torch.zeros_like(r), reduction="sum", delta=delta), r.shape[1]
+
+
 class Head(nn.Module):
     """Base class of the target heads (no parameters; standardisation in buffers).
 
@@ -396,8 +469,15 @@ class Head(nn.Module):
         """Standardised prediction ``[B, irreps_in.dim]`` from the pooled trunk output."""
         return self._check_pred(x, "x")
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the rows of ``target`` without NaN (0 if none).
+    def loss(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        kind: str = "mse",
+        delta: float = 1.0,
+    ) -> torch.Tensor:
+        """Mean regression loss over the rows of ``target`` without NaN (0 if none).
 
         Parameters
         ----------
@@ -405,6 +485,11 @@ class Head(nn.Module):
             Standardised predictions (``forward``'s output).
         target : Tensor [B, dim]
             ``encode(values)``; rows with a NaN are missing labels and ignored.
+        kind : {"mse", "l1", "huber"}
+            Squared error per component (default), or the L1 / Huber loss of the norm of
+            every irrep copy's residual (see :func:`residual_loss`).
+        delta : float
+            Huber threshold, standardised units.
 
         Returns
         -------
@@ -415,8 +500,8 @@ class Head(nn.Module):
         pred, target = self._check_pair(pred, target)
         valid = ~torch.isnan(target).any(dim=1, keepdim=True)
         diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-        count = valid.sum().clamp(min=1) * pred.shape[1]
-        return (diff**2).sum() / count
+        total, terms = residual_loss(diff, self.irreps_in, kind, delta)
+        return total / (valid.sum().clamp(min=1) * terms)
 
     def _check_pair(
         self, pred: torch.Tensor, target: torch.Tensor
@@ -667,8 +752,16 @@ class BandGapHead(Head):
         offset = torch.stack([self.prior_logit(), torch.zeros_like(self.p)]).to(x.dtype)
         return x + offset
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """BCE(logit, is_gap) over labelled rows + MSE(z) over rows with a non-zero gap.
+    def loss(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        kind: str = "mse",
+        delta: float = 1.0,
+    ) -> torch.Tensor:
+        """BCE(logit, is_gap) over labelled rows + regression loss of z over rows with a
+        non-zero gap (``kind``: squared error by default, ``"l1"`` |dz|, ``"huber"``).
 
         Each term is a mean over its rows (a term without rows is 0); rows of ``target``
         with a NaN are missing labels and ignored. Dimensionless scalar tensor.
@@ -680,8 +773,9 @@ class BandGapHead(Head):
         bce_rows = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0], reduction="none")
         bce = torch.where(valid, bce_rows, zero).sum() / valid.sum().clamp(min=1)
         gap = valid & (target[:, 0] > 0.5)
-        sq = torch.where(gap, (pred[:, 1] - target[:, 1]) ** 2, zero)
-        return bce + sq.sum() / gap.sum().clamp(min=1)
+        dz = torch.where(gap, pred[:, 1] - target[:, 1], zero)
+        reg, _ = residual_loss(dz[:, None], Irreps("0e"), kind, delta)
+        return bce + reg / gap.sum().clamp(min=1)
 
     def decode(self, pred: torch.Tensor) -> np.ndarray:
         """Band gaps [B], eV: 0 where P(gap > 0) < 0.5, else ``(σ z + μ)²``."""

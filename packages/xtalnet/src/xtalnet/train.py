@@ -129,6 +129,14 @@ class TrainOptions:
     strict : bool
         Fail, listing them, on structures that cannot be used (parse failures, isolated
         atoms at r_cut, more edges than the budget) instead of skipping and counting them.
+    loss : {"mse", "l1", "huber"}
+        Regression loss of every head in its standardised units, for training and for the
+        validation loss that selects ``best.pt`` and drives early stopping: squared error
+        per component, or the L1 / Huber loss of the norm of every irrep copy's residual
+        (:func:`xtalnet.heads.residual_loss`; the band-gap head keeps its cross-entropy and
+        applies it to z). Checkpoints without this field were trained with ``"mse"``.
+    huber_delta : float
+        Threshold of the Huber loss, standardised units (> 0).
     """
 
     epochs: int = 100
@@ -148,8 +156,14 @@ class TrainOptions:
     max_steps: int | None = None
     strict: bool = False
     noise: float = 0.0
+    loss: str = "mse"
+    huber_delta: float = 1.0
 
     def __post_init__(self) -> None:
+        from xtalnet.heads import check_loss
+
+        _, delta = check_loss(self.loss, self.huber_delta)
+        object.__setattr__(self, "huber_delta", delta)
         for name, lo in (("epochs", 1), ("batch_size", 1), ("patience", 1),
                          ("plateau_patience", 1), ("warmup_steps", 0), ("seed", 0)):  # fmt: skip
             v = getattr(self, name)
@@ -474,21 +488,28 @@ def _heads(net: Network) -> list[tuple[str, Any]]:
     return list(net.heads.items())
 
 
-def _loss_parts(head: Any, pred: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+def _loss_parts(
+    head: Any, pred: torch.Tensor, target: torch.Tensor, opts: TrainOptions | None = None
+) -> list[torch.Tensor]:
     """Sums whose ratios to :func:`_loss_counts` give ``head.loss`` (exact decomposition)."""
-    from xtalnet.heads import BandGapHead
+    from rsh import Irreps
+
+    from xtalnet.heads import BandGapHead, residual_loss
+
+    opts = TrainOptions() if opts is None else opts
 
     valid = ~torch.isnan(target).any(dim=1)
     if isinstance(head, BandGapHead):
         p, t = pred[valid], target[valid].to(pred.dtype)
         bce = nn.functional.binary_cross_entropy_with_logits(p[:, 0], t[:, 0], reduction="sum")
         gap = t[:, 0] > 0.5
-        mse = ((p[gap, 1] - t[gap, 1]) ** 2).sum() + pred.sum() * 0.0
-        return [bce + pred.sum() * 0.0, mse]
+        dz = (p[gap, 1] - t[gap, 1])[:, None]
+        reg = residual_loss(dz, Irreps("0e"), opts.loss, opts.huber_delta)[0]
+        return [bce + pred.sum() * 0.0, reg + pred.sum() * 0.0]
     n = int(valid.sum())
     if n == 0:
         return [pred.sum() * 0.0]
-    return [head.loss(pred, target) * n]
+    return [head.loss(pred, target, kind=opts.loss, delta=opts.huber_delta) * n]
 
 
 def _loss_counts(head: Any, target: torch.Tensor) -> list[int]:
@@ -505,11 +526,13 @@ def batch_loss(
     out: Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
     counts: Mapping[str, Sequence[int]],
+    opts: TrainOptions | None = None,
 ) -> torch.Tensor:
     """Sum over targets and loss parts of (part sum on these rows) / (global count)."""
+    opts = TrainOptions() if opts is None else opts
     total: torch.Tensor | None = None
     for c, head in _heads(net):
-        for s, n in zip(_loss_parts(head, out[c], targets[c]), counts[c]):
+        for s, n in zip(_loss_parts(head, out[c], targets[c], opts), counts[c]):
             term = s / n if n else s * 0.0
             total = term if total is None else total + term
     assert total is not None
@@ -843,14 +866,17 @@ def _predict_samples(
 
 
 def _val_loss(
-    net: Network, std: Mapping[str, np.ndarray], enc: Mapping[str, torch.Tensor]
+    net: Network,
+    std: Mapping[str, np.ndarray],
+    enc: Mapping[str, torch.Tensor],
+    opts: TrainOptions,
 ) -> float:
     total = 0.0
     for c, head in _heads(net):
         pred = torch.as_tensor(std[c], dtype=torch.float64)
         tgt = enc[c].to(torch.float64)
         if bool((~torch.isnan(tgt).any(dim=1)).any()):
-            total += float(head.loss(pred, tgt))
+            total += float(head.loss(pred, tgt, kind=opts.loss, delta=opts.huber_delta))
     return total
 
 
@@ -1153,8 +1179,9 @@ def _train(
         diff = _checkpoint.config_diff({k: saved_cfg[k] for k in given if k in saved_cfg}, given)
         volatile = {"time_limit", "max_steps"}
         saved_opts = dict(ckpt["options"])
+        defaults = TrainOptions().to_dict()  # fields newer than the checkpoint: defaults
         diff += _checkpoint.config_diff(
-            {k: saved_opts.get(k) for k in opts_given if k not in volatile},
+            {k: saved_opts.get(k, defaults.get(k)) for k in opts_given if k not in volatile},
             {k: v for k, v in opts_given.items() if k not in volatile},
         )
         if diff:
@@ -1359,7 +1386,7 @@ def _train(
             state.elapsed = dist.max(elapsed0 + time.time() - segment_start)[0]
             with ema.applied(net):
                 std, dec = _predict_samples(net, val_s, dist, opts.batch_size)
-                val_loss = _val_loss(net, std, enc_val)
+                val_loss = _val_loss(net, std, enc_val, opts)
             vm = metrics_of(net, dec, val_s)
             schedule.epoch_end(val_loss)
             state.epoch += 1
@@ -1517,7 +1544,7 @@ def _run_epoch(
             batch = batch.to(dist.device)
             tgt = {c: enc[c][mine].to(dist.device) for c in net.heads}
             out = model(batch)
-            loss = batch_loss(net, out, tgt, counts) * dist.world  # DDP averages over ranks
+            loss = batch_loss(net, out, tgt, counts, opts) * dist.world  # DDP averages over ranks
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if math.isfinite(opts.clip):
