@@ -43,3 +43,16 @@ def small_structures():
 def distort():
     """:func:`distorted` as a fixture (test modules cannot import conftest)."""
     return distorted
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """A tiny float64 NetworkConfig (fields as a dict) for CLI / DDP runs of seconds."""
+    return {
+        "dtype": "float64",
+        "embed_dim": 8,
+        "hidden_irreps": "8x0e+2x1o",
+        "l_filter_max": 1,
+        "num_basis": 4,
+        "radial_hidden": 8,
+    }

@@ -15,14 +15,6 @@ import numpy as np
 import pytest
 from xtalnet._cli import main
 
-TINY = {
-    "dtype": "float64",
-    "embed_dim": 8,
-    "hidden_irreps": "8x0e+2x1o",
-    "l_filter_max": 1,
-    "num_basis": 4,
-    "radial_hidden": 8,
-}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -34,10 +26,10 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_config):
     """A 2-epoch run on builtin:dcdft through the CLI."""
     root = tmp_path_factory.mktemp("cli")
-    (root / "cfg.json").write_text(json.dumps(TINY))
+    (root / "cfg.json").write_text(json.dumps(tiny_config))
     rc = main([
         "train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--out", str(root / "run"),
         "--config", str(root / "cfg.json"), "--r-cut", "5", "--layers", "1", "--epochs", "2",
@@ -112,7 +104,7 @@ def test_predict_table_and_json(trained, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_predict_elastic_prints_vrh_moduli(tmp_path, capsys):
+def test_predict_elastic_prints_vrh_moduli(tmp_path, capsys, tiny_config):
     from ase.build import bulk
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -130,7 +122,7 @@ def test_predict_elastic_prints_vrh_moduli(tmp_path, capsys):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    cfg = dict(TINY, hidden_irreps="8x0e+2x1o+2x2e", l_filter_max=2)
+    cfg = dict(tiny_config, hidden_irreps="8x0e+2x1o+2x2e", l_filter_max=2)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     assert main(["train", "--data", str(tmp_path / "el.csv"), "--target", "elastic_tensor",
                  "--out", str(tmp_path / "run"), "--config", str(tmp_path / "cfg.json"),
@@ -168,8 +160,8 @@ def test_python_dash_m_and_help():
         assert cmd in out.stdout
 
 
-def test_ctrl_c_saves_last_pt_and_resume_continues(tmp_path):
-    (tmp_path / "cfg.json").write_text(json.dumps(TINY))
+def test_ctrl_c_saves_last_pt_and_resume_continues(tmp_path, tiny_config):
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "xtalnet", "train", "--data", "builtin:dcdft", "--target",
            "K_wien2k", "--out", str(run), "--config", str(tmp_path / "cfg.json"), "--r-cut", "5",

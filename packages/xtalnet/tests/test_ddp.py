@@ -13,18 +13,9 @@ import torch
 import xtalnet._checkpoint as ck
 from xtalnet._cli import main
 
-CFG = {
-    "dtype": "float64",
-    "embed_dim": 8,
-    "hidden_irreps": "8x0e+2x1o",
-    "l_filter_max": 1,
-    "num_basis": 4,
-    "radial_hidden": 8,
-}
 
-
-def test_two_processes_equal_one_process(tmp_path):
-    (tmp_path / "cfg.json").write_text(json.dumps(CFG))
+def test_two_processes_equal_one_process(tmp_path, tiny_config):
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
     args = ["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--config",
             str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers", "2", "--batch-size", "9",
             "--max-steps", "3", "--lr", "1e-2", "--warmup-steps", "0", "--ema-decay", "0.5",

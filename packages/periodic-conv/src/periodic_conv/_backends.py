@@ -92,15 +92,14 @@ def conv_compiled(
     ``chunk`` does not apply; ``deterministic`` selects fixed-order reductions on CUDA (the
     CPU launcher is always deterministic).
     """
+    from periodic_conv._factored import _Chunk, _raw_forward
+
     del chunk
     _require_compiled(F)
-    row_ptr, src_perm, src_ptr = hub.csr()
-    paths, kptr, cflat, in_off, out_off = table_tensors(table, F.dtype, F.device)
-    return torch.ops.periodic_conv.conv_fwd(
-        F.contiguous(), Y.contiguous(), R.contiguous(), hub.src, hub.dst, scale.contiguous(),
-        row_ptr, src_perm, src_ptr, paths, kptr, cflat, in_off, out_off, table.irreps_out.dim,
-        *table.maxima, deterministic,
-    )  # fmt: skip
+    whole = _Chunk(0, R.shape[0], hub.src, hub.dst, *hub.csr())
+    name = "cuda" if F.is_cuda else "cpp"
+    return _raw_forward(name, F.contiguous(), Y.contiguous(), R.contiguous(), whole,
+                        scale.contiguous(), table, deterministic)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)

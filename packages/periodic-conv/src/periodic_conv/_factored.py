@@ -56,11 +56,15 @@ class _Chunk(NamedTuple):
     src_ptr: torch.Tensor
 
 
-def _chunks(src: torch.Tensor, dst: torch.Tensor, row_ptr: torch.Tensor, num_nodes: int,
-            chunk: int) -> list[_Chunk]:  # fmt: skip
+def _chunks(src: torch.Tensor, dst: torch.Tensor, csr: tuple[torch.Tensor, ...],
+            num_nodes: int, chunk: int) -> list[_Chunk]:  # fmt: skip
     """Split the edges into ranges of ``chunk``; no host sync (the ranges need not align with
-    centres: a centre split over two ranges gets its two partial sums added)."""
+    centres: a centre split over two ranges gets its two partial sums added). ``csr`` is the
+    hub's (row_ptr, src_perm, src_ptr): the whole graph when it fits in one chunk."""
     E = src.shape[0]
+    if E <= chunk:
+        return [_Chunk(0, E, src, dst, *csr)]
+    row_ptr = csr[0]
     out = []
     for e0 in range(0, max(E, 1), chunk):
         e1 = min(E, e0 + chunk)
@@ -103,22 +107,23 @@ def _raw_backward(name, G, F, Y, R, c: _Chunk, scale, table: PathTable, needs):
 
 class _FactoredConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, F, Y, hidden, weight, scale, src, dst, row_ptr, name, table, chunk,
-                deterministic):  # fmt: skip
+    def forward(ctx, F, Y, hidden, weight, scale, src, dst, row_ptr, src_perm, src_ptr, name,
+                table, chunk, deterministic):  # fmt: skip
+        csr = (row_ptr, src_perm, src_ptr)
         out = None
-        for c in _chunks(src, dst, row_ptr, F.shape[0], chunk):
+        for c in _chunks(src, dst, csr, F.shape[0], chunk):
             R = (hidden[c.e0 : c.e1] @ weight.T).contiguous()
             o = _raw_forward(name, F, Y[c.e0 : c.e1], R, c, scale[c.e0 : c.e1], table,
                              deterministic)  # fmt: skip
             out = o if out is None else out + o
-        ctx.save_for_backward(F, Y, hidden, weight, scale, src, dst, row_ptr)
+        ctx.save_for_backward(F, Y, hidden, weight, scale, src, dst, *csr)
         ctx.spec = (name, table, chunk)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, G):
-        F, Y, hidden, weight, scale, src, dst, row_ptr = ctx.saved_tensors
+        F, Y, hidden, weight, scale, src, dst, *csr = ctx.saved_tensors
         name, table, chunk = ctx.spec
         need_F, need_Y, need_h, need_w = ctx.needs_input_grad[:4]
         needs = (need_F, need_Y, need_h or need_w)
@@ -127,7 +132,7 @@ class _FactoredConv(torch.autograd.Function):
         dY = torch.zeros_like(Y) if need_Y else None
         dh = torch.zeros_like(hidden) if need_h else None
         dw = torch.zeros_like(weight) if need_w else None
-        for c in _chunks(src, dst, row_ptr, F.shape[0], chunk):
+        for c in _chunks(src, dst, tuple(csr), F.shape[0], chunk):
             h = hidden[c.e0 : c.e1]
             R = (h @ weight.T).contiguous()  # formed again: the point of the factors
             dFc, dYc, dR = _raw_backward(name, G, F, Y[c.e0 : c.e1].contiguous(), R, c,
@@ -141,7 +146,7 @@ class _FactoredConv(torch.autograd.Function):
                 dh[c.e0 : c.e1] = dR @ weight
             if dw is not None:
                 dw += dR.T @ h
-        return (dF, dY, dh, dw, *([None] * 8))
+        return (dF, dY, dh, dw, *([None] * 10))
 
 
 def _auto_chunk(table: PathTable, E: int) -> int:
@@ -174,8 +179,7 @@ def conv_factored(
         _require_compiled(F)
     if chunk is None:
         chunk = _auto_chunk(table, hub.num_edges)
-    row_ptr = hub.csr()[0]
     return _FactoredConv.apply(
         F.contiguous(), Y.contiguous(), factors.hidden, factors.weight, scale.detach().contiguous(),
-        hub.src, hub.dst, row_ptr, name, table, max(1, int(chunk)), deterministic,
+        hub.src, hub.dst, *hub.csr(), name, table, max(1, int(chunk)), deterministic,
     )  # fmt: skip
