@@ -687,14 +687,22 @@ class Network(nn.Module):
         return {c: self.heads[c](self.readouts[c](pooled)) for c in self.heads}
 
     def loss(
-        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        *,
+        kind: str = "mse",
+        delta: float = 1.0,
     ) -> torch.Tensor:
-        """Sum over targets of each head's ``loss(pred, target)`` (targets from ``head.encode``)."""
+        """Sum over targets of each head's ``loss(pred, target, kind=kind, delta=delta)``
+        (targets from ``head.encode``; ``kind`` / ``delta``: the training options ``loss`` /
+        ``huber_delta``, see :func:`xtalnet.heads.residual_loss`)."""
         total = None
         for c, head in self.heads.items():
             if c not in targets:
                 continue
-            term = getattr(head, "loss")(outputs[c], targets[c])  # noqa: B009 (a Head)
+            loss_fn = getattr(head, "loss")  # noqa: B009 (a Head; typed as nn.Module here)
+            term = loss_fn(outputs[c], targets[c], kind=kind, delta=delta)
             total = term if total is None else total + term
         if total is None:
             raise ValueError(f"targets has none of the columns {sorted(self.heads)}")
