@@ -145,6 +145,21 @@ def _fetch(cache: Path, stub: _Stub, sleeps: list[float], **kw):
     )
 
 
+def _quiesce(stub: _Stub, quiet: float = 0.3, limit: float = 10.0) -> None:
+    """Wait until no request has arrived for ``quiet`` seconds: requests of a failed download
+    still in flight on the client's worker threads must not consume the next scenario's
+    one-off 503 or count among its requests."""
+    end = time.monotonic() + limit
+    seen = -1
+    while time.monotonic() < end:
+        with stub.lock:
+            n = len(stub.requests)
+        if n == seen:
+            return
+        seen = n
+        time.sleep(quiet)
+
+
 def _records(folder):
     return [(e.material_id, e.props, e.payload) for e in mp_audit.read_cache(folder)]
 
@@ -176,7 +191,9 @@ def test_real_client_chunked_download_cut_off_and_resumed(tmp_path, stub):
         mp_audit.read_cache(folder_b)
 
     # back up, with one transient 503 on the way: only the three missing chunks are fetched
-    stub.budget, stub.transient, stub.requests[:] = None, 1, []
+    _quiesce(stub)
+    with stub.lock:
+        stub.budget, stub.transient, stub.requests[:] = None, 1, []
     sleeps.clear()
     resumed = _fetch(tmp_path / "b", stub, sleeps)
     assert resumed["fetched"] == 3 and sleeps == [0.01]
