@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rsh.testing import assert_equivariant, random_rotation
 from xtalnet import NetworkConfig, collate
-from xtalnet.model import (
+from xtalnet.nn import (
     BlockRMSNorm,
     EquivariantLinear,
     Gate,

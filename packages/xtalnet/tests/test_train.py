@@ -1,5 +1,5 @@
-"""Training loop: exact resume, Ctrl-C, checkpoints, load round trip, batching, loss split,
-metrics against independent references, and every bad input of issue 11."""
+"""Training (xtalnet.training): exact resume, Ctrl-C, checkpoints, load round trip, batching,
+loss split, metrics against independent references, and every bad input of issue 11."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import torch
 import xtalnet
 from hypothesis import given
 from hypothesis import strategies as st
+from xtalnet.data import pack
+from xtalnet.training.batching import shard
+from xtalnet.training.optim import Schedule
 
-tr = importlib.import_module("xtalnet.train")
 ckpt_mod = importlib.import_module("xtalnet._checkpoint")
 metrics_mod = importlib.import_module("xtalnet._metrics")
 
@@ -73,7 +75,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24, extra_co
     common = dict(config={**TINY, **extra_config},
                   options={**OPTS, "noise": 0.02, **extra_options}, progress=False,
                   quiet=True)  # fmt: skip
-    full = tr.train(dcdft24, ["K_wien2k"], tmp_path / "full", **common)
+    full = xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "full", **common)
     assert full["epochs"] == 3
 
     def stop_mid_epoch_two(status):
@@ -81,13 +83,15 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24, extra_co
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", callback=stop_mid_epoch_two, **common)
+        xtalnet.train(
+            dcdft24, ["K_wien2k"], tmp_path / "cut", callback=stop_mid_epoch_two, **common
+        )
     saved = ckpt_mod.read(tmp_path / "cut" / "last.pt")
     assert saved["state"]["global_step"] == 6 and saved["state"]["step_in_epoch"] == 2
     # a fresh run refuses the folder; --resume continues it
     with pytest.raises(ValueError, match="already holds a run"):
-        tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", **common)
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "cut", resume=True, progress=False, quiet=True)
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "cut", **common)
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "cut", resume=True, progress=False, quiet=True)
 
     a = ckpt_mod.read(tmp_path / "full" / "last.pt")
     b = ckpt_mod.read(tmp_path / "cut" / "last.pt")
@@ -106,10 +110,10 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, dcdft24, extra_co
 
 
 def test_resume_with_another_config_names_the_fields(tmp_path, dcdft24):
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "r", config=TINY,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "r", config=TINY,
              options={**OPTS, "epochs": 1}, progress=False, quiet=True)  # fmt: skip
     with pytest.raises(ValueError, match=r"r_cut: 5\.0 \(checkpoint\) vs 4\.0 \(given\)") as info:
-        tr.train(dcdft24, ["K_wien2k"], tmp_path / "r", config={**TINY, "r_cut": 4.0},
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "r", config={**TINY, "r_cut": 4.0},
                  options={"lr": 1e-3}, resume=True, progress=False, quiet=True)  # fmt: skip
     assert "lr: 0.005 (checkpoint) vs 0.001 (given)" in str(info.value)
 
@@ -123,7 +127,7 @@ def test_checkpoint_without_the_newer_fields_loads_and_resumes(tmp_path, dcdft24
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tr.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=TINY,
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=TINY,
                  options={**OPTS, "epochs": 2}, callback=stop, progress=False,
                  quiet=True)  # fmt: skip
     for name in ("last.pt", "best.pt"):
@@ -134,7 +138,7 @@ def test_checkpoint_without_the_newer_fields_loads_and_resumes(tmp_path, dcdft24
     net = xtalnet.load(tmp_path / "old" / "best.pt")
     assert net.config.species_features == "onehot"
     assert "embedding.weight" in net.state_dict()
-    res = tr.train(dcdft24, ["K_wien2k"], tmp_path / "old", options={"max_steps": 7},
+    res = xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "old", options={"max_steps": 7},
                    resume=True, progress=False, quiet=True)  # fmt: skip
     assert res["steps"] == 7 and xtalnet.load(tmp_path / "old").config == net.config
     assert json.loads((tmp_path / "old" / "options.json").read_text())["loss"] == "mse"
@@ -144,11 +148,11 @@ def test_overwrite_replaces_a_run_and_resume_needs_one(tmp_path, dcdft24):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="no last\\.pt there"):
-        tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", resume=True, quiet=True)
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "o", resume=True, quiet=True)
     opts = {**OPTS, "epochs": 1, "max_steps": 1}
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
              quiet=True)  # fmt: skip
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "o", config=TINY, options=opts, progress=False,
              quiet=True, overwrite=True)  # fmt: skip
     assert (tmp_path / "o" / "notes.txt").read_text() == "mine"  # only run files replaced
     assert len(json.loads((tmp_path / "o" / "split.json").read_text())["train"]) > 0
@@ -156,7 +160,7 @@ def test_overwrite_replaces_a_run_and_resume_needs_one(tmp_path, dcdft24):
 
 # ------------------------------------------------------------------------------ checkpoints
 def test_checkpoint_contents_and_load_round_trip(tmp_path, dcdft24):
-    res = tr.train(dcdft24, ["K_wien2k"], tmp_path / "c", config=TINY,
+    res = xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "c", config=TINY,
                    options={**OPTS, "epochs": 2}, progress=False, quiet=True)  # fmt: skip
     ck = ckpt_mod.read(tmp_path / "c" / "best.pt")
     for key in ("model", "ema", "optimizer", "schedule", "rng", "state", "config", "options",
@@ -188,7 +192,7 @@ def test_checkpoint_contents_and_load_round_trip(tmp_path, dcdft24):
 
 
 def test_truncated_and_foreign_checkpoints_are_refused(tmp_path, dcdft24):
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "t", config=TINY,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "t", config=TINY,
              options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
     data = (tmp_path / "t" / "last.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
@@ -233,18 +237,18 @@ def test_absent_column_lists_the_columns_present(tmp_path, cifs):
     src = _csv(tmp_path / "d.csv", [{"material_id": f"m{k}", "cif": c, "y": 1.0 + k}
                                     for k, c in enumerate(cifs)])  # fmt: skip
     with pytest.raises(ValueError, match=r"\['nope'\].*columns present.*'cif'.*'y'"):
-        tr.train(str(src), ["nope"], tmp_path / "o", config=TINY, quiet=True)
+        xtalnet.train(str(src), ["nope"], tmp_path / "o", config=TINY, quiet=True)
     with pytest.raises(ValueError, match="K_wien2k"):
-        tr.train("builtin:dcdft", ["band_gap"], tmp_path / "o2", config=TINY, quiet=True)
+        xtalnet.train("builtin:dcdft", ["band_gap"], tmp_path / "o2", config=TINY, quiet=True)
     with pytest.raises(ValueError, match="unknown kind 'vector'"):
-        tr.train(str(src), ["y:vector"], tmp_path / "o3", config=TINY, quiet=True)
+        xtalnet.train(str(src), ["y:vector"], tmp_path / "o3", config=TINY, quiet=True)
 
 
 def test_nan_targets_are_dropped_and_counted(tmp_path, cifs):
     rows = [{"material_id": f"m{k}", "cif": c, "y": (math.nan if k in (2, 5) else 1.0 + 0.1 * k)}
             for k, c in enumerate(cifs)]  # fmt: skip
     src = _csv(tmp_path / "d.csv", rows)
-    tr.train(str(src), ["y"], tmp_path / "o", config=TINY,
+    xtalnet.train(str(src), ["y"], tmp_path / "o", config=TINY,
              options={"epochs": 1, "batch_size": 4, "split": (0.6, 0.2, 0.2)},
              progress=False, quiet=True)  # fmt: skip
     log = (tmp_path / "o" / "train.log").read_text()
@@ -264,9 +268,9 @@ def test_isolated_atoms_skipped_with_count_or_strict_error(tmp_path, cifs):
     opts = {"epochs": 1, "batch_size": 4, "split": (1.0, 0.0, 0.0)}
     with pytest.raises(ValueError, match=r"1 structure\(s\) have atoms without a neighbour.*"
                                          r"\['lonely-Na'\].*strict"):  # fmt: skip
-        tr.train(str(src), ["y"], tmp_path / "s", val=str(src), config=TINY,
+        xtalnet.train(str(src), ["y"], tmp_path / "s", val=str(src), config=TINY,
                  options={**opts, "strict": True}, quiet=True)  # fmt: skip
-    tr.train(str(src), ["y"], tmp_path / "o", val=str(src), config=TINY, options=opts,
+    xtalnet.train(str(src), ["y"], tmp_path / "o", val=str(src), config=TINY, options=opts,
              progress=False, quiet=True)  # fmt: skip
     log = (tmp_path / "o" / "train.log").read_text()
     assert "train: 1 structure(s) have atoms without a neighbour within r_cut=5.0 Å" in log
@@ -284,7 +288,7 @@ def test_tensor_breaking_its_symmetry_is_named(tmp_path, cifs):
         rows.append({"material_id": f"m{k}", "cif": c, "elastic_tensor": json.dumps(t.tolist())})
     src = _csv(tmp_path / "d.csv", rows)
     with pytest.raises(ValueError, match=r"elastic_tensor.*\['m4'\].*symmetry"):
-        tr.train(str(src), ["elastic_tensor"], tmp_path / "o",
+        xtalnet.train(str(src), ["elastic_tensor"], tmp_path / "o",
                  config={**TINY, "num_layers": 2, "l_filter_max": 2,
                          "hidden_irreps": "8x0e+2x1o+2x2e"},
                  options={"split": (1.0, 0.0, 0.0), "epochs": 1}, val=str(src),
@@ -293,23 +297,23 @@ def test_tensor_breaking_its_symmetry_is_named(tmp_path, cifs):
 
 def test_bad_options_name_the_option():
     with pytest.raises(ValueError, match="schedule must be one of"):
-        tr.TrainOptions(schedule="step")
+        xtalnet.TrainOptions(schedule="step")
     with pytest.raises(ValueError, match="split must be three fractions"):
-        tr.TrainOptions(split=(0.5, 0.2, 0.2))
+        xtalnet.TrainOptions(split=(0.5, 0.2, 0.2))
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
-        tr.TrainOptions(batch_size=0)
+        xtalnet.TrainOptions(batch_size=0)
     with pytest.raises(ValueError, match="unknown training options \\['lr_max'\\]"):
-        tr.TrainOptions.from_dict({"lr_max": 1.0})
+        xtalnet.TrainOptions.from_dict({"lr_max": 1.0})
     with pytest.raises(ValueError, match=r"loss must be one of .*'l2'"):
-        tr.TrainOptions(loss="l2")
+        xtalnet.TrainOptions(loss="l2")
     with pytest.raises(ValueError, match="huber_delta must be a finite number > 0, got 0"):
-        tr.TrainOptions(loss="huber", huber_delta=0)
+        xtalnet.TrainOptions(loss="huber", huber_delta=0)
 
 
 # ------------------------------------------------------------------------------ recommendation
 def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft24):
     cfg = {k: v for k, v in TINY.items() if k not in ("r_cut", "num_layers")}
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "a", config=cfg,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "a", config=cfg,
              options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
     rec = json.loads((tmp_path / "a" / "recommendation.json").read_text())
     split = json.loads((tmp_path / "a" / "split.json").read_text())
@@ -323,7 +327,7 @@ def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft2
     # a saved recommendation file is used instead
     fake = dict(rec, r_cut=4.5, layers=2)
     (tmp_path / "rec.json").write_text(json.dumps(fake))
-    tr.train(dcdft24, ["K_wien2k"], tmp_path / "b", config=cfg,
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "b", config=cfg,
              recommendation=tmp_path / "rec.json",
              options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
     saved = xtalnet.NetworkConfig.from_json(tmp_path / "b" / "config.json")
@@ -339,13 +343,13 @@ def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft2
 )
 def test_pack_and_shard_respect_budgets(edges, batch_size, max_edges, world):
     order = list(range(len(edges)))[::-1]
-    batches = tr.pack(order, edges, batch_size, max_edges, min_size=world)
+    batches = pack(order, edges, batch_size, max_edges, min_size=world)
     assert [i for b in batches for i in b] == order  # every structure once, order kept
     for b in batches[:-1]:  # the last may hold a merged tail of fewer than `world`
         assert len(b) <= batch_size
         assert sum(edges[i] for i in b) <= max_edges or len(b) == 1
     for b in batches:
-        parts = tr.shard(b, edges, world)
+        parts = shard(b, edges, world)
         assert sorted(i for p in parts for i in p) == sorted(b)
         loads = [sum(edges[i] for i in p) for p in parts]
         # greedy largest-first: the spread is at most the largest single structure
@@ -371,12 +375,14 @@ def test_loss_parts_over_shards_equal_the_head_loss(target, loss):
     head.fit(vals)
     target_t = head.encode(vals)
     pred = torch.randn(n, head.irreps_in.dim, generator=g, dtype=torch.float64)
-    opts = tr.TrainOptions(loss=loss, huber_delta=0.7)
+    opts = xtalnet.TrainOptions(loss=loss, huber_delta=0.7)
     whole = head.loss(head(pred), target_t, kind=loss, delta=0.7)
-    counts = tr._loss_counts(head, target_t)
+    counts = [int(c) for c in head.loss_counts(target_t)]
     total = torch.zeros((), dtype=torch.float64)
     for part in (slice(0, 5), slice(5, 6), slice(6, n)):
-        for s, c in zip(tr._loss_parts(head, head(pred[part]), target_t[part], opts), counts):
+        sums = head.loss_sums(head(pred[part]), target_t[part], kind=opts.loss,
+                              delta=opts.huber_delta)  # fmt: skip
+        for s, c in zip(sums, counts):
             total = total + s / c
     torch.testing.assert_close(total, whole, rtol=1e-13, atol=1e-15)
 
@@ -384,7 +390,7 @@ def test_loss_parts_over_shards_equal_the_head_loss(target, loss):
 def test_schedule_cosine_and_state_round_trip():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1.0)
-    s = tr.Schedule(opt, tr.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 104)
+    s = Schedule(opt, xtalnet.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 104)
     lrs = []
     for _ in range(104):
         lrs.append(opt.param_groups[0]["lr"])
@@ -393,7 +399,7 @@ def test_schedule_cosine_and_state_round_trip():
     # halfway through the decay: min + (1 - min) / 2
     assert lrs[4 + 50] == pytest.approx(0.1 + 0.9 * 0.5)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
-    s2 = tr.Schedule(opt, tr.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 10)
+    s2 = Schedule(opt, xtalnet.TrainOptions(lr=1.0, warmup_steps=4, min_lr_ratio=0.1), 10)
     s2.load_state_dict(s.state_dict())
     assert s2.lr() == s.lr()
 

@@ -1,6 +1,7 @@
 """``xtalnet train|evaluate|predict|demo`` (console script ``xtalnet``, ``python -m xtalnet``).
 
-The CLI parses arguments and calls :mod:`xtalnet.train`; every bad input ends as one line
+The CLI parses arguments and calls :func:`xtalnet.train` (:mod:`xtalnet.training`) and
+:mod:`xtalnet.inference`; every bad input ends as one line
 ``xtalnet: error: ...`` and exit status 2; Ctrl-C exits with 130 after saving ``last.pt``.
 """
 
@@ -44,8 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Train, evaluate and use E(3)-equivariant crystal networks.",
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub.add_parser("train", help="train a network on a data source"))
+    _evaluate_parser(sub.add_parser("evaluate", help="metrics, predictions.csv and parity plots"))
+    _predict_parser(sub.add_parser("predict", help="predict for CIF (or POSCAR, ...) files"))
+    _demo_parser(sub.add_parser("demo", help="train on builtin:dcdft (K_wien2k) within minutes"))
+    return p
 
-    t = sub.add_parser("train", help="train a network on a data source")
+
+def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--data", help="anything mp_audit.load reads (CSV/JSON/CIF folder/mp/builtin:dcdft)"
     )
@@ -62,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped"
     )
     t.add_argument("--overwrite", action="store_true", help="replace the run held by --out")
+    _network_flags(t)
+    _training_flags(t)
+    _common(t)
+
+
+def _network_flags(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("network (override --config and the recommendation)")
     g.add_argument("--r-cut", dest="r_cut", type=float, help="radial cutoff, Å")
     g.add_argument("--layers", type=int, help="number of interaction layers")
@@ -78,7 +91,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=("onehot", "elemental", "both"),
         help="species embedding input: one-hot Z, physical descriptors of the element, or both",
     )
-    o = t.add_argument_group("training (defaults: xtalnet.train.TrainOptions)")
+
+
+def _training_flags(t: argparse.ArgumentParser) -> None:
+    o = t.add_argument_group("training (defaults: xtalnet.TrainOptions)")
     o.add_argument("--epochs", type=int)
     o.add_argument("--time-limit", dest="time_limit", type=float, metavar="MIN",
                    help="training budget in minutes")  # fmt: skip
@@ -107,9 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--strict", action="store_true", default=None,
                    help="fail on unusable structures instead of skipping them")  # fmt: skip
-    _common(t)
 
-    e = sub.add_parser("evaluate", help="metrics, predictions.csv and parity plots")
+
+def _evaluate_parser(e: argparse.ArgumentParser) -> None:
     e.add_argument("--checkpoint", required=True, help="best.pt / last.pt or a run folder")
     e.add_argument("--data", required=True)
     e.add_argument("--out", required=True)
@@ -118,14 +134,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--strict", action="store_true")
     _common(e, progress=False)
 
-    r = sub.add_parser("predict", help="predict for CIF (or POSCAR, ...) files")
+
+def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--checkpoint", required=True)
     r.add_argument("files", nargs="+", help="structure files pymatgen reads")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--weights", choices=("ema", "model"), default="ema")
     _common(r, progress=False)
 
-    d = sub.add_parser("demo", help="train on builtin:dcdft (K_wien2k) within minutes")
+
+def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--out", help="folder for every file the demo writes (default: a temp dir)")
     d.add_argument("--time-limit", dest="time_limit", type=float, default=2.0, metavar="MIN")
     d.add_argument("--seed", type=int, default=0)
@@ -133,7 +151,6 @@ def _parser() -> argparse.ArgumentParser:
     # 2-core VM under load: 372 epochs in 2 minutes with 1 thread, 32 with 2)
     d.add_argument("--threads", type=int, default=1)
     d.add_argument("--quiet", action="store_true")
-    return p
 
 
 def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:
@@ -142,13 +159,6 @@ def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:
     p.add_argument("--quiet", action="store_true")
     if progress:
         p.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def _module() -> Any:
-    """The module ``xtalnet.train`` (the package attribute ``xtalnet.train`` is the function)."""
-    import importlib
-
-    return importlib.import_module("xtalnet.train")
 
 
 def _fail(msg: str) -> int:
@@ -179,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    tr = _module()
+    from xtalnet.training import train
 
     out = args.out or args.resume
     if out is None:
@@ -223,7 +233,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         options["clip"] = math.inf
     if not targets and not args.resume:
         return _fail("train: give at least one --target COLUMN[:KIND] (e.g. --target band_gap)")
-    result = tr.train(
+    result = train(
         data, targets, out, val=args.val, test=args.test, config=config, options=options,
         recommendation=args.recommendation, resume=bool(args.resume), overwrite=args.overwrite,
         device=args.device, progress=args.progress, quiet=args.quiet,
@@ -235,8 +245,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    tr = _module()
-    tr.evaluate(
+    from xtalnet.inference import evaluate
+
+    evaluate(
         args.checkpoint, args.data, args.out, batch_size=args.batch_size, strict=args.strict,
         weights=args.weights, quiet=args.quiet,
     )  # fmt: skip
@@ -267,10 +278,11 @@ def _fmt(v: Any) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    tr = _module()
-    net = tr.load(args.checkpoint, weights=args.weights)
+    from xtalnet.inference import load, predict_table, unit_label
+
+    net = load(args.checkpoint, weights=args.weights)
     structures = [_read_structure(f) for f in args.files]
-    rows = tr.predict_table(net, structures, [Path(f).name for f in args.files])
+    rows = predict_table(net, structures, [Path(f).name for f in args.files])
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -280,7 +292,7 @@ def _predict(args: argparse.Namespace) -> int:
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    units = {k: tr.UNITS[k.split(".")[0]] for k in keys if k.split(".")[0] in tr.UNITS}
+    units = {k: unit_label(net, k) for k in keys if unit_label(net, k)}
     if units:
         print("units: " + ", ".join(f"{k} {u}" for k, u in units.items())
               + ("; K_VRH / G_VRH in GPa" if any(k.endswith("K_VRH") for k in keys)
@@ -299,7 +311,9 @@ def _demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(out / ".torchinductor"))
     import torch
 
-    tr = _module()
+    from xtalnet.inference import load
+    from xtalnet.training import train
+
     torch.set_num_threads(args.threads)
     say = (lambda *a: None) if args.quiet else print
     t0 = time.time()
@@ -307,7 +321,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"modulus, GPa), {args.time_limit:g} min on {args.threads} threads; "
         f"files in {out}")  # fmt: skip
     run = out / "run"
-    result = tr.train(
+    result = train(
         "builtin:dcdft", ["K_wien2k"], run,
         # every test element is absent from training (one crystal per element): the elements
         # enter through their physical descriptors, not free rows (measured, 2 min, 1 thread:
@@ -325,7 +339,7 @@ def _demo(args: argparse.Namespace) -> int:
     say(f"test MAE  {test['mae']:7.2f} GPa   (mean predictor {base['mae']:.2f} GPa), "
         f"log10 MAE {test['mae_log10']:.3f} (mean predictor {base['mae_log10']:.3f}), "
         f"n = {test['n']}, {result['epochs']} epochs, {result['minutes']:.1f} min")  # fmt: skip
-    net = tr.load(run / "best.pt")
+    net = load(run / "best.pt")
     from ase.collections import dcdft
 
     split = json.loads((run / "split.json").read_text())

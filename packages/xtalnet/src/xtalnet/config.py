@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DTYPES", "POOLINGS", "NetworkConfig"]
+__all__ = [
+    "DTYPES",
+    "POOLINGS",
+    "NetworkConfig",
+    "read_recommendation",
+    "recommended_fields",
+]
 
 DTYPES = ("float32", "float64")
 POOLINGS = ("mean", "sum")
@@ -28,6 +34,8 @@ SPECIES_FEATURES = ("onehot", "elemental", "both")
 MAX_Z = 94
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*(:.+)?$")
 _SCHEMA = "xtalnet/network-config/1"
+#: Schema of the ``mp-audit recommend`` JSON that :func:`read_recommendation` accepts.
+RECOMMENDATION_SCHEMA = "mp-audit/recommendation/1"
 
 
 def _check_irreps(value: Any, name: str) -> str:
@@ -285,27 +293,44 @@ class NetworkConfig:
         **overrides
             Any other :class:`NetworkConfig` field (they win over the recommendation).
         """
-        rec = (
-            dict(recommendation)
-            if isinstance(recommendation, Mapping)
-            else _read_json(recommendation, "recommendation")
+        rec = read_recommendation(recommendation)
+        return cls(**{**recommended_fields(rec), **overrides})
+
+
+def read_recommendation(recommendation: str | os.PathLike[str] | Mapping[str, Any]) -> dict:
+    """An ``mp-audit recommend`` JSON (path, JSON text or dict) after checking its schema.
+
+    Raises
+    ------
+    ValueError
+        The file does not parse, or its schema is not ``mp-audit/recommendation/1``.
+    """
+    rec = (
+        dict(recommendation)
+        if isinstance(recommendation, Mapping)
+        else _read_json(recommendation, "recommendation")
+    )
+    schema = rec.get("schema")
+    if schema != RECOMMENDATION_SCHEMA:
+        raise ValueError(
+            f"recommendation must be mp-audit JSON with schema {RECOMMENDATION_SCHEMA!r}, "
+            f"got schema {schema!r}"
         )
-        schema = rec.get("schema")
-        if schema != "mp-audit/recommendation/1":
-            raise ValueError(
-                "recommendation must be mp-audit JSON with schema 'mp-audit/recommendation/1', "
-                f"got schema {schema!r}"
-            )
-        kw: dict[str, Any] = {}
-        if rec.get("r_cut") is not None:
-            kw["r_cut"] = float(rec["r_cut"])
-        if rec.get("layers") is not None:
-            kw["num_layers"] = int(rec["layers"])
-        bg = rec.get("band_gap") or {}
-        if all(bg.get(k) is not None for k in ("p", "mu", "sigma")):
-            kw["band_gap_prior"] = (float(bg["p"]), float(bg["mu"]), float(bg["sigma"]))
-        kw.update(overrides)
-        return cls(**kw)
+    return rec
+
+
+def recommended_fields(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`NetworkConfig` fields a recommendation sets: ``r_cut``, ``num_layers``
+    and ``band_gap_prior`` (each only where the recommendation has it)."""
+    fields: dict[str, Any] = {}
+    if rec.get("r_cut") is not None:
+        fields["r_cut"] = float(rec["r_cut"])
+    if rec.get("layers") is not None:
+        fields["num_layers"] = int(rec["layers"])
+    bg = rec.get("band_gap") or {}
+    if all(bg.get(k) is not None for k in ("p", "mu", "sigma")):
+        fields["band_gap_prior"] = (float(bg["p"]), float(bg["mu"]), float(bg["sigma"]))
+    return fields
 
 
 def _read_json(source: Any, name: str) -> dict[str, Any]:

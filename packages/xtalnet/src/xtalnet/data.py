@@ -1,4 +1,5 @@
-"""Structures -> batched periodic graphs (pymatgen, ASE, mp_audit entries, PyG batches).
+"""Structures -> batched periodic graphs (pymatgen, ASE, mp_audit entries; PyG batches in
+:mod:`xtalnet.pyg`).
 
 A :class:`Batch` holds one :class:`periodic_conv.Graph` (all structures of the batch, atom
 indices offset), the atomic numbers and the structure index of every atom. Graphs are built
@@ -10,16 +11,12 @@ from the neighbour ``j = neighbor[e]`` to the center ``i = center[e]`` and its v
 from the center to the neighbour's periodic image,
 
     edge_vec[e] = pos[j] - pos[i] + shift[e] @ cell[batch[i]]      (Å, shift integer)
-
-For PyTorch Geometric input this means ``edge_index[0] = j`` (source, neighbour) and
-``edge_index[1] = i`` (target, center), PyG's default source -> target message flow, and
-``edge_cell_shift[e]`` is the integer image shift of the *source* atom.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +26,7 @@ from periodic_conv import Graph, neighbor_list
 
 from xtalnet.config import MAX_Z, NetworkConfig
 
-__all__ = ["Batch", "collate", "from_pyg", "iter_batches", "to_structure"]
+__all__ = ["Batch", "collate", "iter_batches", "pack", "to_structure"]
 
 
 @dataclass(frozen=True)
@@ -151,7 +148,9 @@ def _arrays(s: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tup
     return pos, cell, numbers, pbc
 
 
-def _graph(s: Any, index: int, config: NetworkConfig) -> Graph:
+def graph_of(s: Any, index: int, config: NetworkConfig) -> Graph:
+    """The periodic graph of one structure at ``config.r_cut`` in ``config.dtype``
+    (``index``: its position in the caller's sequence, for error messages)."""
     pos, cell, numbers, pbc = _arrays(s, index)
     try:
         g = neighbor_list(
@@ -207,7 +206,8 @@ def _check_config(config: Any) -> NetworkConfig:
     return config
 
 
-def _make_batch(graphs: Sequence[Graph], ids: Sequence[str]) -> Batch:
+def batch_of_graphs(graphs: Sequence[Graph], ids: Sequence[str]) -> Batch:
+    """One :class:`Batch` of per-structure graphs (atom indices offset)."""
     graph = Graph.batch_graphs(list(graphs))
     assert graph.numbers is not None
     return Batch(graph, graph.numbers, graph.batch, tuple(ids))
@@ -230,7 +230,7 @@ def collate(structures: Any, config: NetworkConfig) -> Batch:
     """
     config = _check_config(config)
     items = _check_sequence(structures)
-    graphs = [_graph(to_structure(s, k), k, config) for k, s in enumerate(items)]
+    graphs = [graph_of(to_structure(s, k), k, config) for k, s in enumerate(items)]
     total = sum(g.num_edges for g in graphs)
     if total > config.max_edges:
         raise ValueError(
@@ -238,14 +238,46 @@ def collate(structures: Any, config: NetworkConfig) -> Batch:
             "split them with xtalnet.iter_batches(structures, config, batch_size) or raise "
             "max_edges"
         )
-    return _make_batch(graphs, [_ident(s, k) for k, s in enumerate(items)])
+    return batch_of_graphs(graphs, [_ident(s, k) for k, s in enumerate(items)])
+
+
+def packed(
+    items: Iterable[Any], edges_of: Callable[[Any], int], batch_size: int, max_edges: int
+) -> Iterator[list[Any]]:
+    """The one batching rule: consecutive runs of ``items`` with at most ``batch_size`` items
+    and ``max_edges`` edges (an item above the budget alone), order kept; streams."""
+    cur: list[Any] = []
+    total = 0
+    for item in items:
+        e = int(edges_of(item))
+        if cur and (len(cur) == batch_size or total + e > max_edges):
+            yield cur
+            cur, total = [], 0
+        cur.append(item)
+        total += e
+    if cur:
+        yield cur
+
+
+def pack(
+    order: Sequence[int], edges: Sequence[int], batch_size: int, max_edges: int, min_size: int = 1
+) -> list[list[int]]:
+    """Split ``order`` into consecutive batches of at most ``batch_size`` structures and
+    ``max_edges`` edges (:func:`packed`); a last batch smaller than ``min_size`` joins the
+    previous one."""
+    batches = [
+        [int(i) for i in b] for b in packed(order, lambda i: edges[i], batch_size, max_edges)
+    ]
+    if len(batches) > 1 and len(batches[-1]) < min_size:
+        batches[-2].extend(batches.pop())
+    return batches
 
 
 def iter_batches(
     structures: Any, config: NetworkConfig, batch_size: int = 64
 ) -> Iterator[tuple[list[int], Batch]]:
     """Split structures into batches of at most ``batch_size`` structures and
-    ``config.max_edges`` edges, keeping their order.
+    ``config.max_edges`` edges, keeping their order (graphs built as they are needed).
 
     Yields
     ------
@@ -256,137 +288,7 @@ def iter_batches(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     items = _check_sequence(structures)
-    graphs: list[Graph] = []
-    idx: list[int] = []
-    edges = 0
-    for k, s in enumerate(items):
-        g = _graph(to_structure(s, k), k, config)
-        if graphs and (len(graphs) == batch_size or edges + g.num_edges > config.max_edges):
-            yield idx, _make_batch(graphs, [_ident(items[i], i) for i in idx])
-            graphs, idx, edges = [], [], 0
-        graphs.append(g)
-        idx.append(k)
-        edges += g.num_edges
-    if graphs:
-        yield idx, _make_batch(graphs, [_ident(items[i], i) for i in idx])
-
-
-def _field(data: Any, name: str) -> torch.Tensor:
-    value = getattr(data, name, None)
-    if value is None:
-        raise ValueError(
-            f"PyG batch lacks the field {name!r}; needed: pos [N, 3], edge_index [2, E], "
-            "edge_cell_shift [E, 3] (integer), cell [B, 3, 3], atomic_numbers [N], batch [N]"
-        )
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"PyG field {name!r} must be a tensor, got {type(value).__name__}")
-    return value
-
-
-def from_pyg(data: Any, config: NetworkConfig) -> Batch:
-    """A :class:`Batch` from a PyTorch Geometric ``Data``/``Batch`` with periodic edges.
-
-    Parameters
-    ----------
-    data : torch_geometric.data.Data or Batch
-        Fields ``pos`` [N, 3] Å, ``edge_index`` [2, E] with ``edge_index[0]`` the neighbour
-        (source j) and ``edge_index[1]`` the center (target i), ``edge_cell_shift`` [E, 3]
-        integer image shifts of the source, so that the edge vector is
-        ``pos[j] - pos[i] + edge_cell_shift @ cell[batch[i]]``; ``cell`` [B, 3, 3] (rows =
-        lattice vectors, Å; [3, 3] for one structure), ``atomic_numbers`` [N] and ``batch``
-        [N] (optional for one structure). Every edge must be shorter than ``config.r_cut``;
-        the edge list should hold every pair within r_cut (as ``ase.neighborlist`` or
-        ``periodic_conv.neighbor_list`` give), otherwise the prediction differs from the
-        structures'.
-    config : NetworkConfig
-
-    Returns
-    -------
-    Batch
-        Edges sorted by center (stable), geometry in ``config.dtype``.
-    """
-    config = _check_config(config)
-    dtype = config.torch_dtype
-    pos = _field(data, "pos")
-    edge_index = _field(data, "edge_index")
-    shift = _field(data, "edge_cell_shift")
-    cell = _field(data, "cell")
-    numbers = _field(data, "atomic_numbers").long().flatten()
-    n = pos.shape[0]
-    batch = getattr(data, "batch", None)
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"PyG field 'pos' must have shape [N, 3], got {tuple(pos.shape)}")
-    if cell.ndim == 2:
-        cell = cell.unsqueeze(0)
-    num_graphs = int(batch.max()) + 1 if n else 0
-    if cell.shape != (num_graphs, 3, 3):
-        raise ValueError(
-            f"PyG field 'cell' must have shape [B, 3, 3] = [{num_graphs}, 3, 3], got "
-            f"{tuple(cell.shape)}"
-        )
-    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-        raise ValueError(
-            f"PyG field 'edge_index' must have shape [2, E], got {tuple(edge_index.shape)}"
-        )
-    e = edge_index.shape[1]
-    if shift.shape != (e, 3):
-        raise ValueError(
-            f"PyG field 'edge_cell_shift' must have shape [E, 3] = [{e}, 3], got "
-            f"{tuple(shift.shape)}"
-        )
-    if shift.is_floating_point():
-        if not bool((shift == shift.round()).all()):
-            raise ValueError("PyG field 'edge_cell_shift' must hold integers (image shifts)")
-    if numbers.shape != (n,):
-        raise ValueError(
-            f"PyG field 'atomic_numbers' must have shape [{n}], got {tuple(numbers.shape)}"
-        )
-    bad = numbers[(numbers < 1) | (numbers > MAX_Z)]
-    if bad.numel():
-        raise ValueError(
-            f"PyG field 'atomic_numbers' holds Z={int(bad[0])}; the species embedding covers "
-            f"Z = 1..{MAX_Z}"
-        )
-    if e > config.max_edges:
-        raise ValueError(f"PyG batch has {e:,} edges, above max_edges={config.max_edges:,}")
-    if e and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
-        raise ValueError(f"PyG field 'edge_index' must index atoms 0..{n - 1}")
-    if not bool(torch.isfinite(pos).all()) or not bool(torch.isfinite(cell).all()):
-        raise ValueError("PyG fields 'pos' and 'cell' must be finite")
-    center, neighbor = edge_index[1].long(), edge_index[0].long()
-    order = torch.sort(center, stable=True).indices
-    center, neighbor, shift_l = center[order], neighbor[order], shift[order].long()
-    # geometry in float64, rounded once to the config dtype (as for structures)
-    pos64, cell64 = pos.to(torch.float64), cell.to(torch.float64)
-    edge_batch = batch[center]
-    vec = (
-        pos64[neighbor]
-        - pos64[center]
-        + (shift_l.to(torch.float64)[:, :, None] * cell64[edge_batch]).sum(1)
-    )
-    length = torch.linalg.vector_norm(vec, dim=-1)
-    if e and float(length.max()) >= config.r_cut * (1 + 1e-9):
-        raise ValueError(
-            f"PyG batch has an edge of length {float(length.max()):.4f} Å >= config.r_cut="
-            f"{config.r_cut} Å; build the graph with the network's r_cut"
-        )
-    graph = Graph(
-        positions=pos64.to(dtype),
-        cell=cell64.to(dtype),
-        center=center,
-        neighbor=neighbor,
-        shift=shift_l,
-        edge_vec=vec.to(dtype),
-        length=length.to(dtype),
-        counts=torch.bincount(center, minlength=n),
-        batch=batch.long(),
-        r_cut=float(config.r_cut),
-        numbers=numbers,
-        edge_batch=edge_batch,
-    )
-    ids = getattr(data, "material_id", None)
-    if not (isinstance(ids, (list, tuple)) and len(ids) == num_graphs):
-        ids = [str(k) for k in range(num_graphs)]
-    return Batch(graph, numbers, batch.long(), tuple(str(i) for i in ids))
+    graphs = ((k, graph_of(to_structure(s, k), k, config)) for k, s in enumerate(items))
+    for run in packed(graphs, lambda kg: kg[1].num_edges, batch_size, config.max_edges):
+        idx = [k for k, _ in run]
+        yield idx, batch_of_graphs([g for _, g in run], [_ident(items[i], i) for i in idx])

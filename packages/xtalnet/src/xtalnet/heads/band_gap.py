@@ -1,0 +1,196 @@
+"""The band gap of thesis eq. 2.1: a metal / non-metal logit and the standardised √gap."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from rsh import Irreps
+from torch.nn import functional as F
+
+from xtalnet.heads.base import Head, mean_std, residual_loss
+from xtalnet.heads.spec import TargetSpec
+
+__all__ = ["BandGapHead"]
+
+
+class BandGapHead(Head):
+    """Band gap (eV) of thesis eq. 2.1: ``gap ~ B(p) (σ D(0, 1) + μ)²``.
+
+    The trunk delivers ``2x0e``: a logit for ``gap > 0`` and ``z``, the standardised
+    square root of a non-zero gap, ``z = (√gap − μ) / σ``.
+
+    Parameters
+    ----------
+    spec : TargetSpec
+    dtype : torch.dtype
+    p, mu, sigma : float, optional
+        Statistics given rather than fitted (e.g. from ``mp-audit recommend``'s
+        ``band_gap`` entry): ``p = P(gap > 0)``, μ and σ the mean and standard deviation
+        of √gap (√eV) over the non-zero gaps. All three or none.
+
+    Notes
+    -----
+    ``forward`` adds the prior log-odds ``log(p / (1 − p))`` (p clipped to
+    [1e-3, 1 − 1e-3]) to the logit, so a zero trunk output predicts the base rate.
+    Encoded targets are ``[is_gap, z]`` with ``z = 0`` for metals (NaN row: missing).
+    Loss = binary cross-entropy of the logit (mean over labelled rows) + mean squared
+    error of z over the rows with a non-zero gap. ``decode`` gives 0 eV where the
+    probability of a gap is below 0.5, else ``(σ z + μ)²`` eV.
+    """
+
+    p: torch.Tensor
+    mu: torch.Tensor
+    sigma: torch.Tensor
+
+    def __init__(
+        self,
+        spec: TargetSpec,
+        dtype: torch.dtype = torch.float64,
+        *,
+        p: float | None = None,
+        mu: float | None = None,
+        sigma: float | None = None,
+    ) -> None:
+        super().__init__(spec, "2x0e", dtype)
+        self.register_buffer("p", torch.full((), 0.5, dtype=dtype))
+        self.register_buffer("mu", torch.zeros((), dtype=dtype))
+        self.register_buffer("sigma", torch.ones((), dtype=dtype))
+        given = [v is not None for v in (p, mu, sigma)]
+        if any(given):
+            if not all(given):
+                raise ValueError(
+                    f"target {self.target!r}: give all of p, mu, sigma or none, got "
+                    f"p={p!r}, mu={mu!r}, sigma={sigma!r}"
+                )
+            assert p is not None and mu is not None and sigma is not None
+            self.set_statistics(p, mu, sigma)
+
+    def set_statistics(self, p: float, mu: float, sigma: float) -> None:
+        """Use given statistics (e.g. a recommendation) instead of :meth:`fit`.
+
+        Parameters
+        ----------
+        p : float
+            Probability of a non-zero gap, in [0, 1].
+        mu : float
+            Mean of √gap over non-zero gaps, √eV, finite.
+        sigma : float
+            Standard deviation of √gap over non-zero gaps, √eV, > 0.
+        """
+        for name, v in (("p", p), ("mu", mu), ("sigma", sigma)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(
+                    f"target {self.target!r}: {name} must be a finite number, got {v!r}"
+                )
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"target {self.target!r}: p must be in [0, 1], got {p!r}")
+        if not sigma > 0.0:
+            raise ValueError(f"target {self.target!r}: sigma must be > 0 (√eV), got {sigma!r}")
+        self.p.fill_(float(p))
+        self.mu.fill_(float(mu))
+        self.sigma.fill_(float(sigma))
+        self.fitted_buffer.fill_(True)
+
+    def _gaps(self, values: Any) -> np.ndarray:
+        arr = self._values_1d(values)
+        bad = ~np.isnan(arr) & (arr < 0)
+        if bad.any():
+            raise ValueError(
+                f"target {self.target!r}: band gaps must be >= 0 eV, got {int(bad.sum())} "
+                f"negative values (first: {arr[bad][:3].tolist()})"
+            )
+        return arr
+
+    def fit(self, values: Sequence[Any]) -> None:
+        """p = P(gap > 0), μ and σ of √gap over the non-zero train gaps (NaN/None skipped).
+
+        Parameters
+        ----------
+        values : sequence of float
+            Train band gaps, eV, >= 0.
+        """
+        arr = self._gaps(values)
+        ok = ~np.isnan(arr)
+        gaps = arr[ok]
+        nonzero = gaps[gaps > 0]
+        if nonzero.size == 0:
+            raise ValueError(
+                f"target {self.target!r}: the {gaps.size} finite train band gaps contain no "
+                "non-zero gap, so μ and σ of √gap are undefined; give p, mu, sigma instead"
+            )
+        mu, sigma = mean_std(np.sqrt(nonzero))
+        self.set_statistics(nonzero.size / gaps.size, mu, sigma)
+        self._mark_fitted(int(ok.sum()), int((~ok).sum()))
+
+    def encode(self, values: Sequence[Any]) -> torch.Tensor:
+        """Band gaps [n] (eV) -> ``[is_gap, z]`` [n, 2] (z = 0 for metals, NaN if missing)."""
+        self._require_fitted()
+        arr = self._gaps(values)
+        is_gap = (arr > 0).astype(np.float64)
+        z = np.where(arr > 0, (np.sqrt(np.where(arr > 0, arr, 0.0)) - float(self.mu)), 0.0)
+        z = z / float(self.sigma)
+        out = np.stack([is_gap, z], axis=1)
+        out[np.isnan(arr)] = np.nan
+        return torch.as_tensor(out, dtype=self.dtype, device=self._device)
+
+    def prior_logit(self) -> torch.Tensor:
+        """``log(p / (1 − p))`` with p clipped to [1e-3, 1 − 1e-3] (0-dim tensor)."""
+        return torch.logit(self.p.clamp(1e-3, 1.0 - 1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[logit + prior_logit, z]`` [B, 2] from the trunk's ``2x0e`` output."""
+        x = self._check_pred(x, "x")
+        offset = torch.stack([self.prior_logit(), torch.zeros_like(self.p)]).to(x.dtype)
+        return x + offset
+
+    def loss_sums(
+        self, pred: torch.Tensor, target: torch.Tensor, *, kind: str = "mse", delta: float = 1.0
+    ) -> list[torch.Tensor]:
+        """Two terms: the binary cross-entropy of the logit summed over the labelled rows,
+        and the regression loss of z (``kind``: squared error by default, ``"l1"`` |dz|,
+        ``"huber"``) summed over the rows with a non-zero gap.
+
+        :meth:`loss` divides each by its count (:meth:`loss_counts`): BCE mean over labelled
+        rows + z loss mean over gapped rows (a term without rows is 0); rows of ``target``
+        with a NaN are missing labels and ignored. Dimensionless.
+        """
+        pred, target = self._check_pair(pred, target)
+        valid = ~torch.isnan(target).any(dim=1)
+        target = torch.nan_to_num(target)
+        zero = torch.zeros_like(pred[:, 0])
+        bce_rows = F.binary_cross_entropy_with_logits(pred[:, 0], target[:, 0], reduction="none")
+        bce = torch.where(valid, bce_rows, zero).sum()
+        gap = valid & (target[:, 0] > 0.5)
+        dz = torch.where(gap, pred[:, 1] - target[:, 1], zero)
+        reg, _ = residual_loss(dz[:, None], Irreps("0e"), kind, delta)
+        return [bce, reg]
+
+    def loss_counts(self, target: torch.Tensor) -> list[torch.Tensor]:
+        """Labelled rows (BCE) and rows with a non-zero gap (z), 0-dim int64 tensors."""
+        valid = ~torch.isnan(target).any(dim=1)
+        gap = valid & (torch.nan_to_num(target[:, 0]) > 0.5)
+        return [valid.sum(), gap.sum()]
+
+    def decode(self, pred: torch.Tensor) -> np.ndarray:
+        """Band gaps [B], eV: 0 where P(gap > 0) < 0.5, else ``(σ z + μ)²``."""
+        self._require_fitted()
+        x = self._check_pred(pred).detach().cpu().double().numpy()
+        prob_gap = 1.0 / (1.0 + np.exp(-x[:, 0]))
+        gap = (x[:, 1] * float(self.sigma) + float(self.mu)) ** 2
+        return np.where(prob_gap < 0.5, 0.0, gap)
+
+    def decode_extra(self, pred: torch.Tensor) -> dict[str, np.ndarray]:
+        """``{"p_metal": 1 − sigmoid(logit)}``: the probability of a zero gap, [B]."""
+        x = self._check_pred(pred).detach().cpu().double().numpy()
+        return {"p_metal": 1.0 / (1.0 + np.exp(x[:, 0]))}
+
+    def mean_baseline(self, train_true: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
+        """The mean gap for every structure, with the train fraction of metals as the
+        probability of a metal."""
+        pred, _ = super().mean_baseline(train_true, n)
+        return pred, {"p_metal": np.full(n, float((train_true == 0).mean()))}

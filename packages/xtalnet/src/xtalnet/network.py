@@ -1,0 +1,255 @@
+"""The equivariant crystal network as one pure ``nn.Module`` (no I/O).
+
+Layout (thesis Fig. 3.5-3.6, sequential):
+
+    DataHub (graph, |r|, Y, 1/sqrt|N(a)|; once per batch)  ->  radial basis (once per batch)
+    species embedding  ->  L x [PeriodicConvolution -> Gate (eq. 3.11) -> self-connection
+    (+ residual)]  ->  pooling per structure  ->  per-target linear readout  ->  head
+
+The building blocks live in :mod:`xtalnet.nn`, the heads in :mod:`xtalnet.heads`. Features
+keep a mean square of order one through the layers (tested on real structures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import numpy as np
+import torch
+from periodic_conv import DataHub
+from rsh import Irreps
+from torch import nn
+
+from xtalnet.config import NetworkConfig
+from xtalnet.data import Batch
+from xtalnet.heads import Head, TargetSpec, make_head
+from xtalnet.nn import (
+    BesselBasis,
+    EquivariantLinear,
+    InteractionLayer,
+    SpeciesEmbedding,
+    nonzero_irreps,
+    polynomial_cutoff,
+    reachable,
+)
+
+__all__ = ["Network", "count_parameters"]
+
+
+def _make_heads(config: NetworkConfig, dtype: torch.dtype) -> dict[str, nn.Module]:
+    out: dict[str, nn.Module] = {}
+    for t in config.targets:
+        spec = TargetSpec.parse(t)
+        options: dict[str, float] = {}
+        if spec.kind == "band_gap" and config.band_gap_prior is not None:
+            options = dict(zip(("p", "mu", "sigma"), config.band_gap_prior))
+        out[spec.column] = make_head(spec, dtype=dtype, **options)
+    return out
+
+
+Block = tuple[int, int, int]  # (multiplicity, l, parity)
+
+
+def _head_irreps(heads: Mapping[str, nn.Module]) -> tuple[dict[str, Irreps], list[tuple[int, int]]]:
+    """Irreps each head needs from its readout, and every (l, parity) any head needs."""
+    needed: list[tuple[int, int]] = []
+    head_irreps: dict[str, Irreps] = {}
+    for col, head in heads.items():
+        if not hasattr(head, "irreps_in"):
+            raise TypeError(f"head for {col!r} has no irreps_in attribute")
+        head_irreps[col] = nonzero_irreps(head.irreps_in, f"heads[{col!r}].irreps_in")
+        for _, l, p in head_irreps[col]:
+            if (l, p) not in needed:
+                needed.append((l, p))
+    return head_irreps, needed
+
+
+def _build_layers(
+    config: NetworkConfig,
+    basis: BesselBasis,
+    needed: list[tuple[int, int]],
+    gen: torch.Generator,
+) -> tuple[list[InteractionLayer], list[Block]]:
+    """The interaction layers (hidden irreps between them, the last adding every irrep a
+    head needs) and the irreps of the last layer's output."""
+    hidden: list[Block] = [
+        (ir.mul, ir.l, ir.parity) for ir in nonzero_irreps(config.hidden_irreps, "hidden_irreps")
+    ]
+    have = {(l, p) for _, l, p in hidden}
+    last = hidden + [(config.readout_mul, l, p) for l, p in sorted(needed) if (l, p) not in have]
+    last = sorted(last, key=lambda t: (t[1], -t[2]))  # scalars first (gate layout)
+    hidden = sorted(hidden, key=lambda t: (t[1], -t[2]))
+    irreps: list[Block] = [(config.embed_dim, 0, 1)]
+    layers = []
+    for n in range(config.num_layers):
+        # blocks that no path reaches yet (odd parities in the first layers) are dropped
+        out = [t for t in (last if n == config.num_layers - 1 else hidden)
+               if reachable(irreps, t[1], t[2], config.l_filter_max)]  # fmt: skip
+        layers.append(InteractionLayer(Irreps(irreps), Irreps(out), config, basis, generator=gen))
+        irreps = out
+    lacking = [f"{l}{'e' if p == 1 else 'o'}" for l, p in needed
+               if not any((l, p) == (t[1], t[2]) for t in irreps)]  # fmt: skip
+    if lacking:
+        raise ValueError(
+            f"the heads need irreps {lacking}, which {config.num_layers} layer(s) with "
+            f"l_filter_max={config.l_filter_max} cannot produce from scalar inputs; raise "
+            "num_layers or l_filter_max"
+        )
+    return layers, irreps
+
+
+class Network(nn.Module):
+    """E(3)-equivariant crystal network: structures -> per-target predictions.
+
+    Parameters
+    ----------
+    config : NetworkConfig, optional
+        Shape and numerics (default ``NetworkConfig()``).
+    heads : mapping column -> nn.Module, optional
+        Heads to use instead of ``xtalnet.heads.make_head`` for each target; each needs an
+        ``irreps_in`` attribute (what the pooled readout must deliver) and ``forward``.
+
+    Notes
+    -----
+    ``forward(batch)`` returns ``{column: tensor}`` in the heads' standardised units;
+    :meth:`predict` returns physical units (numpy) through each head's ``decode``.
+    """
+
+    def __init__(
+        self, config: NetworkConfig | None = None, *, heads: Mapping[str, nn.Module] | None = None
+    ) -> None:
+        super().__init__()
+        config = NetworkConfig() if config is None else config
+        if not isinstance(config, NetworkConfig):
+            raise TypeError(f"config must be an xtalnet.NetworkConfig, got {type(config).__name__}")
+        self.config = config
+        dtype = config.torch_dtype
+        gen = torch.Generator().manual_seed(config.seed)
+        if heads is None:
+            heads = _make_heads(config, dtype)
+        else:
+            missing = sorted(set(config.columns) - set(heads))
+            if missing:
+                raise ValueError(f"heads lacks the target column(s) {missing} of config.targets")
+            heads = {c: heads[c] for c in config.columns}
+        head_irreps, needed = _head_irreps(heads)
+        self.basis = BesselBasis(config.num_basis, config.r_cut)
+        self.embedding = SpeciesEmbedding(
+            config.embed_dim, generator=gen, features=config.species_features
+        )
+        layers, irreps = _build_layers(config, self.basis, needed, gen)
+        self.layers = nn.ModuleList(layers)
+        self.irreps_features = Irreps(irreps)
+        self.readouts = nn.ModuleDict(
+            {
+                c: EquivariantLinear(self.irreps_features, head_irreps[c], generator=gen)
+                for c in heads
+            }
+        )
+        self.heads = nn.ModuleDict(dict(heads))
+        self.to(dtype)
+
+    # ------------------------------------------------------------------ forward
+    def hub(self, batch) -> DataHub:
+        """The per-batch DataHub (graph, |r|, Y up to l_filter_max, 1/sqrt|N(a)|)."""
+        return DataHub(
+            batch.graph, l_max=self.config.l_filter_max, convention=self.config.convention
+        )
+
+    def node_features(self, batch, *, all_layers: bool = False):
+        """Per-atom features after the last layer [N, dim], or the list after every layer
+        (embedding first) with ``all_layers=True``."""
+        _check_batch(batch, self.config)
+        hub = self.hub(batch)
+        length = hub.length
+        basis = self.basis(length)
+        envelope = polynomial_cutoff(length, self.config.r_cut, self.config.cutoff_p)
+        x = self.embedding(batch.numbers)
+        feats = [x]
+        for layer in self.layers:
+            x = layer(x, hub, basis, envelope)
+            feats.append(x)
+        return feats if all_layers else x
+
+    def pool(self, x: torch.Tensor, batch) -> torch.Tensor:
+        """Mean (or sum) of per-atom features over each structure: [B, dim]."""
+        out = torch.zeros(batch.num_graphs, x.shape[1], dtype=x.dtype, device=x.device)
+        out = out.index_add(0, batch.batch, x)
+        if self.config.pooling == "mean":
+            counts = torch.bincount(batch.batch, minlength=batch.num_graphs).to(x.dtype)
+            out = out / counts[:, None]
+        return out
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Standardised predictions ``{column: tensor [B, ...]}`` of the heads."""
+        pooled = self.pool(self.node_features(batch), batch)
+        return {c: self.heads[c](self.readouts[c](pooled)) for c in self.heads}
+
+    def loss(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        *,
+        kind: str = "mse",
+        delta: float = 1.0,
+    ) -> torch.Tensor:
+        """Sum over targets of each head's ``loss(pred, target, kind=kind, delta=delta)``
+        (targets from ``head.encode``; ``kind`` / ``delta``: the training options ``loss`` /
+        ``huber_delta``, see :func:`xtalnet.heads.residual_loss`)."""
+        total = None
+        for c, head in self.heads.items():
+            if c not in targets:
+                continue
+            loss_fn = getattr(head, "loss")  # noqa: B009 (a Head; typed as nn.Module here)
+            term = loss_fn(outputs[c], targets[c], kind=kind, delta=delta)
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError(f"targets has none of the columns {sorted(self.heads)}")
+        return total
+
+    def predict(self, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Predictions in physical units for structures (pymatgen, ASE, mp_audit entries):
+        :func:`xtalnet.inference.predict` with this network.
+
+        Returns
+        -------
+        dict column -> numpy array
+            Scalars [n]; ``elastic_tensor`` [n, 6, 6] GPa (Voigt xx, yy, zz, yz, xz, xy);
+            extra outputs of a head (e.g. the band gap's probability of a metal) under
+            ``"<column>.<name>"``.
+        """
+        from xtalnet.inference import predict
+
+        return predict(self, structures, batch_size=batch_size)
+
+    @property
+    def target_heads(self) -> dict[str, Head]:
+        """``{column: head}`` (the heads implement :class:`xtalnet.heads.Head`)."""
+        return {c: cast(Head, h) for c, h in self.heads.items()}
+
+    def extra_repr(self) -> str:
+        return f"irreps_features={self.irreps_features}"
+
+
+def _check_batch(batch: Any, config: NetworkConfig) -> None:
+    if not isinstance(batch, Batch):
+        raise TypeError(
+            "batch must be an xtalnet.data.Batch (from xtalnet.collate / from_pyg), got "
+            f"{type(batch).__name__}"
+        )
+    if abs(batch.graph.r_cut - config.r_cut) > 1e-12:
+        raise ValueError(
+            f"batch was built with r_cut={batch.graph.r_cut} Å but the network has "
+            f"r_cut={config.r_cut} Å; collate with the network's config"
+        )
+    if batch.graph.edge_vec.dtype != config.torch_dtype:
+        raise TypeError(
+            f"batch dtype {batch.graph.edge_vec.dtype} differs from the network's "
+            f"{config.dtype}; collate with the network's config"
+        )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

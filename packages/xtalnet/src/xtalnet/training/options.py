@@ -1,0 +1,146 @@
+"""How a network is trained: :class:`TrainOptions` (everything but the network's shape)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from xtalnet.heads.base import check_loss
+
+__all__ = ["SCHEDULES", "TrainOptions"]
+
+SCHEDULES = ("cosine", "plateau", "constant")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a network is trained (everything but the network's shape).
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of passes over the training split.
+    batch_size : int
+        Structures per optimisation step (the global batch; in DDP it is shared by the ranks).
+    lr : float
+        Peak learning rate of AdamW.
+    weight_decay : float
+        AdamW decoupled weight decay.
+    schedule : {"cosine", "plateau", "constant"}
+        cosine: linear warm-up then cosine decay to ``min_lr_ratio * lr`` over the planned
+        steps; plateau: halve the rate when the validation loss has not improved for
+        ``plateau_patience`` epochs; constant.
+    warmup_steps : int
+        Linear warm-up steps (cosine and plateau).
+    min_lr_ratio : float
+        Final learning rate of the cosine schedule, relative to ``lr``.
+    plateau_patience : int
+        Epochs without improvement before the plateau schedule halves the rate.
+    clip : float
+        Maximum global gradient norm (``inf`` disables clipping).
+    ema_decay : float
+        Decay of the exponential moving average of the weights (0 disables it: the EMA is
+        then the model itself). The EMA is what is validated, saved as best and predicted
+        with.
+    patience : int
+        Early stopping: stop when the validation loss has not improved for this many epochs.
+    seed : int
+        Seed of the split and of the batch order.
+    split : (train, val, test) fractions
+        Seeded split used when no ``val`` / ``test`` source is given.
+    time_limit : float or None
+        Training wall-clock budget in minutes (over all resumed segments); the cosine
+        schedule is fitted to the epochs that fit in it after the first epoch.
+    max_steps : int or None
+        Stop after this many optimisation steps (e.g. for tests).
+    noise : float
+        Augmentation: standard deviation (Å) of Gaussian displacements added to every atom
+        of every training structure at every step (graphs rebuilt; seeded by step and
+        structure, so resume and DDP stay exact); 0 disables it.
+    strict : bool
+        Fail, listing them, on structures that cannot be used (parse failures, isolated
+        atoms at r_cut, more edges than the budget) instead of skipping and counting them.
+    loss : {"mse", "l1", "huber"}
+        Regression loss of every head in its standardised units, for training and for the
+        validation loss that selects ``best.pt`` and drives early stopping: squared error
+        per component, or the L1 / Huber loss of the norm of every irrep copy's residual
+        (:func:`xtalnet.heads.residual_loss`; the band-gap head keeps its cross-entropy and
+        applies it to z). Checkpoints without this field were trained with ``"mse"``.
+    huber_delta : float
+        Threshold of the Huber loss, standardised units (> 0).
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.02
+    plateau_patience: int = 5
+    clip: float = 10.0
+    ema_decay: float = 0.99
+    patience: int = 50
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    time_limit: float | None = None
+    max_steps: int | None = None
+    strict: bool = False
+    noise: float = 0.0
+    loss: str = "mse"
+    huber_delta: float = 1.0
+
+    def __post_init__(self) -> None:
+        _, delta = check_loss(self.loss, self.huber_delta)
+        object.__setattr__(self, "huber_delta", delta)
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("patience", 1),
+                         ("plateau_patience", 1), ("warmup_steps", 0), ("seed", 0)):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        for name in ("lr", "weight_decay", "min_lr_ratio", "clip", "ema_decay", "noise"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        split = tuple(float(x) for x in self.split)
+        if len(split) != 3 or min(split) < 0 or not split[0] > 0 or abs(sum(split) - 1) > 1e-6:
+            raise ValueError(
+                f"split must be three fractions (train, val, test) >= 0 summing to 1 with "
+                f"train > 0, got {self.split!r}"
+            )
+        object.__setattr__(self, "split", split)
+        if self.time_limit is not None and not (
+            isinstance(self.time_limit, (int, float)) and self.time_limit > 0
+        ):
+            raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+            or self.max_steps < 1
+        ):  # fmt: skip
+            raise ValueError(f"max_steps must be an int >= 1 or None, got {self.max_steps!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = dataclasses.asdict(self)
+        d["split"] = list(self.split)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainOptions:
+        """Inverse of :meth:`to_dict` (unknown keys raise ``ValueError`` naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; allowed: {sorted(names)}")
+        d = dict(data)
+        if "split" in d:
+            d["split"] = tuple(d["split"])
+        return cls(**d)

@@ -1,0 +1,241 @@
+""":func:`train`: one run from data and targets to a run folder with the test metrics.
+
+Distributed data parallel: run under ``torchrun`` (``WORLD_SIZE`` > 1) and every rank trains
+on its edge-balanced share of each global batch; gradients are averaged by
+``DistributedDataParallel`` with the loss scaled so that the update equals the one of a single
+process on the whole global batch. Rank 0 alone writes files and prints; every rank reads the
+same checkpoint on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xtalnet import _checkpoint
+from xtalnet.config import NetworkConfig
+from xtalnet.heads import TargetSpec
+from xtalnet.inference import (
+    baseline_metrics,
+    metrics_of,
+    unit_label,
+    write_json,
+    write_predictions,
+)
+from xtalnet.network import Network
+from xtalnet.plots import learning_curve
+from xtalnet.training.distributed import Dist, setup_dist
+from xtalnet.training.loop import State, TrainData, Trainer
+from xtalnet.training.options import TrainOptions
+from xtalnet.training.run_dir import RUN_FILES, RunLog, check_out
+from xtalnet.training.setup import (
+    Plan,
+    Samples,
+    network_config,
+    plan_run,
+    prepare_samples,
+    read_splits,
+)
+from xtalnet.training.targets import encode_targets, fit_heads
+
+__all__ = ["train"]
+
+
+def train(
+    data: Any,
+    targets: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    val: Any = None,
+    test: Any = None,
+    config: NetworkConfig | Mapping[str, Any] | None = None,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    recommendation: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    quiet: bool = False,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train a network on ``data`` for ``targets``, writing a run folder ``out``.
+
+    Parameters
+    ----------
+    data : str, path or mp_audit.Dataset
+        Anything :func:`mp_audit.load` reads (MP-20 CSV, matminer CSV/JSON, CIF folder,
+        ``"mp"``, ``"builtin:dcdft"``, ...).
+    targets : sequence of str
+        ``COLUMN[:KIND]`` (see :mod:`xtalnet.heads`); several targets share one trunk.
+    out : path
+        Run folder (created). One that holds another run is refused unless ``resume`` or
+        ``overwrite``.
+    val, test : sources, optional
+        Validation / test data; without them a seeded split of ``data`` by
+        ``options.split`` (default 80/10/10) provides them.
+    config : NetworkConfig or dict of its fields, optional
+        Network fields; r_cut and num_layers that are not given come from
+        :func:`mp_audit.audit` on the training structures (or from ``recommendation``).
+        A full :class:`NetworkConfig` counts as giving every field.
+    options : TrainOptions or dict, optional
+    recommendation : path or dict, optional
+        A saved ``mp-audit recommend`` JSON used instead of auditing the training split.
+    resume : bool
+        Continue the run in ``out`` from ``last.pt`` exactly where it stopped (an interrupted
+        run resumed equals an uninterrupted one). Given ``config`` / ``options`` fields must
+        agree with the saved ones (``ValueError`` naming the fields that differ), except
+        ``time_limit`` and ``max_steps``.
+    device : "cpu", "cuda", "auto" or None
+    progress : bool
+        tqdm bar per epoch (rank 0).
+    callback : callable, optional
+        Called with a small status dict after every optimisation step (may raise
+        ``KeyboardInterrupt`` to stop the run like Ctrl-C: ``last.pt`` is saved first).
+
+    Returns
+    -------
+    dict
+        ``{"out", "epochs", "steps", "best_epoch", "best_val_loss", "stop_reason",
+        "test": metrics, "baseline": metrics}`` (test metrics of best.pt's EMA weights).
+
+    Notes
+    -----
+    Ctrl-C (SIGINT) finishes the current step, saves ``last.pt`` and raises
+    ``KeyboardInterrupt``; a second Ctrl-C interrupts at once.
+    """
+    dist = setup_dist(device)
+    outp = Path(out)
+    try:
+        check_out(outp, resume, overwrite)
+        if dist.main:
+            outp.mkdir(parents=True, exist_ok=True)
+            if overwrite and not resume:
+                for f in RUN_FILES:
+                    (outp / f).unlink(missing_ok=True)
+        dist.barrier()
+        log = RunLog(outp, dist.main, quiet)
+        plan = plan_run(outp, targets, config, options, resume, log)
+        trainer, samples = _build(plan, dist, log, data, val, test, outp, recommendation, argv)
+        trainer.progress = progress and dist.main and not quiet
+        trainer.on_step = callback
+        if plan.ckpt is not None and trainer.state.done:
+            log(f"the run in {outp} has finished ({trainer.state.stop_reason}); nothing to resume")
+        state = trainer.fit()
+        return _finish(trainer, state, samples, log)
+    finally:
+        if dist.initialised and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _build(
+    plan: Plan,
+    dist: Dist,
+    log: RunLog,
+    data: Any,
+    val: Any,
+    test: Any,
+    out: Path,
+    recommendation: Any,
+    argv: Sequence[str] | None,
+) -> tuple[Trainer, Samples]:
+    """Data, config, network with fitted heads and its Trainer (resumed where asked); a new
+    run writes its description files."""
+    if not plan.targets:
+        raise ValueError("targets: give at least one target column (e.g. --target band_gap)")
+    columns = [TargetSpec.parse(t).column for t in plan.targets]  # ValueError naming it
+    parts = read_splits(data, val, test, columns, plan.opts, log)
+    cfg, rec = network_config(plan, out, parts[0], recommendation, dist, log)
+    log(f"network: r_cut={cfg.r_cut} Å, {cfg.num_layers} layers, hidden {cfg.hidden_irreps}, "
+        f"{cfg.dtype}, targets {list(cfg.targets)}")  # fmt: skip
+    samples = prepare_samples(parts, cfg, plan.opts, log)
+    net = Network(cfg)
+    fit_heads(net, samples.train, log)
+    net.to(dist.device)
+    train_data = TrainData(
+        samples.train,
+        samples.val,
+        encode_targets(net, samples.train, "train"),
+        encode_targets(net, samples.val, "val"),
+    )
+    trainer = Trainer(net, plan.opts, train_data, dist, out, log)
+    if plan.ckpt is not None:
+        trainer.load_state(plan.ckpt)
+    elif dist.main:
+        _write_run_files(out, plan, cfg, rec, samples, dist, data, val, test, argv)
+    log(f"{sum(p.numel() for p in net.parameters()):,} parameters; {trainer.steps_per_epoch} "
+        f"steps per epoch of at most {plan.opts.batch_size} structures / "
+        f"{cfg.max_edges * dist.world:,} edges; world size {dist.world}")  # fmt: skip
+    return trainer, samples
+
+
+def _write_run_files(
+    out: Path,
+    plan: Plan,
+    cfg: NetworkConfig,
+    rec: Mapping[str, Any] | None,
+    samples: Samples,
+    dist: Dist,
+    data: Any,
+    val: Any,
+    test: Any,
+    argv: Sequence[str] | None,
+) -> None:
+    """run.json, config.json, options.json, recommendation.json and split.json."""
+    write_json(out / "run.json", {
+        "kind": "xtalnet-train",
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "argv": list(argv) if argv is not None else None, "data": str(data),
+        "val": None if val is None else str(val), "test": None if test is None else str(test),
+        "world_size": dist.world, "versions": _checkpoint.versions(),
+    })  # fmt: skip
+    cfg.to_json(out / "config.json")
+    write_json(out / "options.json", plan.opts.to_dict())
+    if rec is not None:
+        write_json(out / "recommendation.json", rec)
+    write_json(out / "split.json", {
+        "train": [s.id for s in samples.train], "val": [s.id for s in samples.val],
+        "test": [s.id for s in samples.test],
+    })  # fmt: skip
+
+
+def _finish(trainer: Trainer, state: State, samples: Samples, log: RunLog) -> dict[str, Any]:
+    """The learning curve, and the test metrics of best.pt's EMA weights beside the mean
+    predictor (``test_metrics.json``, ``test_predictions.csv``)."""
+    out, dist, net = trainer.out, trainer.dist, trainer.net
+    result: dict[str, Any] = {
+        "out": str(out), "epochs": state.epoch, "steps": state.global_step,
+        "best_epoch": state.best_epoch, "best_val_loss": state.best_val,
+        "stop_reason": state.stop_reason, "minutes": state.elapsed / 60,
+    }  # fmt: skip
+    if dist.main and learning_curve(state.history, out / "learning_curve.png"):
+        log(f"learning curve: {out / 'learning_curve.png'}")
+    if not samples.test:
+        return result
+    best = _checkpoint.read(out / "best.pt")
+    net.load_state_dict(best["model"])
+    trainer.ema.load_state_dict(best["ema"])
+    with trainer.ema.applied(net):
+        _, dec = trainer.predict(samples.test)
+    tm = metrics_of(net, dec, samples.test)
+    bm = baseline_metrics(net, samples.train, samples.test)
+    result["test"], result["baseline"] = tm, bm
+    if dist.main:
+        write_json(out / "test_metrics.json", {
+            "checkpoint": "best.pt (EMA weights)", "n_test": len(samples.test), "test": tm,
+            "baseline_mean_predictor": bm, "epochs": state.epoch,
+            "minutes": round(state.elapsed / 60, 2), "stop_reason": state.stop_reason,
+        })  # fmt: skip
+        write_predictions(out / "test_predictions.csv", net, dec, samples.test)
+        for c, m in tm.items():
+            b = bm.get(c, {})
+            log(f"test {c}: MAE {m['mae']:.4g} {unit_label(net, c)} "
+                f"(mean predictor {b.get('mae', math.nan):.4g}), "
+                f"RMSE {m['rmse']:.4g}, R² {m['r2']:.3f}, n={m['n']}")  # fmt: skip
+    return result

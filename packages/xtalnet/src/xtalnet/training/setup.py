@@ -1,0 +1,184 @@
+"""What a run is made of, decided before it trains: its options and targets (or those of the
+run it resumes), its data and splits, and its network configuration."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xtalnet import _checkpoint
+from xtalnet.config import NetworkConfig, read_recommendation, recommended_fields
+from xtalnet.dataset import Prepared, Sample, build_samples, is_missing, load_source
+from xtalnet.heads import TargetSpec
+from xtalnet.training.distributed import Dist
+from xtalnet.training.options import TrainOptions
+from xtalnet.training.splits import split_data
+
+__all__ = ["Plan", "Samples", "given_fields", "network_config", "plan_run", "prepare_samples"]
+
+#: Training options that may differ when a run is resumed (they bound the run's length).
+VOLATILE_OPTIONS = ("time_limit", "max_steps")
+
+
+@dataclass
+class Plan:
+    """Targets, options and config fields of a run, and the checkpoint it resumes (if any)."""
+
+    targets: list[str]
+    opts: TrainOptions
+    given: dict[str, Any]
+    ckpt: dict[str, Any] | None = None
+
+
+@dataclass
+class Samples:
+    """The usable samples of every split."""
+
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+
+
+def given_fields(config: Any) -> dict[str, Any]:
+    """The NetworkConfig fields a caller gave (a full config gives every field)."""
+    if config is None:
+        return {}
+    if isinstance(config, NetworkConfig):
+        d = config.to_dict()
+    elif isinstance(config, Mapping):
+        d = dict(config)
+    else:
+        raise TypeError(
+            f"config must be a NetworkConfig or a dict of its fields, got {type(config).__name__}"
+        )
+    d.pop("schema", None)
+    return d
+
+
+def plan_run(
+    out: Path,
+    targets: Sequence[str],
+    config: Any,
+    options: Any,
+    resume: bool,
+    log: Callable[[str], None],
+) -> Plan:
+    """The targets, options and given config fields of a new run, or those of the run in
+    ``out`` to resume (given fields must agree with the saved ones: ``ValueError`` naming
+    the fields that differ, except :data:`VOLATILE_OPTIONS`)."""
+    given = given_fields(config)
+    opts_given = options.to_dict() if isinstance(options, TrainOptions) else dict(options or {})
+    if not resume:
+        opts = options if isinstance(options, TrainOptions) else TrainOptions.from_dict(opts_given)
+        return Plan(list(targets), opts, given)
+    ckpt = _checkpoint.read(out / "last.pt")
+    saved_cfg = dict(ckpt["config"])
+    saved_cfg.pop("schema", None)
+    if targets and list(targets) != list(saved_cfg["targets"]):
+        given["targets"] = list(targets)
+    diff = _checkpoint.config_diff({k: saved_cfg[k] for k in given if k in saved_cfg}, given)
+    saved_opts = dict(ckpt["options"])
+    defaults = TrainOptions().to_dict()  # fields newer than the checkpoint: defaults
+    fixed = {k: v for k, v in opts_given.items() if k not in VOLATILE_OPTIONS}
+    diff += _checkpoint.config_diff({k: saved_opts.get(k, defaults.get(k)) for k in fixed}, fixed)
+    if diff:
+        raise ValueError(
+            f"--resume {str(out)!r}: the checkpoint was trained with another config; "
+            f"fields that differ: {'; '.join(diff)}"
+        )
+    saved_opts.update({k: v for k, v in opts_given.items() if k in VOLATILE_OPTIONS})
+    log(f"resuming {out} at epoch {ckpt['state']['epoch']} step {ckpt['state']['global_step']}")
+    return Plan(list(saved_cfg["targets"]), TrainOptions.from_dict(saved_opts), given, ckpt)
+
+
+def read_splits(
+    data: Any,
+    val: Any,
+    test: Any,
+    columns: Sequence[str],
+    opts: TrainOptions,
+    log: Callable[[str], None],
+) -> tuple[Prepared, Prepared, Prepared]:
+    """Read the sources and split them (see :func:`~xtalnet.training.splits.split_data`)."""
+    import time
+
+    t0 = time.time()
+    main = load_source(data, columns, strict=opts.strict, log=log)
+    train_p, val_p, test_p = split_data(main, val, test, columns, opts, log)
+    if len(val_p.ids) == 0:
+        raise ValueError("the validation split is empty: give --val or a larger split fraction")
+    log(f"data: {len(train_p.ids)} train, {len(val_p.ids)} val, {len(test_p.ids)} test "
+        f"structures ({time.time() - t0:.1f} s to read)")  # fmt: skip
+    return train_p, val_p, test_p
+
+
+def _audit(prep: Prepared, log: Callable[[str], None]) -> dict[str, Any]:
+    """``mp_audit`` recommendation (r_cut, layers, band gap) on the training structures."""
+    import mp_audit
+
+    entries = [
+        mp_audit.Entry(i, s, {k: v for k, v in vals.items() if not is_missing(v)})
+        for i, s, vals in zip(prep.ids, prep.structures, prep.values)
+    ]
+    res = mp_audit.audit(mp_audit.from_entries("train split", entries), progress=False)
+    rec = dict(res.recommendation)
+    log(
+        f"mp-audit recommendation on {len(entries)} training structures: r_cut={rec.get('r_cut')} "
+        f"Å, layers={rec.get('layers')} (coverage {rec.get('coverage')})"
+    )
+    return rec
+
+
+def network_config(
+    plan: Plan,
+    out: Path,
+    train: Prepared,
+    recommendation: Any,
+    dist: Dist,
+    log: Callable[[str], None],
+) -> tuple[NetworkConfig, dict[str, Any] | None]:
+    """The run's NetworkConfig and the recommendation behind it: the checkpoint's when
+    resuming; else the given fields, r_cut / num_layers / band_gap_prior that are not given
+    taken from ``recommendation`` (a saved ``mp-audit recommend`` JSON) or from
+    :func:`mp_audit.audit` of the training structures."""
+    if plan.ckpt is not None:
+        saved = out / "recommendation.json"
+        rec = json.loads(saved.read_text()) if saved.is_file() else None
+        return _checkpoint.config_of(plan.ckpt), rec
+    given = plan.given
+    rec = None
+    if recommendation is not None:
+        rec = read_recommendation(recommendation)
+        log(f"recommendation from {recommendation}: r_cut={rec.get('r_cut')} Å, "
+            f"layers={rec.get('layers')}")  # fmt: skip
+    elif not ("r_cut" in given and "num_layers" in given):
+        rec = _audit(train, log) if dist.main else None
+        rec = dist.gather(rec)[0] if dist.world > 1 else rec
+    fields = {**given, "targets": tuple(str(TargetSpec.parse(t)) for t in plan.targets)}
+    if rec is not None:
+        if rec.get("r_cut") is None and "r_cut" not in given:
+            log("the recommendation reached no coverage target: default r_cut and layers kept")
+        chosen = recommended_fields(rec)
+        fields.update({k: v for k, v in chosen.items() if k not in given})
+    return NetworkConfig.from_dict(fields), rec
+
+
+def prepare_samples(
+    parts: tuple[Prepared, Prepared, Prepared],
+    cfg: NetworkConfig,
+    opts: TrainOptions,
+    log: Callable[[str], None],
+) -> Samples:
+    """Graphs of every split at the config's r_cut (unusable structures skipped, counted)."""
+    train_p, val_p, test_p = parts
+    train = build_samples(train_p, cfg, strict=opts.strict, log=log, what="train")[0]
+    val = build_samples(val_p, cfg, strict=opts.strict, log=log, what="val")[0]
+    test = (
+        build_samples(test_p, cfg, strict=opts.strict, log=log, what="test")[0]
+        if test_p.ids
+        else []
+    )
+    return Samples(train, val, test)

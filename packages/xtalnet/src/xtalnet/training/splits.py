@@ -1,0 +1,61 @@
+"""Train / validation / test splits: given sources, or a seeded split of ``--data``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from xtalnet.dataset import Prepared, load_source, subset
+from xtalnet.training.options import TrainOptions
+
+__all__ = ["split_data", "split_indices"]
+
+
+def split_indices(
+    n: int, fractions: Sequence[float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into train / val / test by ``fractions``."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
+    if n - n_val - n_test < 1:
+        raise ValueError(f"split {tuple(fractions)} of {n} structures leaves no training data")
+    return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
+
+
+def split_data(
+    main: Prepared,
+    val: Any,
+    test: Any,
+    columns: Sequence[str],
+    opts: TrainOptions,
+    log: Callable[[str], None],
+) -> tuple[Prepared, Prepared, Prepared]:
+    """Train, validation and test data: ``val`` / ``test`` sources where given, the rest a
+    seeded split of ``main`` by ``opts.split`` (the fractions of the given parts dropped)."""
+    if val is None and test is None:
+        tr_i, va_i, te_i = split_indices(len(main.ids), opts.split, opts.seed)
+        return subset(main, tr_i), subset(main, va_i), subset(main, te_i)
+    f = list(opts.split)
+    if val is None:
+        f = [f[0], f[1], 0.0]
+    elif test is None:
+        f = [f[0], 0.0, f[2]]
+    else:
+        f = [1.0, 0.0, 0.0]
+    total = sum(f)
+    tr_i, va_i, te_i = split_indices(len(main.ids), [x / total for x in f], opts.seed)
+    train = subset(main, tr_i)
+    val_p = (
+        load_source(val, columns, strict=opts.strict, log=log)
+        if val is not None
+        else subset(main, va_i)
+    )
+    test_p = (
+        load_source(test, columns, strict=opts.strict, log=log)
+        if test is not None
+        else subset(main, te_i)
+    )
+    return train, val_p, test_p
