@@ -4,7 +4,7 @@ import numpy as np
 import periodic_conv as pc
 import pytest
 import torch
-from periodic_conv import _backends, _build
+from periodic_conv import _build, _raw
 
 pytestmark = pytest.mark.skipif(
     not _build.cpp_available(), reason="C++ extension did not build (no compiler?)"
@@ -103,7 +103,7 @@ def _op_args(case):
     table = conv.table
     scale = hub.edge_scale(table, "unit_variance")
     row_ptr, src_perm, src_ptr = hub.csr()
-    paths, kptr, cflat, in_off, out_off = _backends.table_tensors(table, F.dtype, F.device)
+    paths, kptr, cflat, in_off, out_off = _raw.table_tensors(table, F.dtype, F.device)
     Y = hub.Y[:, : (L_F + 1) ** 2].contiguous()
     return (F.clone().requires_grad_(True), Y.clone().requires_grad_(True),
             R.clone().requires_grad_(True), hub.src, hub.dst, scale, row_ptr, src_perm,
