@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from periodic_conv._choices import check_backend
 from periodic_conv._fused_torch import conv_fused_torch
 from periodic_conv._paths import PathTable
 from periodic_conv._raw import Chunk, raw_forward, require_compiled
@@ -27,15 +28,11 @@ if TYPE_CHECKING:
     from periodic_conv._hub import DataHub
 
 __all__ = [
-    "BACKENDS",
     "Backend",
     "conv_compiled",
     "get_backend",
     "resolve_backend",
 ]
-
-#: Accepted values of ``backend=``.
-BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
 
 Backend = Callable[..., torch.Tensor]
 
@@ -46,8 +43,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     ``auto``: ``cuda`` for CUDA tensors when the extension has its CUDA launcher, ``cpp`` for
     CPU tensors when the extension builds, else ``torch`` (the build warns once why not).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend)
     if backend == "auto":
         from periodic_conv import _build
 
