@@ -1,8 +1,8 @@
 """Periodic neighbour lists, a data hub and the fused Kernel + PeriodicConvolution operator.
 
-The cell guard (:func:`check_cell`, :func:`check_r_cut` and their constants) and the
-backend names (:data:`BACKENDS`) need only numpy: ``from periodic_conv import check_cell``
-does not import torch. Everything else is loaded on first access.
+The cell guard (:func:`check_cell`, :func:`check_r_cut`, :func:`cell_heights` and their
+constants) and the backend names (:data:`BACKENDS`) need only numpy: ``from periodic_conv
+import check_cell`` does not import torch. Everything else is loaded on first access.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from periodic_conv._cell import (
     MAX_R_CUT,
     MIN_R_CUT,
     CellCheck,
+    cell_heights,
     check_cell,
     check_pbc,
     check_r_cut,
@@ -97,6 +98,7 @@ __all__ = [
     "RadialFactors",
     "__version__",
     "build_extension",
+    "cell_heights",
     "check_cell",
     "check_pbc",
     "check_r_cut",
