@@ -243,12 +243,12 @@ def test_disabled_extensions_fall_back_to_torch():
 
     code = """
 import warnings, torch, periodic_conv as pc
-from periodic_conv import _backends, _neighbors
+from periodic_conv import _backends, _search
 warnings.simplefilter("error")
 assert _backends.resolve_backend("auto", torch.device("cpu")) == "torch"
 x = torch.zeros(1, 3, dtype=torch.float64)
 g = pc.neighbor_list(x, torch.eye(3, dtype=torch.float64) * 3, 3.5)
-assert g.num_edges == 6 and _neighbors._compiled_ops() == {}
+assert g.num_edges == 6 and _search._compiled_ops() == {}
 conv = pc.PeriodicConvolution("1x0e", "1x0e", 0, backend="cpp")
 F = torch.ones(1, 1, dtype=torch.float64)
 try:
