@@ -1,5 +1,5 @@
-"""Hypothesis profiles, the shared-data fixture and the CUDA-marker rule for every
-package's tests, written once.
+"""Hypothesis profiles, the shared fixtures (``seed``, ``rng``, ``generator``,
+``shared_data``) and the CUDA-marker rule for every package's tests, written once.
 
 pytest loads this file for every test run from the repository (``-c pyproject.toml``
 makes the repository root the rootdir, and the ``isolated`` sessions copy the tests
@@ -21,6 +21,38 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 # Repository-wide test policies, also written once:
+
+#: The seed of every test that draws random numbers (tests assert numbers drawn with it).
+SEED = 1234
+
+
+@pytest.fixture
+def seed() -> int:
+    """:data:`SEED`; also seeds torch's global generator when torch is installed, so
+    failures reproduce."""
+    try:
+        import torch
+    except ImportError:  # a torch-free test environment
+        pass
+    else:
+        torch.manual_seed(SEED)
+    return SEED
+
+
+@pytest.fixture
+def rng(seed: int):
+    """A numpy ``Generator`` seeded with ``seed``."""
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def generator(seed: int):
+    """A fresh ``torch.Generator`` seeded with ``seed`` (tests that need torch only)."""
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="session")

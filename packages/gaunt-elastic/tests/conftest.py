@@ -1,22 +1,11 @@
-"""Shared fixtures: a seed and the shared MP data directory (hypothesis profiles: root conftest)."""
+"""gaunt-elastic's fixtures; ``seed``, ``generator``, ``shared_data`` and the hypothesis
+profiles are in the root conftest.py."""
 
 from __future__ import annotations
 
 import pytest
 import rsh.testing
 import torch
-
-
-@pytest.fixture
-def seed() -> int:
-    """Fixed seed; also seeds torch's global generator."""
-    torch.manual_seed(1234)
-    return 1234
-
-
-@pytest.fixture
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture

@@ -1,20 +1,10 @@
-"""Shared fixtures: seed, shared-data path, structures (hypothesis profiles: root conftest)."""
+"""mp-audit's fixtures (structures); ``seed``, ``rng``, ``shared_data`` and the hypothesis
+profiles are in the root conftest.py."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
-
-
-@pytest.fixture
-def seed() -> int:
-    return 1234
-
-
-@pytest.fixture
-def rng(seed) -> np.random.Generator:
-    return np.random.default_rng(seed)
 
 
 @pytest.fixture

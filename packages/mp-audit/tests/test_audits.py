@@ -106,6 +106,58 @@ def test_voigt_reuss_cubic_closed_form():
         mp_audit.voigt_reuss_bounds(np.eye(3))
 
 
+def _isotropic(lam: float, mu: float) -> np.ndarray:
+    """Stiffness (GPa) of an isotropic solid with Lamé parameters lam, mu."""
+    c = np.zeros((6, 6))
+    c[:3, :3] = lam
+    c[:3, :3] += 2 * mu * np.eye(3)
+    c[3:, 3:] = mu * np.eye(3)
+    return c
+
+
+def test_vrh_moduli_match_pymatgen(rng):
+    from pymatgen.analysis.elasticity import ElasticTensor
+
+    spd = [_spd(rng) for _ in range(20)]
+    general = [rng.normal(size=(6, 6)) * 50 + 200 * np.eye(6) for _ in range(5)]
+    c = np.array(spd + general)
+    k, g = mp_audit.vrh_moduli(c)
+    assert k.dtype == g.dtype == np.float64 and k.shape == g.shape == (len(c),)
+    for n, cn in enumerate(c):
+        et = ElasticTensor.from_voigt(cn)
+        assert k[n] == pytest.approx(float(et.k_vrh), rel=1e-12, abs=1e-12)
+        assert g[n] == pytest.approx(float(et.g_vrh), rel=1e-12, abs=1e-12)
+        bounds = mp_audit.voigt_reuss_bounds(cn) if n < len(spd) else None
+        if bounds is not None:  # the audit's own moduli are the same numbers
+            assert bounds["K_VRH"] == pytest.approx(k[n], rel=1e-14)
+            assert bounds["G_VRH"] == pytest.approx(g[n], rel=1e-14)
+
+
+@given(st.floats(0.0, 300.0), st.floats(1.0, 300.0))
+def test_vrh_moduli_isotropic_closed_form(lam, mu):
+    k, g = mp_audit.vrh_moduli(_isotropic(lam, mu))
+    assert k.shape == g.shape == (1,)
+    assert k[0] == pytest.approx(lam + 2 * mu / 3, rel=1e-12)
+    assert g[0] == pytest.approx(mu, rel=1e-12)
+
+
+def test_vrh_moduli_singular_is_nan_and_bad_shapes_raise():
+    c = np.stack([_isotropic(100.0, 50.0), np.zeros((6, 6)), _isotropic(10.0, 5.0)])
+    c[1, 0, 0] = 1.0  # rank one: no compliance
+    k, g = mp_audit.vrh_moduli(c)
+    assert np.isnan(k[1]) and np.isnan(g[1])
+    assert k[[0, 2]] == pytest.approx([100.0 + 100.0 / 3, 10.0 + 10.0 / 3])
+    assert g[[0, 2]] == pytest.approx([50.0, 5.0])
+    k0, g0 = mp_audit.vrh_moduli(np.zeros((0, 6, 6)))
+    assert k0.shape == g0.shape == (0,)
+    with pytest.raises(ValueError, match="voigt must have shape"):
+        mp_audit.vrh_moduli(np.eye(3))
+    with pytest.raises(ValueError, match="voigt must have shape"):
+        mp_audit.vrh_moduli(np.zeros((2, 2, 6, 6)))
+    with pytest.raises(TypeError, match="voigt must be a numeric"):
+        mp_audit.vrh_moduli("stiff")
+
+
 def _spd(rng) -> np.ndarray:
     a = rng.normal(size=(6, 6)) * 20
     return a @ a.T + 100 * np.eye(6)

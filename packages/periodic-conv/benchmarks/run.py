@@ -143,7 +143,7 @@ def neighbor_bench(repeats: int) -> list[dict]:
     import periodic_conv as pc
     import torch
     import vesin
-    from periodic_conv import _build, _neighbors
+    from periodic_conv import _build, _search
     from pymatgen.core import Lattice, Structure
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -156,15 +156,15 @@ def neighbor_bench(repeats: int) -> list[dict]:
         r_cut = 5.0  # the thesis's recommended cutoff (§2.2.1)
 
         def ours(tp=tp, tc=tc, r_cut=r_cut):
-            _neighbors._GROUP_BACKEND = "auto"
+            _search._GROUP_BACKEND = "auto"
             return pc.neighbor_list(tp, tc, r_cut)
 
         def ours_cpp(tp=tp, tc=tc, r_cut=r_cut):
-            _neighbors._GROUP_BACKEND = "cpp" if cpp else "numpy"
+            _search._GROUP_BACKEND = "cpp" if cpp else "numpy"
             return pc.neighbor_list(tp, tc, r_cut)
 
         def ours_numpy(tp=tp, tc=tc, r_cut=r_cut):
-            _neighbors._GROUP_BACKEND = "numpy"
+            _search._GROUP_BACKEND = "numpy"
             return pc.neighbor_list(tp, tc, r_cut)
 
         def bare(pos=pos, cell=cell, r_cut=r_cut):
@@ -193,8 +193,8 @@ def neighbor_bench(repeats: int) -> list[dict]:
             pmg()
             pts.append(time.perf_counter() - t0)
         res["pymatgen"] = float(np.median(pts))
-        _neighbors._GROUP_BACKEND = "auto"
-        path = "fused" if "fused" in _neighbors._compiled_ops() else ("cpp" if cpp else "numpy")
+        _search._GROUP_BACKEND = "auto"
+        path = "fused" if "fused" in _search._compiled_ops() else ("cpp" if cpp else "numpy")
         rows.append(dict(n=n, r_cut=r_cut, edges=ours().num_edges, path=path, **res))
     return rows
 

@@ -1,19 +1,10 @@
+"""periodic-conv's fixtures; ``seed``, ``rng`` and the hypothesis profiles are in the root
+conftest.py."""
+
 import numpy as np
 import periodic_conv as pc
 import pytest
 import torch
-
-
-@pytest.fixture
-def seed() -> int:
-    """Fixed seed for numpy and torch so failures reproduce."""
-    torch.manual_seed(1234)
-    return 1234
-
-
-@pytest.fixture
-def rng(seed):
-    return np.random.default_rng(seed)
 
 
 @pytest.fixture

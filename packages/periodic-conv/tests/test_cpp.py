@@ -4,7 +4,7 @@ import numpy as np
 import periodic_conv as pc
 import pytest
 import torch
-from periodic_conv import _backends, _build
+from periodic_conv import _build, _raw
 
 pytestmark = pytest.mark.skipif(
     not _build.cpp_available(), reason="C++ extension did not build (no compiler?)"
@@ -103,7 +103,7 @@ def _op_args(case):
     table = conv.table
     scale = hub.edge_scale(table, "unit_variance")
     row_ptr, src_perm, src_ptr = hub.csr()
-    paths, kptr, cflat, in_off, out_off = _backends.table_tensors(table, F.dtype, F.device)
+    paths, kptr, cflat, in_off, out_off = _raw.table_tensors(table, F.dtype, F.device)
     Y = hub.Y[:, : (L_F + 1) ** 2].contiguous()
     return (F.clone().requires_grad_(True), Y.clone().requires_grad_(True),
             R.clone().requires_grad_(True), hub.src, hub.dst, scale, row_ptr, src_perm,
@@ -243,12 +243,12 @@ def test_disabled_extensions_fall_back_to_torch():
 
     code = """
 import warnings, torch, periodic_conv as pc
-from periodic_conv import _backends, _neighbors
+from periodic_conv import _backends, _search
 warnings.simplefilter("error")
 assert _backends.resolve_backend("auto", torch.device("cpu")) == "torch"
 x = torch.zeros(1, 3, dtype=torch.float64)
 g = pc.neighbor_list(x, torch.eye(3, dtype=torch.float64) * 3, 3.5)
-assert g.num_edges == 6 and _neighbors._compiled_ops() == {}
+assert g.num_edges == 6 and _search._compiled_ops() == {}
 conv = pc.PeriodicConvolution("1x0e", "1x0e", 0, backend="cpp")
 F = torch.ones(1, 1, dtype=torch.float64)
 try:

@@ -14,7 +14,7 @@ import torch
 import vesin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from periodic_conv import _build, _neighbors
+from periodic_conv import _build, _neighbors, _search
 
 CPP = _build.cpp_available()
 FUSED = CPP and hasattr(torch.ops.periodic_conv, "vesin_grouped")
@@ -30,7 +30,7 @@ BACKENDS = [
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", request.param)
+    monkeypatch.setattr(_search, "_GROUP_BACKEND", request.param)
     return request.param
 
 
@@ -58,7 +58,7 @@ def assert_exact(g, ref, n):
         np.testing.assert_array_equal(got.numpy(), want, err_msg=name)
     np.testing.assert_allclose(g.edge_vec.numpy(), D, rtol=0, atol=1e-12)
     np.testing.assert_allclose(g.length.numpy(), d, rtol=0, atol=1e-12)
-    if _neighbors._GROUP_BACKEND == "numpy":  # copied from vesin, not recomputed: exact
+    if _search._GROUP_BACKEND == "numpy":  # copied from vesin, not recomputed: exact
         np.testing.assert_array_equal(g.edge_vec.numpy(), D)
         np.testing.assert_array_equal(g.length.numpy(), d)
     assert g.counts.dtype == torch.int64
@@ -176,7 +176,7 @@ def test_kernels_equal_plain_stable_sort(rng, grouped, self_interaction, E):
     n = 9
     pairs, shifts, vectors, distances = _synthetic(rng, n, E, grouped)
     want = _plain(pairs, shifts, vectors, distances, n, self_interaction)
-    got = _neighbors._group_numpy(pairs, shifts, vectors, distances, n, self_interaction)
+    got = _search._group_numpy(pairs, shifts, vectors, distances, n, self_interaction)
     for k, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"numpy output {k}")
         assert a.dtype == (np.float64 if k in (3, 4) else np.int64)
@@ -220,7 +220,7 @@ def test_cpp_kernel_without_vectors_and_bad_pairs(rng):
 def test_fused_op_reports_vesin_errors():
     # neighbor_list validates first; called directly, vesin's own error comes through
     op = torch.ops.periodic_conv.vesin_grouped.default
-    fns, _ = _neighbors._vesin_functions()
+    fns, _ = _search._vesin_functions()
     pos, cell = torch.zeros(2, 3, dtype=torch.float64), 3 * torch.eye(3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="vesin_neighbors failed"):
         op(pos, cell, [True] * 3, -1.0, False, True, *fns)
@@ -282,21 +282,21 @@ def test_fused_path_in_use_on_the_pinned_vesin(monkeypatch):
     if not _vesin_pin().contains(vesin.__version__):
         pytest.skip(f"vesin {vesin.__version__} is outside the pinned range {_vesin_pin()}")
     assert CPP, "the C++ extension must build where the tests run"
-    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", "auto")
-    monkeypatch.setattr(_neighbors, "_OPS", {})
-    assert "fused" in _neighbors._compiled_ops()
+    monkeypatch.setattr(_search, "_GROUP_BACKEND", "auto")
+    monkeypatch.setattr(_search, "_OPS", {})
+    assert "fused" in _search._compiled_ops()
 
 
 def test_fallback_warns_once_naming_the_reason(monkeypatch):
     if not CPP:
         pytest.skip("C++ extension did not build")
     monkeypatch.setattr(vesin, "__version__", "0.7.0")
-    monkeypatch.setattr(_neighbors, "_OPS", {})
-    monkeypatch.setattr(_neighbors, "_GROUP_BACKEND", "auto")
+    monkeypatch.setattr(_search, "_OPS", {})
+    monkeypatch.setattr(_search, "_GROUP_BACKEND", "auto")
     _build.vesin_include.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match=r"vesin 0\.7\.0 is outside the tested range"):
-            ops = _neighbors._compiled_ops()
+            ops = _search._compiled_ops()
         assert "fused" not in ops and "group" in ops
         import warnings
 

@@ -1,17 +1,8 @@
+"""rsh's fixtures; ``seed``, ``generator`` and the hypothesis profiles are in the root
+conftest.py."""
+
 import pytest
 import torch
-
-
-@pytest.fixture
-def seed() -> int:
-    """Fixed seed: every test that draws random numbers starts from it."""
-    torch.manual_seed(1234)
-    return 1234
-
-
-@pytest.fixture
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture

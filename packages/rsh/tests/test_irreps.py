@@ -107,6 +107,24 @@ def test_add_and_simplify(a, b):
     torch.testing.assert_close(s.D(R), ia.D(R))
 
 
+@given(blocks)
+def test_remove_zero_multiplicities(a):
+    ir = Irreps(a)
+    kept = ir.remove_zero_multiplicities()
+    assert isinstance(kept, Irreps)
+    assert list(kept) == [b for b in ir if b.mul > 0]  # order kept, nothing merged
+    assert kept.dim == ir.dim and kept.num_irreps == ir.num_irreps
+    R = random_rotation(generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(kept.D(R), ir.D(R))
+
+
+def test_remove_zero_multiplicities_examples():
+    assert Irreps("2x0e+0x1o+1x2e").remove_zero_multiplicities() == "2x0e+1x2e"
+    assert Irreps("1x0e+1x0e+0x1o").remove_zero_multiplicities() == "1x0e+1x0e"
+    assert Irreps("0x0e+0x1o").remove_zero_multiplicities() == Irreps([])
+    assert Irreps([]).remove_zero_multiplicities() == Irreps([])
+
+
 def test_add_with_strings_and_getitem():
     ir = "1x0e" + Irreps("2x1o") + "1x2e"
     assert ir == "1x0e+2x1o+1x2e"

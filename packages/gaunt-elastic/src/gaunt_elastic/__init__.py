@@ -9,6 +9,9 @@ coupling, coupling_sign
     ``coupling(l_out, l_in, l, *, convention="standard", dtype=torch.float64)``.
 elastic
     Elastic tensor ⇄ 21 irreducible components (thesis ch. 4, App. E).
+VOIGT_PAIRS
+    Voigt index -> Cartesian index pair, ``((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))``
+    (xx, yy, zz, yz, xz, xy; the one home of this order, also ``elastic.VOIGT_PAIRS``).
 CartesianTensor
     Any-rank Cartesian tensor with index-permutation symmetries ⇄ irreps (``rsh.Irreps``).
 
@@ -21,8 +24,10 @@ from .__about__ import __version__
 from ._cartesian import CartesianTensor
 from ._coupling import coupling, coupling_sign
 from ._gaunt import gaunt_tables, gaunt_tensor, real_gaunt
+from .elastic import VOIGT_PAIRS
 
 __all__ = [
+    "VOIGT_PAIRS",
     "CartesianTensor",
     "__version__",
     "coupling",

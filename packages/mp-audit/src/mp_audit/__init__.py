@@ -6,15 +6,14 @@ from ._audits import (
     audit_entry,
     band_gap_stats,
     coverage_table,
-    elastic_checks,
     element_presence,
     moments,
     recommend,
     recommendation_json,
     summarize,
-    voigt_reuss_bounds,
 )
 from ._dataset import Dataset, Entry, from_entries, from_structures, parse_payload
+from ._elastic import elastic_checks, voigt_reuss_bounds, vrh_moduli
 from ._geometry import (
     DEFAULT_R_CUTS,
     check_r_cuts,
@@ -62,5 +61,6 @@ __all__ = [
     "resolve_api_key",
     "summarize",
     "voigt_reuss_bounds",
+    "vrh_moduli",
     "write_report",
 ]

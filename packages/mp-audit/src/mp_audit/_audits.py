@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._dataset import Entry, parse_payload
+from ._elastic import MODULI, elastic_checks
 from ._geometry import DEFAULT_R_CUTS, check_r_cuts, geometry_metrics
 
 #: run types that are not a data issue (thesis: GGA, GGA+U; today's MP adds mixed schemes)
@@ -21,145 +21,6 @@ NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe")
 RADIOACTIVE = ("Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu")
 DEFAULT_LAYERS = tuple(range(1, 9))
 DEFAULT_TARGET = 0.98
-
-
-# ----------------------------------------------------------------------------- elastic
-
-#: largest stiffness entry accepted as GPa; MP stiffnesses stay below ~1.2e3 GPa (diamond),
-#: so a larger entry means other units (Pa gives ~1e11)
-MAX_GPA = 1e4
-#: C_ij and C_ji may differ by this much (GPa) or by this fraction of max |C|, whichever is
-#: larger (sources round to 0.01-1 GPa; symmetric tensors stay symmetric when rounded)
-SYMMETRY_ATOL = 0.5
-SYMMETRY_RTOL = 1e-4
-_MODULI = ("K_Voigt", "K_Reuss", "K_VRH", "G_Voigt", "G_Reuss", "G_VRH")
-
-
-def voigt_reuss_bounds(tensor: Any) -> dict[str, float]:
-    """Voigt, Reuss and Hill bulk/shear moduli (GPa) of a 6x6 stiffness matrix (GPa).
-
-    Computed by pymatgen's :class:`~pymatgen.analysis.elasticity.ElasticTensor`
-    (``k_voigt``, ``k_reuss``, ``g_voigt``, ``g_reuss``; Hill = their mean, as ``k_vrh`` and
-    ``g_vrh`` define it). About 5 ms per tensor.
-
-    Parameters
-    ----------
-    tensor
-        6x6 stiffness in GPa, Voigt order xx, yy, zz, yz, xz, xy, no factors of 2
-        (MP convention).
-
-    Returns
-    -------
-    dict
-        ``K_Voigt``, ``K_Reuss``, ``K_VRH``, ``G_Voigt``, ``G_Reuss``, ``G_VRH`` in GPa.
-
-    Raises
-    ------
-    ValueError
-        ``tensor`` is not a finite 6x6 matrix.
-    numpy.linalg.LinAlgError
-        ``tensor`` is singular (no compliance, so no Reuss bound).
-    """
-    from pymatgen.analysis.elasticity import ElasticTensor
-
-    c = np.asarray(tensor, dtype=np.float64)
-    if c.shape != (6, 6) or not np.all(np.isfinite(c)):
-        raise ValueError(
-            f"tensor has shape {c.shape}: expected a finite (6, 6) matrix in Voigt notation"
-        )
-    et = ElasticTensor.from_voigt(c)
-    k_v, k_r, g_v, g_r = (float(x) for x in (et.k_voigt, et.k_reuss, et.g_voigt, et.g_reuss))
-    # Hill: the mean of the bounds (pymatgen's k_vrh/g_vrh recompute both bounds: 2x slower)
-    return {
-        "K_Voigt": k_v,
-        "K_Reuss": k_r,
-        "K_VRH": (k_v + k_r) / 2,
-        "G_Voigt": g_v,
-        "G_Reuss": g_r,
-        "G_VRH": (g_v + g_r) / 2,
-    }
-
-
-def _bounds_ordered(values: dict[str, Any]) -> bool:
-    """Reuss <= VRH <= Voigt for K and G among the moduli present (relative tol 1e-6)."""
-    for m in ("K", "G"):
-        chain = [values[k] for k in (f"{m}_Reuss", f"{m}_VRH", f"{m}_Voigt") if k in values]
-        if len(chain) < 2:
-            continue
-        tol = 1e-6 * max(1.0, *(abs(x) for x in chain))
-        if any(a > b + tol for a, b in itertools.pairwise(chain)):
-            return False
-    return True
-
-
-def _read_tensor(tensor: Any) -> np.ndarray:
-    """A finite 6x6 float matrix, else ValueError saying why it cannot be read."""
-    try:
-        c = np.asarray(tensor, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"not numeric ({type(tensor).__name__}: {str(tensor)[:40]!r})") from None
-    if c.shape != (6, 6):
-        raise ValueError(f"shape {c.shape}, expected (6, 6)")
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"{int(np.sum(~np.isfinite(c)))} of 36 entries are not finite")
-    return c
-
-
-def elastic_checks(tensor: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Readability, symmetry, units, positive definiteness and Reuss <= VRH <= Voigt.
-
-    Parameters
-    ----------
-    tensor
-        6x6 stiffness in GPa (list or array), Voigt notation.
-    stored
-        Moduli stored by the source (``K_Voigt``, ``K_VRH``, ``K_Reuss``, same for ``G``,
-        GPa), checked for ordering as well when present.
-
-    Returns
-    -------
-    dict
-        ``elastic_readable`` (bool: a finite 6x6 of numbers), ``elastic_symmetric``
-        (``C_ij = C_ji`` within ``max(SYMMETRY_ATOL, SYMMETRY_RTOL * max|C|)``),
-        ``elastic_units_ok`` (max |C| <= ``MAX_GPA``: values in Pa are flagged),
-        ``elastic_pd`` (positive definite), ``elastic_bounds_ok`` (ordering of the bounds
-        computed here and of the stored ones), ``elastic_error`` (why, or None). Checks
-        that cannot be made (unreadable tensor; positive definiteness and bounds of a
-        non-symmetric one) are None, so a tensor is filed under one reason only.
-    """
-    out: dict[str, Any] = dict.fromkeys(
-        ("elastic_symmetric", "elastic_units_ok", "elastic_pd", "elastic_bounds_ok")
-    )
-    out["elastic_readable"] = False
-    out["elastic_error"] = None
-    try:
-        c = _read_tensor(tensor)
-    except ValueError as exc:
-        out["elastic_error"] = f"unreadable: {exc}"
-        return out
-    out["elastic_readable"] = True
-    scale = float(np.abs(c).max())
-    out["elastic_units_ok"] = scale <= MAX_GPA
-    asym = float(np.abs(c - c.T).max())
-    out["elastic_symmetric"] = asym <= max(SYMMETRY_ATOL, SYMMETRY_RTOL * scale)
-    if not out["elastic_symmetric"]:
-        i, j = np.unravel_index(int(np.argmax(np.abs(c - c.T))), c.shape)
-        out["elastic_error"] = (
-            f"not symmetric: C{i + 1}{j + 1} = {c[i, j]:g}, C{j + 1}{i + 1} = {c[j, i]:g}"
-        )
-        return out
-    c = 0.5 * (c + c.T)
-    out["elastic_pd"] = bool(np.linalg.eigvalsh(c).min() > 0)
-    try:
-        bounds = voigt_reuss_bounds(c)
-    except np.linalg.LinAlgError:
-        out["elastic_bounds_ok"] = False
-        out["elastic_error"] = "singular: no compliance, no Reuss bound"
-        return out
-    out["elastic_bounds_ok"] = _bounds_ordered(bounds) and _bounds_ordered(stored or {})
-    if not out["elastic_units_ok"]:
-        out["elastic_error"] = f"max |C| = {scale:.3g}: expected GPa (<= {MAX_GPA:g})"
-    return out
 
 
 # ----------------------------------------------------------------------------- map step
@@ -221,7 +82,7 @@ def audit_entry(entry: Entry, r_cuts: Sequence[float] = DEFAULT_R_CUTS) -> dict[
 
 
 def _stored_moduli(props: dict[str, Any]) -> dict[str, float]:
-    values = {key: _scalar(props.get(key)) for key in _MODULI}
+    values = {key: _scalar(props.get(key)) for key in MODULI}
     return {key: v for key, v in values.items() if not math.isnan(v)}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import vesin
-from periodic_conv import MAX_R_CUT, MIN_R_CUT, check_cell, check_r_cut
+from periodic_conv import MAX_R_CUT, MIN_R_CUT, cell_heights, check_cell, check_r_cut
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
@@ -88,32 +88,19 @@ def check_r_cuts(r_cuts: Any, name: str = "r_cuts") -> tuple[float, ...]:
     return tuple(sorted({check_r_cut(r, name) for r in values}))
 
 
-def _face_normals(cell: np.ndarray) -> np.ndarray:
-    # rows b x c, c x a, a x b written out: np.cross costs more than the maths on 3x3
-    a, b, c = cell
-    return np.array(
-        [
-            [b[1] * c[2] - b[2] * c[1], b[2] * c[0] - b[0] * c[2], b[0] * c[1] - b[1] * c[0]],
-            [c[1] * a[2] - c[2] * a[1], c[2] * a[0] - c[0] * a[2], c[0] * a[1] - c[1] * a[0]],
-            [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]],
-        ]
-    )
-
-
-def _volume_and_areas(cell: np.ndarray) -> tuple[float, np.ndarray]:
-    normals = _face_normals(cell)
-    return abs(float(normals[2] @ cell[2])), np.sqrt(np.einsum("ij,ij->i", normals, normals))
+def _volume(cell: np.ndarray) -> float:
+    return abs(float(np.linalg.det(cell)))
 
 
 def _inscribed(cell: np.ndarray) -> float:
-    volume, areas = _volume_and_areas(cell)
-    return _inscribed_from(volume, areas)
+    return _inscribed_from(_volume(cell), cell)
 
 
-def _inscribed_from(volume: float, areas: np.ndarray) -> float:
-    if volume < ZERO_VOLUME or areas.min() == 0:
+def _inscribed_from(volume: float, cell: np.ndarray) -> float:
+    """Half the smallest height of the cell (:func:`periodic_conv.cell_heights`); 0 when flat."""
+    if volume < ZERO_VOLUME:
         return 0.0
-    return 0.5 * volume / float(areas.max())
+    return 0.5 * min(cell_heights(cell))
 
 
 def _enclosing(cell: np.ndarray) -> float:
@@ -126,7 +113,7 @@ def inscribed_radius(cell: Any) -> float:
     """Radius (Å) of the largest sphere inside the unit-cell parallelepiped.
 
     The sphere touches the closest pair of opposite faces: ``r = min_i h_i / 2`` with the
-    face distance ``h_i = V / |a_j x a_k|``.
+    face distance ``h_i = V / |a_j x a_k|`` (:func:`periodic_conv.cell_heights`).
     """
     return _inscribed(_check_cell(cell))
 
@@ -315,14 +302,14 @@ def geometry_metrics(
     positions = _check_positions(positions)
     cell = _check_cell(cell)
     r_cuts = check_r_cuts(r_cuts)
-    volume, areas = _volume_and_areas(cell)
+    volume = _volume(cell)
     out: dict[str, Any] = {"volume": volume, "zero_volume": volume < ZERO_VOLUME}
     if out["zero_volume"]:
         return out
     n = len(positions)
     r_max = max(r_cuts)
     search = _searchable(cell, r_max, n)
-    out["inscribed_radius"] = _inscribed_from(volume, areas)
+    out["inscribed_radius"] = _inscribed_from(volume, cell)
     out["enclosing_radius"] = _enclosing(cell)
     i, j, d = _pairs(positions, search, r_max)
     nn = _nearest(positions, cell, search, r_max, _per_atom_min(n, i, j, d))

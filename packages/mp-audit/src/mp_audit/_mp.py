@@ -292,36 +292,68 @@ def fetch_mp(
         raise MPFetchError(f"unexpected database version {version!r}")
     folder = default_cache_dir(cache_dir) / f"mp-{version}"
     folder.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(call, client, folder, version, chunk_size, elasticity)
+    fetched = _fetch_missing_chunks(call, client, folder, version, manifest, elasticity, progress)
+    manifest["complete"] = True
+    _atomic_write(folder / "manifest.json", json.dumps(manifest).encode())
+    return {
+        "db_version": version,
+        "folder": str(folder),
+        "n_materials": manifest["n_materials"],
+        "n_chunks": len(manifest["chunks"]),
+        "fetched": fetched,
+    }
+
+
+def _manifest(
+    call: _Caller, client: Any, folder: Path, version: str, chunk_size: int, elasticity: bool
+) -> dict[str, Any]:
+    """The folder's manifest (ids per chunk); listed from the server and written (old chunk
+    files removed) when it is missing, unreadable or made with another ``elasticity``."""
     manifest_path = folder / "manifest.json"
     manifest = None
     if manifest_path.is_file():
         try:
             manifest = _read_manifest(manifest_path)
         except ValueError as exc:  # rebuilt below: the chunks are fetched again
-            warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
-    if manifest is None or manifest.get("elasticity") != elasticity:
-        # ``num_chunks`` makes mp-api page through the REST endpoint (small id-only pages)
-        # instead of downloading the whole summary collection from its S3 bucket
-        docs = call(
-            "material id listing",
-            client.materials.summary.search,
-            fields=["material_id"],
-            chunk_size=LIST_PAGE,
-            num_chunks=_ALL_PAGES,
-        )
-        ids = sorted({str(_to_plain(d)["material_id"]) for d in docs})
-        chunks = [ids[k : k + chunk_size] for k in range(0, len(ids), chunk_size)]
-        manifest = {
-            "db_version": version,
-            "fields": list(SUMMARY_FIELDS),
-            "elasticity": elasticity,
-            "n_materials": len(ids),
-            "chunks": chunks,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        for old in folder.glob("chunk-*"):  # a new chunking invalidates old chunk files
-            old.unlink()
-        _atomic_write(manifest_path, json.dumps(manifest).encode())
+            warnings.warn(f"{exc}; rebuilding it", stacklevel=3)
+    if manifest is not None and manifest.get("elasticity") == elasticity:
+        return manifest
+    # ``num_chunks`` makes mp-api page through the REST endpoint (small id-only pages)
+    # instead of downloading the whole summary collection from its S3 bucket
+    docs = call(
+        "material id listing",
+        client.materials.summary.search,
+        fields=["material_id"],
+        chunk_size=LIST_PAGE,
+        num_chunks=_ALL_PAGES,
+    )
+    ids = sorted({str(_to_plain(d)["material_id"]) for d in docs})
+    chunks = [ids[k : k + chunk_size] for k in range(0, len(ids), chunk_size)]
+    manifest = {
+        "db_version": version,
+        "fields": list(SUMMARY_FIELDS),
+        "elasticity": elasticity,
+        "n_materials": len(ids),
+        "chunks": chunks,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for old in folder.glob("chunk-*"):  # a new chunking invalidates old chunk files
+        old.unlink()
+    _atomic_write(manifest_path, json.dumps(manifest).encode())
+    return manifest
+
+
+def _fetch_missing_chunks(
+    call: _Caller,
+    client: Any,
+    folder: Path,
+    version: str,
+    manifest: dict[str, Any],
+    elasticity: bool,
+    progress: bool,
+) -> int:
+    """Download every chunk of the manifest not yet cached (checksum last); their number."""
     fetched = 0
     todo = [k for k in range(len(manifest["chunks"])) if not chunk_ok(folder, k)]
     for k in tqdm(todo, desc=f"fetch MP {version}", unit="chunk", disable=not progress):
@@ -332,15 +364,7 @@ def fetch_mp(
         # the checksum is written last: a chunk without it is redone on the next run
         _atomic_write(digest, hashlib.sha256(blob).hexdigest().encode())
         fetched += 1
-    manifest["complete"] = True
-    _atomic_write(manifest_path, json.dumps(manifest).encode())
-    return {
-        "db_version": version,
-        "folder": str(folder),
-        "n_materials": manifest["n_materials"],
-        "n_chunks": len(manifest["chunks"]),
-        "fetched": fetched,
-    }
+    return fetched
 
 
 def _complete_caches(root: Path) -> list[Path]:

@@ -1,8 +1,8 @@
 """Periodic neighbour lists, a data hub and the fused Kernel + PeriodicConvolution operator.
 
-The cell guard (:func:`check_cell`, :func:`check_r_cut` and their constants) needs only
-numpy: ``from periodic_conv import check_cell`` does not import torch. Everything else is
-loaded on first access.
+The cell guard (:func:`check_cell`, :func:`check_r_cut`, :func:`cell_heights` and their
+constants) and the backend names (:data:`BACKENDS`) need only numpy: ``from periodic_conv
+import check_cell`` does not import torch. Everything else is loaded on first access.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from periodic_conv._cell import (
     MAX_R_CUT,
     MIN_R_CUT,
     CellCheck,
+    cell_heights,
     check_cell,
     check_pbc,
     check_r_cut,
 )
+from periodic_conv._choices import BACKENDS
 
 if TYPE_CHECKING:
     from gaunt_elastic import coupling
@@ -82,6 +84,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_CELL_TOL",
     "DEFAULT_MAX_EDGES",
     "MAX_R_CUT",
@@ -95,6 +98,7 @@ __all__ = [
     "RadialFactors",
     "__version__",
     "build_extension",
+    "cell_heights",
     "check_cell",
     "check_pbc",
     "check_r_cut",

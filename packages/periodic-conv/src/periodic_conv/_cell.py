@@ -32,6 +32,7 @@ __all__ = [
     "MAX_R_CUT",
     "MIN_R_CUT",
     "CellCheck",
+    "cell_heights",
     "check_cell",
     "check_pbc",
     "check_r_cut",
@@ -161,6 +162,51 @@ def _heights(rows: list[list[float]], volume: float) -> list[float]:
     return out
 
 
+def _volume(rows: list[list[float]]) -> float:
+    """|det| of the 3 rows: a . (b x c), Å^3."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+    return abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
+
+
+def cell_heights(cell: Any, name: str = "cell") -> tuple[float, float, float]:
+    """Heights ``h_i = V / |a_j x a_k|`` of a cell, Å: the distance between neighbouring
+    lattice planes spanned by the two other lattice vectors.
+
+    The one home of this formula: :func:`check_cell` counts image shells with it and
+    ``mp_audit`` takes the inscribed-sphere radius ``min_i h_i / 2`` from it. Plain numpy
+    and Python floats (importing it loads no torch). The cell is used as given (no lattice
+    reduction; :attr:`CellCheck.heights` are those of the reduced cell).
+
+    Parameters
+    ----------
+    cell : array_like [3, 3]
+        Lattice vectors as rows, Å.
+    name : str
+        How the cell is named in error messages.
+
+    Returns
+    -------
+    tuple of 3 floats
+        ``(h_0, h_1, h_2)`` in Å; 0 for a flat cell (zero volume or a vanishing face).
+
+    Raises
+    ------
+    TypeError
+        ``cell`` is not numeric.
+    ValueError
+        ``cell`` is not [3, 3] or not finite.
+
+    Examples
+    --------
+    >>> import periodic_conv as pc
+    >>> [round(h, 4) for h in pc.cell_heights([[4.0, 0, 0], [0, 4.0, 0], [2.0, 0, 3.0]])]
+    [3.3282, 4.0, 3.0]
+    """
+    rows = _rows(cell, name)
+    h = _heights(rows, _volume(rows))
+    return (h[0], h[1], h[2])
+
+
 def _lll(rows: list[list[float]], idx: list[int]) -> list[list[int]] | None:
     """LLL-reduce the rows ``idx`` of ``rows`` among themselves (delta = 0.99).
 
@@ -279,6 +325,113 @@ def _shells(r_cut: float, heights: list[float], pbc: tuple[bool, bool, bool]) ->
     return [math.ceil(r_cut / h) if p else 0 for h, p in zip(heights, pbc)]
 
 
+def _check_options(
+    r_cut: Any, n_atoms: Any, max_edges: Any, cell_tol: Any
+) -> tuple[float, int, int]:
+    """``check_cell``'s scalar arguments: (r_cut, n_atoms, max_edges) checked; cell_tol too."""
+    r = check_r_cut(r_cut)
+    n = 1 if n_atoms is None else _int_arg(n_atoms, "n_atoms", 0)
+    limit = DEFAULT_MAX_EDGES if max_edges is None else _int_arg(max_edges, "max_edges", 1)
+    if type(cell_tol) is not float:  # fast path for the common case
+        if isinstance(cell_tol, (bool, np.bool_)) or not isinstance(cell_tol, numbers.Real):
+            raise TypeError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    if not 0.0 <= cell_tol < 1.0:
+        raise ValueError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    return r, n, limit
+
+
+def _lengths_product(rows: list[list[float]]) -> float:
+    """|a| |b| |c|, Å^3."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+    return math.sqrt(
+        (ax * ax + ay * ay + az * az)
+        * (bx * bx + by * by + bz * bz)
+        * (cx * cx + cy * cy + cz * cz)
+    )
+
+
+def _flat_error(
+    name: str, rows: list[list[float]], volume: float, bound: float, cell_tol: float
+) -> ValueError:
+    return ValueError(
+        f"{name} = {_fmt_cell(rows)} Å is flat or nearly flat: |det| = {volume:.3e} Å^3 "
+        f"<= cell_tol * |a||b||c| = {bound:.3e} Å^3 (cell_tol={cell_tol:g}, measured on "
+        "the LLL-reduced cell); a periodic cell needs volume"
+    )
+
+
+_Basis = tuple[np.ndarray, list[list[float]], list[float], list[float], float]
+
+
+def _search_basis(
+    rows: list[list[float]],
+    volume: float,
+    scale: float,
+    r: float,
+    pbc3: tuple[bool, bool, bool],
+) -> _Basis | None:
+    """The basis to search in: (transform, rows, heights, image shells, the |a||b||c| that
+    the flatness test uses: the LLL-reduced basis's when it was computed); None when LLL
+    fails. ``scale`` is |a||b||c| of ``rows``.
+
+    A cell whose orthogonality defect is small, or with fewer than two periodic directions,
+    is searched as given; otherwise the reduced basis is taken when it visits fewer images.
+    """
+    heights = _heights(rows, volume)
+    shells = _shells(r, heights, pbc3)
+    periodic = [i for i in range(3) if pbc3[i]]
+    if not (scale > _DEFECT_NO_REDUCE * volume and len(periodic) >= 2):
+        return _EYE, rows, heights, shells, scale
+    u = _lll(rows, periodic)
+    if u is None:
+        return None
+    cand = [[sum(u[i][k] * rows[k][d] for k in range(3)) for d in range(3)] for i in range(3)]
+    cand_h = _heights(cand, volume)
+    cand_shells = _shells(r, cand_h, pbc3)
+    lengths_r = [math.sqrt(_dot(x, x)) for x in cand]
+    scale = lengths_r[0] * lengths_r[1] * lengths_r[2]
+    if math.prod(2 * s + 1 for s in cand_shells) < math.prod(2 * s + 1 for s in shells):
+        return np.array(u, dtype=np.int64), cand, cand_h, cand_shells, scale
+    return _EYE, rows, heights, shells, scale
+
+
+def _too_many_edges(
+    name: str,
+    rows: list[list[float]],
+    r: float,
+    n: int,
+    volume: float,
+    limit: int,
+    estimate_f: float,
+    heights: list[float],
+    shells: list[float],
+    pbc3: tuple[bool, bool, bool],
+) -> ValueError:
+    """The refusal of a graph above ``max_edges``: heights, thinness, the largest r_cut."""
+    # largest r_cut with n * (n / V * 4/3 pi r^3 + 1) <= limit
+    room = limit / max(n, 1) - 1
+    r_ok = (room * volume / max(n, 1) * 3 / (4 * math.pi)) ** (1 / 3) if room > 0 else 0.0
+    allowed = (
+        f"r_cut <= {r_ok:.3g} Å for this cell"
+        if r_ok >= MIN_R_CUT
+        else f"no r_cut >= {MIN_R_CUT:g} Å fits this cell"
+    )
+    thin = min(h for h, p in zip(heights, pbc3) if p)
+    thin_msg = (
+        f"; the cell is thin (nearly flat): {thin:.3g} Å between lattice planes, so "
+        f"r_cut spans {max(shells):,} periodic images"
+        if thin * 100 < r
+        else ""
+    )
+    return ValueError(
+        f"{name} = {_fmt_cell(rows)} Å with r_cut={r:g} Å would give about "
+        f"{estimate_f:,.0f} edges for {n} atoms in {volume:.3g} Å^3, above "
+        f"max_edges={limit:,}{thin_msg} (heights of the reduced cell "
+        f"{[float(f'{h:.4g}') for h in heights]} Å). Allowed: {allowed} and "
+        f"max_edges={limit:,}; lower r_cut, raise max_edges or fix the cell"
+    )
+
+
 def check_cell(
     cell: Any,
     r_cut: Any,
@@ -336,85 +489,23 @@ def check_cell(
     >>> [round(h, 6) for h in info.heights], info.reduced[0].tolist()
     ([0.001, 5.0, 5.0], [0.0, 0.0, 0.001])
     """
-    r = check_r_cut(r_cut)
-    n = 1 if n_atoms is None else _int_arg(n_atoms, "n_atoms", 0)
-    limit = DEFAULT_MAX_EDGES if max_edges is None else _int_arg(max_edges, "max_edges", 1)
-    if type(cell_tol) is not float:  # fast path for the common case
-        if isinstance(cell_tol, (bool, np.bool_)) or not isinstance(cell_tol, numbers.Real):
-            raise TypeError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
-    if not 0.0 <= cell_tol < 1.0:
-        raise ValueError(f"cell_tol must be a real number in [0, 1), got {cell_tol!r}")
+    r, n, limit = _check_options(r_cut, n_atoms, max_edges, cell_tol)
     pbc3 = check_pbc(pbc)
     rows = _rows(cell, name)
-    eye = _EYE
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
-    volume = abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
+    volume = _volume(rows)
     if not any(pbc3):
-        inf = math.inf
-        return CellCheck(np.array(rows), eye, volume, (inf, inf, inf), (0, 0, 0), n)
-
-    scale = math.sqrt(
-        (ax * ax + ay * ay + az * az)
-        * (bx * bx + by * by + bz * bz)
-        * (cx * cx + cy * cy + cz * cz)
-    )
-
-    def flat(bound: float) -> ValueError:
-        return ValueError(
-            f"{name} = {_fmt_cell(rows)} Å is flat or nearly flat: |det| = {volume:.3e} Å^3 "
-            f"<= cell_tol * |a||b||c| = {bound:.3e} Å^3 (cell_tol={cell_tol:g}, measured on "
-            "the LLL-reduced cell); a periodic cell needs volume"
-        )
-
-    if not volume > _SINGULAR * scale:
-        raise flat(max(cell_tol, _SINGULAR) * scale)
-
-    heights = _heights(rows, volume)
-    shells = _shells(r, heights, pbc3)
-    transform = eye
-    reduced = rows
-    periodic = [i for i in range(3) if pbc3[i]]
-    if scale > _DEFECT_NO_REDUCE * volume and len(periodic) >= 2:
-        u = _lll(rows, periodic)
-        if u is None:
-            raise flat(max(cell_tol, _SINGULAR) * scale)
-        cand = [[sum(u[i][k] * rows[k][d] for k in range(3)) for d in range(3)] for i in range(3)]
-        cand_h = _heights(cand, volume)
-        cand_shells = _shells(r, cand_h, pbc3)
-        lengths_r = [math.sqrt(_dot(x, x)) for x in cand]
-        scale = lengths_r[0] * lengths_r[1] * lengths_r[2]
-        if math.prod(2 * s + 1 for s in cand_shells) < math.prod(2 * s + 1 for s in shells):
-            transform = np.array(u, dtype=np.int64)
-            reduced, heights, shells = cand, cand_h, cand_shells
+        return CellCheck(np.array(rows), _EYE, volume, (math.inf,) * 3, (0, 0, 0), n)
+    scale = _lengths_product(rows)
+    # numerically singular before reduction, or LLL does not converge (None)
+    basis = _search_basis(rows, volume, scale, r, pbc3) if volume > _SINGULAR * scale else None
+    if basis is None:
+        raise _flat_error(name, rows, volume, max(cell_tol, _SINGULAR) * scale, cell_tol)
+    transform, reduced, heights, shells, scale = basis
     if not volume > cell_tol * scale:
-        raise flat(cell_tol * scale)
-
-    density = n / volume
-    sphere = 4.0 / 3.0 * math.pi * r**3
-    estimate_f = n * (density * sphere + 1)
+        raise _flat_error(name, rows, volume, cell_tol * scale, cell_tol)
+    estimate_f = n * ((n / volume) * (4.0 / 3.0 * math.pi * r**3) + 1)
     if estimate_f > limit:
-        # largest r_cut with n * (n / V * 4/3 pi r^3 + 1) <= limit
-        room = limit / max(n, 1) - 1
-        r_ok = (room * volume / max(n, 1) * 3 / (4 * math.pi)) ** (1 / 3) if room > 0 else 0.0
-        allowed = (
-            f"r_cut <= {r_ok:.3g} Å for this cell"
-            if r_ok >= MIN_R_CUT
-            else f"no r_cut >= {MIN_R_CUT:g} Å fits this cell"
-        )
-        thin = min(h for h, p in zip(heights, pbc3) if p)
-        thin_msg = (
-            f"; the cell is thin (nearly flat): {thin:.3g} Å between lattice planes, so "
-            f"r_cut spans {max(shells):,} periodic images"
-            if thin * 100 < r
-            else ""
-        )
-        raise ValueError(
-            f"{name} = {_fmt_cell(rows)} Å with r_cut={r:g} Å would give about "
-            f"{estimate_f:,.0f} edges for {n} atoms in {volume:.3g} Å^3, above "
-            f"max_edges={limit:,}{thin_msg} (heights of the reduced cell "
-            f"{[float(f'{h:.4g}') for h in heights]} Å). Allowed: {allowed} and "
-            f"max_edges={limit:,}; lower r_cut, raise max_edges or fix the cell"
-        )
+        raise _too_many_edges(name, rows, r, n, volume, limit, estimate_f, heights, shells, pbc3)
     return CellCheck(
         reduced=np.array(reduced, dtype=np.float64),
         transform=transform,
@@ -422,5 +513,5 @@ def check_cell(
         heights=(heights[0], heights[1], heights[2]),
         image_shells=(int(shells[0]), int(shells[1]), int(shells[2])),
         expected_edges=int(estimate_f),
-        reduced_used=transform is not eye,
+        reduced_used=transform is not _EYE,
     )

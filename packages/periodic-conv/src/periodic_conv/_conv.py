@@ -7,12 +7,13 @@ from typing import Any
 import torch
 from rsh.conventions import DEFAULT_CONVENTION
 
-from periodic_conv._backends import BACKENDS, get_backend, resolve_backend
+from periodic_conv._backends import get_backend, resolve_backend
+from periodic_conv._choices import check_backend
 from periodic_conv._factored import RadialFactors, conv_factored
 from periodic_conv._hub import DataHub
 from periodic_conv._paths import PathTable, path_table
 
-__all__ = ["BACKENDS", "SCALINGS", "PeriodicConvolution", "RadialFactors", "periodic_convolution"]
+__all__ = ["SCALINGS", "PeriodicConvolution", "RadialFactors", "periodic_convolution"]
 
 #: ``scaling`` values: "unit_variance" (W of thesis eq. B.33-B.36 and 1/sqrt(|N(a)|)), "none".
 SCALINGS = ("unit_variance", "none")
@@ -202,8 +203,7 @@ class PeriodicConvolution(torch.nn.Module):
     ) -> None:
         super().__init__()
         _check_scaling(scaling)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_backend(backend)
         self.table = path_table(irreps_in, irreps_out, l_filter_max, convention)
         self.irreps_in = str(self.table.irreps_in)
         self.irreps_out = str(self.table.irreps_out)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from periodic_conv._paths import PathTable
+from periodic_conv._raw import Chunk, raw_backward, raw_forward, require_compiled
 
 if TYPE_CHECKING:
     from periodic_conv._hub import DataHub
@@ -44,26 +45,14 @@ class RadialFactors(NamedTuple):
     weight: torch.Tensor
 
 
-class _Chunk(NamedTuple):
-    """Edges [e0, e1) as a graph of their own: the same N atoms, only these edges."""
-
-    e0: int
-    e1: int
-    src: torch.Tensor
-    dst: torch.Tensor
-    row_ptr: torch.Tensor
-    src_perm: torch.Tensor
-    src_ptr: torch.Tensor
-
-
 def _chunks(src: torch.Tensor, dst: torch.Tensor, csr: tuple[torch.Tensor, ...],
-            num_nodes: int, chunk: int) -> list[_Chunk]:  # fmt: skip
+            num_nodes: int, chunk: int) -> list[Chunk]:  # fmt: skip
     """Split the edges into ranges of ``chunk``; no host sync (the ranges need not align with
     centres: a centre split over two ranges gets its two partial sums added). ``csr`` is the
     hub's (row_ptr, src_perm, src_ptr): the whole graph when it fits in one chunk."""
     E = src.shape[0]
     if E <= chunk:
-        return [_Chunk(0, E, src, dst, *csr)]
+        return [Chunk(0, E, src, dst, *csr)]
     row_ptr = csr[0]
     out = []
     for e0 in range(0, max(E, 1), chunk):
@@ -71,38 +60,9 @@ def _chunks(src: torch.Tensor, dst: torch.Tensor, csr: tuple[torch.Tensor, ...],
         s = src[e0:e1]
         ptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=src.device)
         ptr[1:] = torch.bincount(s, minlength=num_nodes).cumsum(0)
-        out.append(_Chunk(e0, e1, s, dst[e0:e1], row_ptr.clamp(e0, e1) - e0,
-                          torch.sort(s, stable=True).indices, ptr))  # fmt: skip
+        out.append(Chunk(e0, e1, s, dst[e0:e1], row_ptr.clamp(e0, e1) - e0,
+                         torch.sort(s, stable=True).indices, ptr))  # fmt: skip
     return out
-
-
-def _raw_forward(name, F, Y, R, c: _Chunk, scale, table: PathTable, deterministic):
-    if name == "torch":
-        from periodic_conv._fused_torch import _forward
-
-        return _forward(F, Y, R, c.src, c.dst, scale, table, R.shape[0] or 1)
-    from periodic_conv._backends import table_tensors
-
-    paths, kptr, cflat, in_off, out_off = table_tensors(table, F.dtype, F.device)
-    return torch.ops.periodic_conv.conv_fwd(
-        F, Y, R, c.src, c.dst, scale, c.row_ptr, c.src_perm, c.src_ptr, paths, kptr, cflat,
-        in_off, out_off, table.irreps_out.dim, *table.maxima, deterministic,
-    )  # fmt: skip
-
-
-def _raw_backward(name, G, F, Y, R, c: _Chunk, scale, table: PathTable, needs):
-    if name == "torch":
-        from periodic_conv._fused_torch import _backward
-
-        return _backward(G, F, Y, R, c.src, c.dst, scale, table, R.shape[0] or 1, needs)
-    from periodic_conv._backends import table_tensors
-
-    paths, kptr, cflat, in_off, out_off = table_tensors(table, F.dtype, F.device)
-    dF, dY, dR = torch.ops.periodic_conv.conv_bwd(
-        G, F, Y, R, c.src, c.dst, scale, c.row_ptr, c.src_perm, c.src_ptr, paths, kptr, cflat,
-        in_off, out_off, *table.maxima, *needs,
-    )  # fmt: skip
-    return (dF if needs[0] else None, dY if needs[1] else None, dR if needs[2] else None)
 
 
 class _FactoredConv(torch.autograd.Function):
@@ -113,8 +73,8 @@ class _FactoredConv(torch.autograd.Function):
         out = None
         for c in _chunks(src, dst, csr, F.shape[0], chunk):
             R = (hidden[c.e0 : c.e1] @ weight.T).contiguous()
-            o = _raw_forward(name, F, Y[c.e0 : c.e1], R, c, scale[c.e0 : c.e1], table,
-                             deterministic)  # fmt: skip
+            o = raw_forward(name, F, Y[c.e0 : c.e1], R, c, scale[c.e0 : c.e1], table,
+                            deterministic)  # fmt: skip
             out = o if out is None else out + o
         ctx.save_for_backward(F, Y, hidden, weight, scale, src, dst, *csr)
         ctx.spec = (name, table, chunk)
@@ -135,8 +95,8 @@ class _FactoredConv(torch.autograd.Function):
         for c in _chunks(src, dst, tuple(csr), F.shape[0], chunk):
             h = hidden[c.e0 : c.e1]
             R = (h @ weight.T).contiguous()  # formed again: the point of the factors
-            dFc, dYc, dR = _raw_backward(name, G, F, Y[c.e0 : c.e1].contiguous(), R, c,
-                                         scale[c.e0 : c.e1], table, needs)  # fmt: skip
+            dFc, dYc, dR = raw_backward(name, G, F, Y[c.e0 : c.e1].contiguous(), R, c,
+                                        scale[c.e0 : c.e1], table, needs)  # fmt: skip
             del R
             if dF is not None:
                 dF += dFc
@@ -174,9 +134,7 @@ def conv_factored(
     backends; double backward through the factors is not supported).
     """
     if name in ("cpp", "cuda"):
-        from periodic_conv._backends import _require_compiled
-
-        _require_compiled(F)
+        require_compiled(F)
     if chunk is None:
         chunk = _auto_chunk(table, hub.num_edges)
     return _FactoredConv.apply(

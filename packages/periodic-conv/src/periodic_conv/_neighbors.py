@@ -15,7 +15,6 @@ periodic copy) are edges; the self pair with zero shift is an edge only with
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +30,7 @@ from periodic_conv._cell import (
     check_pbc,
     check_r_cut,
 )
+from periodic_conv._search import search
 
 __all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
 
@@ -289,123 +289,6 @@ def _edge_vectors(
     return positions[neighbor] - positions[center] + offset
 
 
-def _group_numpy(
-    pairs: np.ndarray,
-    shifts: np.ndarray,
-    vectors: np.ndarray | None,
-    distances: np.ndarray | None,
-    n: int,
-    self_interaction: bool,
-) -> tuple[Any, ...]:
-    """Group vesin's edges by center, stably (vesin's order within a center), in numpy.
-
-    ``pairs`` [E, 2] and ``shifts`` [E, 3] may be views into vesin's buffers: every array
-    returned owns its memory. With ``self_interaction`` the (a, a, 0) edge comes last in the
-    group of a. Returns center, neighbor, shift (int64), vectors, distances (float64 or None)
-    and counts |N(a)| (int64).
-    """
-    i = pairs[:, 0].view(np.int64)  # uint64 -> int64 reinterpretation, no copy
-    j = pairs[:, 1].view(np.int64)
-    if self_interaction:
-        ar = np.arange(n, dtype=np.int64)
-        i = np.concatenate([i, ar])
-        j = np.concatenate([j, ar])
-        shifts = np.concatenate([shifts, np.zeros((n, 3), dtype=shifts.dtype)])
-        if vectors is not None and distances is not None:
-            vectors = np.concatenate([vectors, np.zeros((n, 3))])
-            distances = np.concatenate([distances, np.zeros(n)])
-    counts = np.bincount(i, minlength=n)
-    # The edges of center a are rows counts[:a].sum() ... of the result, so center is a
-    # repeat of 0..n-1 (cheaper than gathering i).
-    center = np.repeat(np.arange(n, dtype=np.int64), counts)
-    if len(i) < 2 or bool((i[1:] >= i[:-1]).all()):
-        neighbor = np.array(j, dtype=np.int64)  # copy: j may view vesin's buffer
-        shift = shifts.astype(np.int64)
-        if vectors is not None and distances is not None:
-            # vesin converts (copies) vectors/distances to the output dtype; copy only if not
-            vectors = vectors if vectors.flags.owndata else vectors.copy()
-            distances = distances if distances.flags.owndata else distances.copy()
-    else:
-        # Stable sort keeps vesin's order within a center; with fewer than 2^16 atoms the key
-        # is cast to uint16, for which numpy's stable sort is a radix sort. np.take is several
-        # times faster than fancy indexing for the 2-D arrays.
-        order = np.argsort(i.astype(np.uint16) if n < 2**16 else i, kind="stable")
-        neighbor = np.take(j, order)
-        shift = np.take(shifts, order, axis=0).astype(np.int64)
-        if vectors is not None and distances is not None:
-            vectors = np.take(vectors, order, axis=0)
-            distances = np.take(distances, order)
-    return center, neighbor, shift, vectors, distances, counts
-
-
-#: Private switch for tests and benchmarks: "fused" (vesin's C API and the grouping in one
-#: compiled op), "cpp" (vesin's Python API, compiled grouping), "numpy", or "auto" (the first
-#: available of these, never compiling the extension from here).
-_GROUP_BACKEND = "auto"
-_OPS: dict[str, Any] = {}
-
-
-def _compiled_ops() -> dict[str, Any]:
-    """The compiled ops usable under ``_GROUP_BACKEND`` ({} for the numpy path), cached."""
-    if _GROUP_BACKEND == "numpy":
-        return {}
-    if not _OPS:
-        from periodic_conv import _build
-
-        forced = _GROUP_BACKEND in ("fused", "cpp")
-        if not (_build.load_extension() if forced else _build.extension_ready()):
-            if forced:
-                raise RuntimeError(
-                    f"_GROUP_BACKEND={_GROUP_BACKEND!r} but the C++ extension is unavailable"
-                )
-            return {}
-        # the overloads themselves: skips the overload resolution of each call (µs count here)
-        _OPS["group"] = torch.ops.periodic_conv.group_by_center.default
-        fns, reason = _vesin_functions()
-        if fns is not None and not hasattr(torch.ops.periodic_conv, "vesin_grouped"):
-            fns, reason = None, _build.vesin_include()[1] or "built without vesin.h"
-        if fns is None:
-            warnings.warn(
-                f"periodic_conv.neighbor_list: the fused vesin path is unavailable ({reason}); "
-                "using vesin's Python API and the compiled grouping (same graph, ~1.2x slower)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        else:
-            _OPS["fused"] = (torch.ops.periodic_conv.vesin_grouped.default, *fns)
-    if _GROUP_BACKEND == "cpp":
-        return {"group": _OPS["group"]}
-    if _GROUP_BACKEND == "fused" and "fused" not in _OPS:
-        raise RuntimeError("_GROUP_BACKEND='fused' but the fused vesin path is unavailable")
-    return _OPS
-
-
-def _vesin_functions() -> tuple[tuple[int, int] | None, str]:
-    """(addresses of vesin_neighbors / vesin_free in the libvesin that Python's vesin loaded,
-    "") or (None, why not). ``vesin._c_lib.get_library`` is private to vesin: the version
-    range pinned in pyproject.toml is the one this was written and tested for."""
-    import ctypes
-
-    from periodic_conv import _build
-
-    inc, reason = _build.vesin_include()
-    if inc is None:
-        return None, reason
-    try:
-        from vesin._c_lib import get_library
-
-        lib = get_library()
-        fns = (
-            ctypes.cast(lib.vesin_neighbors, ctypes.c_void_p).value,
-            ctypes.cast(lib.vesin_free, ctypes.c_void_p).value,
-        )
-    except (ImportError, AttributeError, OSError) as exc:
-        return None, f"vesin's library is not where vesin 0.6 keeps it: {type(exc).__name__}: {exc}"
-    if not all(fns):
-        return None, "vesin_neighbors / vesin_free have null addresses"
-    return (int(fns[0]), int(fns[1])), ""  # type: ignore[arg-type]
-
-
 def _as_tensor(x: Any, name: str, dtype: torch.dtype | None) -> torch.Tensor:
     """A tensor with values (meta tensors have none) from a tensor or a numeric array."""
     if isinstance(x, torch.Tensor):
@@ -573,6 +456,27 @@ def neighbor_list(
     Python API and a compiled or numpy grouping are used (same graph, slower). This function
     never compiles the extension itself.
     """
+    positions, cell, pbc_t, r_cut, self_interaction = _check_arguments(
+        positions, cell, r_cut, pbc, self_interaction
+    )
+    pos_t, cell_t, info = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
+    numbers = _check_numbers(numbers, positions.shape[0], positions.device)
+    if pos_t.shape[0] == 0:
+        return _empty_graph(positions, cell, r_cut, pbc_t, numbers)
+    # Without autograd the edge vectors and lengths come from the grouping kernel (compiled
+    # paths) or from vesin (numpy path); with it _assemble recomputes them from
+    # differentiable ops so forces and stress flow.
+    differentiable = positions.requires_grad or cell.requires_grad
+    search_cell = _search_cell(cell_t, pbc_t, info)
+    out = search(pos_t, search_cell, pbc_t, r_cut, self_interaction, differentiable)
+    return _assemble(positions, cell, out, info, r_cut, pbc_t, numbers, differentiable)
+
+
+def _check_arguments(
+    positions: Any, cell: Any, r_cut: Any, pbc: Any, self_interaction: Any
+) -> tuple[torch.Tensor, torch.Tensor, tuple[bool, bool, bool], float, bool]:
+    """``neighbor_list``'s arguments as tensors (cell in the positions' dtype) and checked
+    options; each error names its argument."""
     positions = _as_tensor(positions, "positions", None)
     cell = _as_tensor(cell, "cell", positions.dtype)
     if not positions.is_floating_point():
@@ -585,67 +489,39 @@ def neighbor_list(
         self_interaction = bool(self_interaction)
     else:
         raise TypeError(f"self_interaction must be a bool, got {self_interaction!r}")
-    pos_t, cell_t, info = _validate(positions, cell, r_cut, pbc_t, cell_tol, max_edges)
-    numbers = _check_numbers(numbers, positions.shape[0], positions.device)
+    return positions, cell, pbc_t, r_cut, self_interaction
 
-    n = pos_t.shape[0]
-    if n == 0:
-        return _empty_graph(positions, cell, r_cut, pbc_t, numbers)
+
+def _search_cell(
+    cell_t: torch.Tensor, pbc_t: tuple[bool, bool, bool], info: CellCheck
+) -> torch.Tensor:
+    """The cell handed to vesin: zeros without periodicity, the reduced basis of a skewed
+    cell (far fewer images; :func:`_assemble` maps the shifts back), else the cell."""
     if not any(pbc_t):
-        cell_t = torch.zeros(3, 3, dtype=torch.float64)
-    elif info.reduced_used:
-        # a skewed cell: search the same lattice in its reduced basis (far fewer images),
-        # then map the shifts back with `transform` (s_r @ reduced == (s_r @ transform) @ cell)
-        cell_t = torch.from_numpy(info.reduced)
-    # Without autograd the edge vectors and lengths come from the grouping kernel (compiled
-    # paths) or from vesin (numpy path); with it they are recomputed below from
-    # differentiable ops so forces and stress flow.
-    differentiable = positions.requires_grad or cell.requires_grad
-    ops = _compiled_ops()
-    if "fused" in ops:
-        op, fn_neighbors, fn_free = ops["fused"]
-        out = op(pos_t, cell_t, list(pbc_t), float(r_cut), self_interaction,
-                 not differentiable, fn_neighbors, fn_free)  # fmt: skip
-    else:
-        import vesin
+        return torch.zeros(3, 3, dtype=torch.float64)
+    if info.reduced_used:
+        return torch.from_numpy(info.reduced)
+    return cell_t
 
-        nl = vesin.NeighborList(cutoff=float(r_cut), full_list=True)
-        op = ops.get("group")
-        # copy=False: the arrays are views into `nl`'s buffers, alive as long as `nl` is; the
-        # grouping below copies them into arrays of its own.
-        quantities = "PS" if differentiable or op is not None else "PSDd"
-        pairs, shifts, *vd = nl.compute(
-            pos_t.numpy(), cell_t.numpy(), list(pbc_t), quantities, copy=False
-        )
-        if op is not None:
-            out = op(
-                torch.from_numpy(np.ascontiguousarray(pairs).view(np.int64)),
-                torch.from_numpy(np.ascontiguousarray(shifts, dtype=np.int32)),
-                None if differentiable else pos_t,
-                None if differentiable else cell_t,
-                n,
-                self_interaction,
-            )
-        else:
-            out = tuple(
-                None if a is None else torch.from_numpy(a)
-                for a in _group_numpy(
-                    pairs,
-                    shifts,
-                    vd[0] if vd else None,
-                    vd[1] if vd else None,
-                    n,
-                    self_interaction,
-                )
-            )
-            out += (torch.zeros(len(out[0]), dtype=torch.long), torch.zeros(n, dtype=torch.long))
-        del nl, pairs, shifts, vd  # the views into vesin's buffers die with `nl`
 
+def _assemble(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    out: tuple[Any, ...],
+    info: CellCheck,
+    r_cut: float,
+    pbc_t: tuple[bool, bool, bool],
+    numbers: torch.Tensor | None,
+    differentiable: bool,
+) -> Graph:
+    """The Graph from :func:`periodic_conv._search.search`'s grouped edges: on the positions'
+    device, shifts of the given cell, differentiable edge vectors when asked, no overlaps."""
     device = positions.device
     if device.type != "cpu":
         out = tuple(None if a is None else a.to(device) for a in out)
     center, neighbor, shift, vec, length, counts, edge_batch, batch = out
     if info.reduced_used:
+        # s_r @ reduced == (s_r @ transform) @ cell
         t = torch.from_numpy(info.transform).to(shift.device)
         shift = shift[:, :1] * t[0] + shift[:, 1:2] * t[1] + shift[:, 2:] * t[2]
     cell_b = cell.unsqueeze(0)

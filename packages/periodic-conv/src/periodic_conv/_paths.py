@@ -80,10 +80,10 @@ class PathTable:
 def as_irreps(irreps: object, name: str) -> Irreps:
     """``rsh.Irreps`` of an argument, zero multiplicities dropped; at least one block."""
     ir = Irreps(irreps, name=name)
-    blocks = [b for b in ir if b.mul > 0]
-    if not blocks:
+    kept = ir.remove_zero_multiplicities()
+    if len(kept) == 0:
         raise ValueError(f"{name}={irreps!r} has no irreps with multiplicity > 0")
-    return ir if len(blocks) == len(ir) else Irreps(blocks)
+    return kept
 
 
 @functools.lru_cache(maxsize=256)

@@ -148,8 +148,9 @@ class Irreps:
 
     Notes
     -----
-    Zero multiplicities are kept (``simplify`` drops them). Iterating gives the
-    :class:`Irrep` blocks; ``str`` round-trips for every non-empty Irreps.
+    Zero multiplicities are kept (``remove_zero_multiplicities`` and ``simplify`` drop
+    them). Iterating gives the :class:`Irrep` blocks; ``str`` round-trips for every
+    non-empty Irreps.
     """
 
     __slots__ = ("_blocks",)
@@ -212,15 +213,22 @@ class Irreps:
         return out
 
     # ------------------------------------------------------------------ algebra
+    def remove_zero_multiplicities(self) -> Irreps:
+        """The same blocks in the same order without those of multiplicity 0 (as in e3nn).
+
+        ``"2x0e+0x1o+1x2e"`` -> ``"2x0e+1x2e"``; the feature layout is unchanged, since a
+        block of multiplicity 0 has dimension 0. Neighbouring blocks are not merged (see
+        :meth:`simplify`).
+        """
+        return Irreps([b for b in self._blocks if b.mul > 0])
+
     def simplify(self) -> Irreps:
         """Drop zero multiplicities and merge neighbouring blocks of the same (l, parity).
 
         The order is kept, so features need no permutation: ``"1x0e+2x0e+0x1o"`` -> ``"3x0e"``.
         """
         out: list[Irrep] = []
-        for b in self._blocks:
-            if b.mul == 0:
-                continue
+        for b in self.remove_zero_multiplicities():
             if out and (out[-1].l, out[-1].parity) == (b.l, b.parity):
                 out[-1] = Irrep(out[-1].mul + b.mul, b.l, b.parity)
             else:

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .conventions import check_degree
+from ._conventions import check_degree
 
 __all__ = ["MAX_QUADRATURE_DEGREE", "gauss_legendre", "sphere_quadrature"]
 

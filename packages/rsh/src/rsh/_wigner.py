@@ -6,10 +6,10 @@ import functools
 
 import torch
 
+from ._conventions import DEFAULT_CONVENTION, check_convention, check_degree, to_standard_points
 from ._quadrature import sphere_quadrature
 from ._reference import reference_sh
 from ._validate import check_float_tensor
-from .conventions import DEFAULT_CONVENTION, check_convention, check_degree, to_standard_points
 
 __all__ = ["WIGNER_L_MAX", "check_orthogonal", "wigner_D"]
 

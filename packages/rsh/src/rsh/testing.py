@@ -232,21 +232,36 @@ def assert_equivariant(
         outs_g = [out_g] if single else list(out_g)
         for j, (a, b, spec) in enumerate(zip(outs_g, outs0, irr_out)):
             expected = _transform(b, spec, R, t, convention)
-            assert isinstance(expected, torch.Tensor) and isinstance(a, torch.Tensor)
-            if a.shape != expected.shape:
-                raise AssertionError(
-                    f"output {j} has shape {list(a.shape)} under {label} but "
-                    f"{list(expected.shape)} without it"
-                )
-            tol = atol if atol is not None else (1e-9 if a.dtype == torch.float64 else 1e-4)
-            err = (a - expected).abs().max().item() if a.numel() else 0.0
+            err = _compare(j, a, expected, spec, label, atol, rtol)
             worst = max(worst, err)
-            if not torch.allclose(a, expected, atol=tol, rtol=rtol):
-                raise AssertionError(
-                    f"output {j} ({_describe(spec)}) is not equivariant under {label}: "
-                    f"max |f(g x) - g f(x)| = {err:.3e} > atol={tol:g}, rtol={rtol:g}"
-                )
     return worst
+
+
+def _compare(
+    j: int,
+    a: object,
+    expected: object,
+    spec: Irreps | str | None,
+    label: str,
+    atol: float | None,
+    rtol: float,
+) -> float:
+    """max |a - expected| of output ``j`` under transformation ``label``; AssertionError
+    (naming both) when the shapes differ or the values are not close."""
+    assert isinstance(expected, torch.Tensor) and isinstance(a, torch.Tensor)
+    if a.shape != expected.shape:
+        raise AssertionError(
+            f"output {j} has shape {list(a.shape)} under {label} but "
+            f"{list(expected.shape)} without it"
+        )
+    tol = atol if atol is not None else (1e-9 if a.dtype == torch.float64 else 1e-4)
+    err = (a - expected).abs().max().item() if a.numel() else 0.0
+    if not torch.allclose(a, expected, atol=tol, rtol=rtol):
+        raise AssertionError(
+            f"output {j} ({_describe(spec)}) is not equivariant under {label}: "
+            f"max |f(g x) - g f(x)| = {err:.3e} > atol={tol:g}, rtol={rtol:g}"
+        )
+    return err
 
 
 def _describe(spec: Irreps | str | None) -> str:

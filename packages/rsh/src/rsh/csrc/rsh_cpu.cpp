@@ -21,18 +21,12 @@
 #define RSH_HAVE_AVX 0
 #endif
 
+#include "rsh_check.h"
 #include "rsh_point.h"
 
 namespace {
 
-void check_input(const at::Tensor& xyz, int64_t l_max) {
-  TORCH_CHECK(xyz.dim() == 2 && xyz.size(1) == 3, "rsh: xyz must have shape [N, 3], got ",
-              xyz.sizes());
-  TORCH_CHECK(xyz.scalar_type() == at::kFloat || xyz.scalar_type() == at::kDouble,
-              "rsh: xyz must be float32 or float64, got ", xyz.scalar_type());
-  TORCH_CHECK(l_max >= 0 && l_max <= RSH_L_MAX, "rsh: l_max must be in [0, ", RSH_L_MAX,
-              "], got ", l_max);
-}
+using rsh_check::check_input;
 
 // Forward over points [begin, end) in blocks: the normalisation (sqrt, division, r = 0
 // rule as a select) runs as one loop over the block so that it vectorises across points,

@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "rsh_check.h"
 #include "rsh_point.h"
 
 namespace {
@@ -43,12 +44,7 @@ __global__ void sh_vjp_kernel(const T* __restrict__ p, const T* __restrict__ g, 
 
 void check_input(const at::Tensor& xyz, int64_t l_max) {
   TORCH_CHECK(xyz.is_cuda(), "rsh: xyz must be a CUDA tensor, got a tensor on ", xyz.device());
-  TORCH_CHECK(xyz.dim() == 2 && xyz.size(1) == 3, "rsh: xyz must have shape [N, 3], got ",
-              xyz.sizes());
-  TORCH_CHECK(xyz.scalar_type() == at::kFloat || xyz.scalar_type() == at::kDouble,
-              "rsh: xyz must be float32 or float64, got ", xyz.scalar_type());
-  TORCH_CHECK(l_max >= 0 && l_max <= RSH_L_MAX, "rsh: l_max must be in [0, ", RSH_L_MAX,
-              "], got ", l_max);
+  rsh_check::check_input(xyz, l_max);
 }
 
 constexpr int kThreads = 128;
