@@ -243,3 +243,19 @@ def test_accepts_numpy_scalars_and_one_element_tensors():
     )
     assert info.image_shells == (1, 1, 1)
     assert pc.check_r_cut(torch.tensor(2.5)) == 2.5
+
+
+def test_min_volume_per_atom_refuses_collapsed_crystals_only_when_asked():
+    """A 4 x 4 x 0.05 Å cell with two atoms (0.4 Å^3 per atom) is a valid lattice for a
+    neighbour search, but no crystal: with the crystal guard it is refused, naming the cell
+    and the volume per atom; an ordinary cell passes, and so does a slab that is not
+    periodic along its thin vector."""
+    thin = [[4.0, 0, 0], [0, 4.0, 0], [0, 0, 0.05]]
+    assert pc.check_cell(thin, 0.5, n_atoms=2).volume == pytest.approx(0.8)
+    with pytest.raises(ValueError, match=r"0\.4 Å\^3 per atom < 1: a collapsed or nearly flat"):
+        pc.check_cell(thin, 0.5, n_atoms=2, min_volume_per_atom=pc.MIN_VOLUME_PER_ATOM)
+    ok = pc.check_cell(np.eye(3) * 4.0, 5.0, n_atoms=2, min_volume_per_atom=pc.MIN_VOLUME_PER_ATOM)
+    assert ok.volume == pytest.approx(64.0)
+    slab = pc.check_cell(thin, 0.5, n_atoms=2, pbc=(True, True, False),
+                         min_volume_per_atom=pc.MIN_VOLUME_PER_ATOM)  # fmt: skip
+    assert slab.volume == pytest.approx(0.8)

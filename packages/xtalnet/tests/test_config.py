@@ -95,7 +95,7 @@ def test_recommendation_prior_reaches_the_band_gap_head():
         ({"targets": ["band_gap", "band_gap:scalar"]}, "more than once"),
         ({"r_cut": 0.0}, "r_cut"),
         ({"r_cut": float("nan")}, "r_cut"),
-        ({"r_cut": 50.0}, "r_cut"),
+        ({"r_cut": 150.0}, "r_cut"),  # the one range: periodic_conv.MAX_R_CUT = 100 Å
         ({"num_layers": 0}, "num_layers"),
         ({"hidden_irreps": "16x0+4x1"}, "hidden_irreps"),
         ({"hidden_irreps": "4x1o"}, "scalar"),

@@ -16,6 +16,7 @@ from ._dataset import Dataset, Entry, from_entries, from_structures, parse_paylo
 from ._elastic import elastic_checks, voigt_reuss_bounds, vrh_moduli
 from ._geometry import (
     DEFAULT_R_CUTS,
+    OVERLAP_DISTANCE,
     check_r_cuts,
     enclosing_radius,
     geometry_metrics,
@@ -34,6 +35,7 @@ __all__ = [
     "AuditResult",
     "Dataset",
     "Entry",
+    "OVERLAP_DISTANCE",
     "MPFetchError",
     "__version__",
     "audit",

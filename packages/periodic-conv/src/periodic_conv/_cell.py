@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_EDGES",
     "MAX_R_CUT",
     "MIN_R_CUT",
+    "MIN_VOLUME_PER_ATOM",
     "CellCheck",
     "cell_heights",
     "check_cell",
@@ -47,6 +48,11 @@ DEFAULT_CELL_TOL = 1e-6
 MAX_R_CUT = 100.0
 #: Smallest accepted radial cutoff, Å (below ~1e-5 Å vesin refuses "cutoff is too small").
 MIN_R_CUT = 1e-4
+#: Volume per atom (Å^3) below which a periodic crystal has collapsed or is nearly flat: the
+#: densest solids have about 5 Å^3 per atom (diamond 5.7). ``check_cell(...,
+#: min_volume_per_atom=MIN_VOLUME_PER_ATOM)`` refuses such cells (a unit or parsing error,
+#: not data); the neighbour search itself accepts any non-singular cell.
+MIN_VOLUME_PER_ATOM = 1.0
 
 # Cells whose orthogonality defect |a||b||c| / V is at most this are searched as given: then
 # every height is at least |a_i| / defect, so reduction would not visit fewer images.
@@ -441,6 +447,7 @@ def check_cell(
     pbc: bool | tuple[bool, bool, bool] = True,
     cell_tol: float = DEFAULT_CELL_TOL,
     name: str = "cell",
+    min_volume_per_atom: float | None = None,
 ) -> CellCheck:
     """Check that a neighbour search in ``cell`` with cutoff ``r_cut`` is well posed and cheap.
 
@@ -466,6 +473,10 @@ def check_cell(
         Refuse cells whose reduced basis has ``|det| <= cell_tol * |a||b||c|`` (flat).
     name : str
         How the cell is named in error messages (e.g. ``"cell of mp-149"``).
+    min_volume_per_atom : float, optional
+        For a crystal (periodic along all three vectors): refuse less volume per atom than
+        this, Å^3 (:data:`MIN_VOLUME_PER_ATOM` for the plausibility of real crystals).
+        ``None`` (default): any non-flat cell is searched.
 
     Returns
     -------
@@ -503,6 +514,13 @@ def check_cell(
     transform, reduced, heights, shells, scale = basis
     if not volume > cell_tol * scale:
         raise _flat_error(name, rows, volume, cell_tol * scale, cell_tol)
+    if min_volume_per_atom is not None and all(pbc3) and n and volume / n < min_volume_per_atom:
+        raise ValueError(
+            f"{name} = {_fmt_cell(rows)}: {volume:.3g} Å^3 for {n} atom(s), "
+            f"{volume / n:.3g} Å^3 per atom < {min_volume_per_atom:g}: a collapsed or nearly "
+            "flat crystal (the densest solids have ~5 Å^3 per atom); check the cell's units "
+            "and its third vector"
+        )
     estimate_f = n * ((n / volume) * (4.0 / 3.0 * math.pi * r**3) + 1)
     if estimate_f > limit:
         raise _too_many_edges(name, rows, r, n, volume, limit, estimate_f, heights, shells, pbc3)

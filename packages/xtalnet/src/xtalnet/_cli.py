@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -30,6 +30,8 @@ _CONFIG_FLAGS = {
     "backend": "backend",
     "embed_dim": "embed_dim",
     "species_features": "species_features",
+    "composition": "composition",
+    "tensor_frame": "tensor_frame",
 }
 # CLI flag -> TrainOptions field
 _OPTION_FLAGS = (
@@ -39,8 +41,31 @@ _OPTION_FLAGS = (
 )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ``xtalnet: error: ...`` (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split()[-1]
+        where = f"{command}: " if command != "xtalnet" else ""
+        print(f"xtalnet: error: {where}{message} (see xtalnet {command} --help)"
+              if where else f"xtalnet: error: {message} (see xtalnet --help)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+
+
+def _count(text: str) -> int:
+    """argparse type of the counts that must be >= 1 (threads, batch size, epochs, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="xtalnet",
         description="Train, evaluate and use E(3)-equivariant crystal networks.",
     )
@@ -77,38 +102,52 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
 def _network_flags(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("network (override --config and the recommendation)")
     g.add_argument("--r-cut", dest="r_cut", type=float, help="radial cutoff, Å")
-    g.add_argument("--layers", type=int, help="number of interaction layers")
+    g.add_argument("--layers", type=_count, help="number of interaction layers")
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument(
-        "--max-edges", dest="max_edges", type=int, help="edge budget per batch and process"
+        "--max-edges", dest="max_edges", type=_count, help="edge budget per batch and process"
     )
     g.add_argument("--hidden-irreps", dest="hidden_irreps")
     g.add_argument("--backend", choices=("auto", "reference", "torch", "cpp", "cuda"))
-    g.add_argument("--embed-dim", dest="embed_dim", type=int, help="species embedding width")
+    g.add_argument("--embed-dim", dest="embed_dim", type=_count, help="species embedding width")
     g.add_argument(
         "--species-features",
         dest="species_features",
         choices=("onehot", "elemental", "both"),
         help="species embedding input: one-hot Z, physical descriptors of the element, or both",
     )
+    g.add_argument(
+        "--composition",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="composition statistics of each structure join the pooled scalars",
+    )
+    g.add_argument(
+        "--tensor-frame",
+        dest="tensor_frame",
+        choices=("as_given", "ieee"),
+        help="frame of the structures (and tensor predictions): as given, or IEEE standard",
+    )
 
 
 def _training_flags(t: argparse.ArgumentParser) -> None:
     o = t.add_argument_group("training (defaults: xtalnet.TrainOptions)")
-    o.add_argument("--epochs", type=int)
+    o.add_argument("--epochs", type=_count)
     o.add_argument("--time-limit", dest="time_limit", type=float, metavar="MIN",
                    help="training budget in minutes")  # fmt: skip
-    o.add_argument("--batch-size", dest="batch_size", type=int, help="structures per step (global)")
+    o.add_argument(
+        "--batch-size", dest="batch_size", type=_count, help="structures per step (global)"
+    )
     o.add_argument("--lr", type=float)
     o.add_argument("--weight-decay", dest="weight_decay", type=float)
     o.add_argument("--schedule", choices=("cosine", "plateau", "constant"))
     o.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     o.add_argument("--clip", type=float, help="max gradient norm (inf: off)")
     o.add_argument("--ema-decay", dest="ema_decay", type=float)
-    o.add_argument("--patience", type=int, help="early-stopping patience, epochs")
+    o.add_argument("--patience", type=_count, help="early-stopping patience, epochs")
     o.add_argument("--seed", type=int)
     o.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
-    o.add_argument("--max-steps", dest="max_steps", type=int)
+    o.add_argument("--max-steps", dest="max_steps", type=_count)
     o.add_argument("--noise", type=float, help="Gaussian position noise, Å (augmentation)")
     o.add_argument(
         "--loss",
@@ -129,7 +168,7 @@ def _evaluate_parser(e: argparse.ArgumentParser) -> None:
     e.add_argument("--checkpoint", required=True, help="best.pt / last.pt or a run folder")
     e.add_argument("--data", required=True)
     e.add_argument("--out", required=True)
-    e.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    e.add_argument("--batch-size", dest="batch_size", type=_count, default=64)
     e.add_argument("--weights", choices=("ema", "model"), default="ema")
     e.add_argument("--strict", action="store_true")
     _common(e, progress=False)
@@ -137,7 +176,7 @@ def _evaluate_parser(e: argparse.ArgumentParser) -> None:
 
 def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("files", nargs="+", help="structure files pymatgen reads")
+    r.add_argument("files", nargs="+", help="structure files pymatgen reads, or folders of them")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--weights", choices=("ema", "model"), default="ema")
     _common(r, progress=False)
@@ -149,13 +188,14 @@ def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--seed", type=int, default=0)
     # 1-4 atoms per cell: too little work per op to share between threads (measured on the
     # 2-core VM under load: 372 epochs in 2 minutes with 1 thread, 32 with 2)
-    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--threads", type=_count, default=1)
     d.add_argument("--quiet", action="store_true")
+    d.add_argument("--overwrite", action="store_true", help="replace the run DIR/run holds")
 
 
 def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=_count, help="torch CPU threads (>= 1)")
     p.add_argument("--quiet", action="store_true")
     if progress:
         p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -168,7 +208,10 @@ def _fail(msg: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, message printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if getattr(args, "threads", None):
         import torch
 
@@ -181,8 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "predict":
             return _predict(args)
         return _demo(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a folder or file that cannot be written or read
+        return _fail(f"{exc.strerror or exc}: {exc.filename!r}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         print("xtalnet: interrupted", file=sys.stderr)
         return 130
@@ -198,16 +243,15 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         return _fail(
             f"train: --out {args.out!r} and --resume {args.resume!r} name different folders"
         )
+    run = Path(out) / "run.json"
+    if args.resume and run.is_file():  # a resumed run keeps its sources
+        saved = json.loads(run.read_text(encoding="utf-8"))
+        for role in ("data", "val", "test"):
+            if getattr(args, role) is None:
+                setattr(args, role, saved.get(role))
     data = args.data
     if data is None:
-        run = Path(out) / "run.json"
-        if args.resume and run.is_file():
-            saved = json.loads(run.read_text(encoding="utf-8"))
-            data = saved.get("data")
-            args.val = args.val or saved.get("val")
-            args.test = args.test or saved.get("test")
-        else:
-            return _fail("train: --data is required (e.g. --data builtin:dcdft)")
+        return _fail("train: --data is required (e.g. --data builtin:dcdft)")
     config: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
@@ -249,49 +293,77 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     evaluate(
         args.checkpoint, args.data, args.out, batch_size=args.batch_size, strict=args.strict,
-        weights=args.weights, quiet=args.quiet,
+        weights=args.weights, quiet=args.quiet, device=args.device,
     )  # fmt: skip
     if not args.quiet:
         print(f"wrote {Path(args.out) / 'metrics.json'}, predictions.csv and parity plots")
     return 0
 
 
-def _read_structure(path: str) -> Any:
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".cssr")
+STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
+
+
+def _structure_files(paths: Sequence[str]) -> list[Path]:
+    """The files to predict: every path given, a folder standing for its structure files."""
+    files: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir()
+                if f.is_file() and (f.suffix.lower() in STRUCTURE_SUFFIXES
+                                    or f.name.startswith(STRUCTURE_NAMES))
+            )  # fmt: skip
+            if not found:
+                kinds = ", ".join([*STRUCTURE_SUFFIXES, *(n + "*" for n in STRUCTURE_NAMES)])
+                raise ValueError(f"predict: folder {path!r} holds no structure file ({kinds})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"predict: no such file or folder {path!r}")
+    return files
+
+
+def _read_structure(path: Path) -> Any:
     from pymatgen.core import Structure
 
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"predict: no such file {path!r}")
     try:
-        return Structure.from_file(str(p))
+        return Structure.from_file(str(path))
     except Exception as exc:  # pymatgen raises many types for unreadable files
-        raise ValueError(
-            f"predict: {path!r} is not a structure file pymatgen reads: {exc}"
-        ) from exc
+        return ValueError(f"{str(path)!r} is not a structure file pymatgen reads: {exc}")
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, list):
         arr = __import__("numpy").asarray(v)
         return f"<{'x'.join(map(str, arr.shape))} tensor>"
+    if v is None:
+        return "nan"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from xtalnet.inference import load, predict_table, unit_label
 
-    net = load(args.checkpoint, weights=args.weights)
-    structures = [_read_structure(f) for f in args.files]
-    rows = predict_table(net, structures, [Path(f).name for f in args.files])
+    net = load(args.checkpoint, weights=args.weights, device=args.device)
+    files = _structure_files(args.files)
+    rows = predict_table(net, [_read_structure(f) for f in files], [f.name for f in files])
+    flagged = [r for r in rows if r["status"] != "ok"]
+    if flagged:
+        print(f"xtalnet: warning: {len(flagged)} of {len(rows)} structure(s) flagged (see the "
+              "status column): " + "; ".join(f"{r['name']}: {r['status']}" for r in flagged[:3]),
+              file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     keys = list(rows[0])
     table = [[_fmt(r[k]) for k in keys] for r in rows]
     widths = [max(len(k), *(len(row[i]) for row in table)) for i, k in enumerate(keys)]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)).rstrip())
     for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     units = {k: unit_label(net, k) for k in keys if unit_label(net, k)}
     if units:
         print("units: " + ", ".join(f"{k} {u}" for k, u in units.items())
@@ -313,6 +385,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from xtalnet.inference import load
     from xtalnet.training import train
+    from xtalnet.training.run_dir import check_out
 
     torch.set_num_threads(args.threads)
     say = (lambda *a: None) if args.quiet else print
@@ -321,6 +394,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"modulus, GPa), {args.time_limit:g} min on {args.threads} threads; "
         f"files in {out}")  # fmt: skip
     run = out / "run"
+    check_out(run, resume=False, overwrite=args.overwrite, flag="demo --out")
     result = train(
         "builtin:dcdft", ["K_wien2k"], run,
         # every test element is absent from training (one crystal per element): the elements
@@ -332,7 +406,7 @@ def _demo(args: argparse.Namespace) -> int:
         options={"epochs": 400, "batch_size": 8, "lr": 5e-3, "weight_decay": 0.05,
                  "time_limit": args.time_limit, "seed": args.seed, "warmup_steps": 20,
                  "patience": 400},
-        overwrite=True, progress=False, quiet=args.quiet,
+        overwrite=args.overwrite, progress=False, quiet=args.quiet,
     )  # fmt: skip
     test, base = result["test"]["K_wien2k"], result["baseline"]["K_wien2k"]
     say("")

@@ -3,13 +3,12 @@
 Scalars: MAE, RMSE, R². Band gap adds metal / non-metal accuracy and ROC-AUC of the
 probability of a gap. Tensors: MAE over the stored entries (36 Voigt entries for the
 elastic tensor), mean Frobenius relative error, and for elastic tensors the Voigt-Reuss-Hill
-bulk and shear moduli derived through pymatgen's ``ElasticTensor``.
+bulk and shear moduli (:func:`mp_audit.vrh_moduli`, the one home of that formula).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -77,21 +76,11 @@ def scalar_metrics(pred: Any, true: Any) -> dict[str, float]:
 
 
 def vrh_moduli(voigt: Any) -> tuple[np.ndarray, np.ndarray]:
-    """K_VRH and G_VRH (GPa) of 6x6 Voigt stiffness matrices [n, 6, 6] via pymatgen."""
-    from pymatgen.analysis.elasticity import ElasticTensor
+    """K_VRH and G_VRH (GPa) of 6x6 Voigt stiffness matrices [n, 6, 6]:
+    :func:`mp_audit.vrh_moduli` (imported on first use: ``import xtalnet`` stays light)."""
+    from mp_audit import vrh_moduli as moduli
 
-    arr = np.asarray(voigt, dtype=np.float64).reshape(-1, 6, 6)
-    k = np.empty(arr.shape[0])
-    g = np.empty(arr.shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen warns about non-symmetric input
-        for n, c in enumerate(arr):
-            et = ElasticTensor.from_voigt(c)
-            try:
-                k[n], g[n] = float(et.k_vrh), float(et.g_vrh)
-            except (np.linalg.LinAlgError, ValueError):  # singular: no Reuss bound
-                k[n], g[n] = math.nan, math.nan
-    return k, g
+    return moduli(np.asarray(voigt, dtype=np.float64).reshape(-1, 6, 6))
 
 
 def _log10_mae(pred: np.ndarray, true: np.ndarray) -> float:

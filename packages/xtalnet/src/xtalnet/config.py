@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from periodic_conv import BACKENDS, check_r_cut
+
 __all__ = [
     "DTYPES",
     "POOLINGS",
@@ -27,9 +29,8 @@ __all__ = [
 
 DTYPES = ("float32", "float64")
 POOLINGS = ("mean", "sum")
-BACKENDS = ("auto", "reference", "torch", "cpp", "cuda")
-CONVENTIONS = ("standard", "thesis", "e3nn")
 SPECIES_FEATURES = ("onehot", "elemental", "both")
+TENSOR_FRAMES = ("as_given", "ieee")
 #: Highest atomic number the species embedding knows (H..Pu, like the thesis's MP data).
 MAX_Z = 94
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*(:.+)?$")
@@ -75,7 +76,7 @@ class NetworkConfig:
         ``("formation_energy_per_atom", "elastic_tensor", "band_gap")``. Several targets
         share one trunk; each gets its own linear readout and head.
     r_cut : float
-        Radial cutoff, Å (0 < r_cut <= 20).
+        Radial cutoff, Å, in ``[periodic_conv.MIN_R_CUT, periodic_conv.MAX_R_CUT]``.
     num_layers : int
         Number of convolution -> gate -> self-connection layers (1..16).
     embed_dim : int
@@ -85,6 +86,10 @@ class NetworkConfig:
         (``"onehot"``), a linear map of physical descriptors of the element
         (``"elemental"``, see :mod:`xtalnet.species`) or the sum of both (``"both"``).
         A config without this field (written before it existed) means ``"onehot"``.
+    composition : bool
+        Join per-structure composition statistics (weighted mean, std, min and max of the
+        elemental descriptors, :mod:`xtalnet.nn.composition`) to the pooled scalars before
+        the readouts. A config without this field (written before it existed) means False.
     hidden_irreps : str
         Features between layers (after the gate), e3nn notation with parity. Carry both
         parities so that odd targets (piezoelectric) are reachable.
@@ -107,6 +112,14 @@ class NetworkConfig:
         One dtype for parameters, features and geometry.
     convention : {"standard", "thesis", "e3nn"}
         Real spherical-harmonic basis of the features.
+    tensor_frame : {"as_given", "ieee"}
+        Cartesian frame of the structures the network sees, and so of its tensor
+        predictions: ``"as_given"``, the structure's own orientation; ``"ieee"``, every
+        structure rotated first into its IEEE 176 standard orientation (pymatgen's
+        ``Tensor.get_ieee_rotation``), the frame in which the Materials Project stores
+        elastic tensors, so that predictions come out in that frame whatever the orientation
+        of the input (a CIF's frame is a reader's convention). Scalars do not depend on it.
+        A config without this field (written before it existed) means ``"as_given"``.
     backend : {"auto", "reference", "torch", "cpp", "cuda"}
         Backend of :class:`periodic_conv.PeriodicConvolution`.
     max_edges : int
@@ -138,6 +151,7 @@ class NetworkConfig:
     num_layers: int = 4
     embed_dim: int = 16
     species_features: str = "onehot"
+    composition: bool = False
     hidden_irreps: str = "16x0e+4x0o+4x1o+4x1e+2x2e+2x2o"
     l_filter_max: int = 2
     num_basis: int = 8
@@ -148,6 +162,7 @@ class NetworkConfig:
     pooling: str = "mean"
     dtype: str = "float32"
     convention: str = "standard"
+    tensor_frame: str = "as_given"
     backend: str = "auto"
     max_edges: int = 200_000
     residual: bool = True
@@ -174,12 +189,8 @@ class NetworkConfig:
         if dup:
             raise ValueError(f"targets name the column(s) {dup} more than once: {targets!r}")
         object.__setattr__(self, "targets", tuple(targets))
-        r = self.r_cut
-        if isinstance(r, bool) or not isinstance(r, (int, float)):
-            raise TypeError(f"r_cut must be a number (Å), got {type(r).__name__} {r!r}")
-        if not (math.isfinite(r) and 0 < r <= 20):
-            raise ValueError(f"r_cut must be in (0, 20] Å, got {r!r}")
-        object.__setattr__(self, "r_cut", float(r))
+        # the one range of a cutoff, the conventions and the backends: periodic_conv and rsh
+        object.__setattr__(self, "r_cut", check_r_cut(self.r_cut, "r_cut"))
         _check_int(self.num_layers, "num_layers", 1, 16)
         _check_int(self.embed_dim, "embed_dim", 1)
         _check_choice(self.species_features, "species_features", SPECIES_FEATURES)
@@ -194,13 +205,18 @@ class NetworkConfig:
         _check_int(self.readout_mul, "readout_mul", 1)
         _check_choice(self.pooling, "pooling", POOLINGS)
         _check_choice(self.dtype, "dtype", DTYPES)
-        _check_choice(self.convention, "convention", CONVENTIONS)
+        from rsh.conventions import check_convention
+
+        check_convention(self.convention, "convention")
         _check_choice(self.backend, "backend", BACKENDS)
+        _check_choice(self.tensor_frame, "tensor_frame", TENSOR_FRAMES)
         _check_int(self.max_edges, "max_edges", 1)
         if not isinstance(self.residual, bool):
             raise TypeError(f"residual must be a bool, got {self.residual!r}")
         if not isinstance(self.checkpoint, bool):
             raise TypeError(f"checkpoint must be a bool, got {self.checkpoint!r}")
+        if not isinstance(self.composition, bool):
+            raise TypeError(f"composition must be a bool, got {self.composition!r}")
         if not isinstance(self.feature_norm, bool):
             raise TypeError(f"feature_norm must be a bool, got {self.feature_norm!r}")
         eps = self.norm_eps

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from periodic_conv import Graph, neighbor_list
+from periodic_conv import MIN_VOLUME_PER_ATOM, Graph, check_cell, neighbor_list
 
 from xtalnet.config import MAX_Z, NetworkConfig
 
@@ -118,41 +118,89 @@ def to_structure(obj: Any, index: int = 0) -> Any:
     )
 
 
-def _arrays(s: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[bool, ...]]:
+def _arrays(
+    s: Any, index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[bool, bool, bool]]:
     if hasattr(s, "lattice"):
-        try:
-            numbers = np.asarray(s.atomic_numbers, dtype=np.int64)
-        except (AttributeError, ValueError, TypeError) as exc:  # dummy species have no Z
-            raise ValueError(
-                f"structures[{index}]: every site needs a real element (Z 1..{MAX_Z}); "
-                f"species {sorted({str(x) for x in s.species})} include one without: {exc}"
-            ) from exc
+        _check_ordered(s, index)
+        symbols = [str(getattr(sp, "symbol", sp)) for sp in s.species]
+        numbers = np.array([_atomic_number(sp) for sp in s.species], dtype=np.int64)
         pos = np.asarray(s.cart_coords, dtype=np.float64)
         cell = np.array(s.lattice.matrix, dtype=np.float64)
-        pbc = tuple(bool(p) for p in getattr(s.lattice, "pbc", (True, True, True)))
-        symbols = [str(getattr(sp, "symbol", sp)) for sp in s.species]
+        a, b, c = (bool(p) for p in getattr(s.lattice, "pbc", (True, True, True)))
     else:
         numbers = np.asarray(s.get_atomic_numbers(), dtype=np.int64)
         pos = np.asarray(s.get_positions(), dtype=np.float64)
         cell = np.array(s.get_cell()[:], dtype=np.float64)
-        pbc = tuple(bool(p) for p in s.get_pbc())
+        a, b, c = (bool(p) for p in s.get_pbc())
         symbols = list(s.get_chemical_symbols())
     if len(numbers) == 0:
         raise ValueError(f"structures[{index}] has no atoms")
-    bad = [(sym, int(z)) for sym, z in zip(symbols, numbers) if not 1 <= z <= MAX_Z]
+    bad = sorted({(sym, int(z)) for sym, z in zip(symbols, numbers) if not 1 <= z <= MAX_Z})
     if bad:
+        named = ", ".join(f"{sym} (Z={z})" for sym, z in bad)
         raise ValueError(
-            f"structures[{index}]: element {bad[0][0]} (Z={bad[0][1]}) is not supported; "
-            f"the species embedding covers Z = 1..{MAX_Z} (H..Pu)"
+            f"structures[{index}]: species {named} not supported; every site needs a real "
+            f"element of Z = 1..{MAX_Z} (H..Pu), the elements the species embedding covers"
         )
-    return pos, cell, numbers, pbc
+    return pos, cell, numbers, (a, b, c)
 
 
-def graph_of(s: Any, index: int, config: NetworkConfig) -> Graph:
-    """The periodic graph of one structure at ``config.r_cut`` in ``config.dtype``
-    (``index``: its position in the caller's sequence, for error messages)."""
-    pos, cell, numbers, pbc = _arrays(s, index)
+def _atomic_number(species: Any) -> int:
+    """Z of a pymatgen element or ion; 0 for anything else (a dummy species such as X)."""
+    element = getattr(species, "element", species)  # an Ion / Species carries its element
+    z = getattr(element, "Z", 0)
+    return int(z) if type(element).__name__ == "Element" else 0
+
+
+def _check_ordered(s: Any, index: int) -> None:
+    """A pymatgen structure with partial occupancies has no one element per site."""
+    if getattr(s, "is_ordered", True):
+        return
+    mixed = [str(site.species) for site in s if not site.is_ordered]
+    raise ValueError(
+        f"structures[{index}] is disordered: {len(mixed)} site(s) with partial occupancies "
+        f"(e.g. {mixed[0]}); xtalnet needs one element per site: pick an ordering first "
+        "(e.g. pymatgen's OrderDisorderedStructureTransformation)"
+    )
+
+
+def orient(s: Any, config: NetworkConfig, index: int = 0) -> Any:
+    """The structure in the frame of ``config.tensor_frame``: as given, or rotated into its
+    IEEE 176 standard orientation (a pymatgen ``Structure``; ASE input is converted)."""
+    if config.tensor_frame == "as_given":
+        return s
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.core.tensors import Tensor
+
+    if not hasattr(s, "lattice"):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        s = AseAtomsAdaptor.get_structure(s)
+    _check_ordered(s, index)
     try:
+        r = np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64)
+    except Exception as exc:  # symmetry analysis of a malformed structure
+        raise ValueError(f"structures[{index}]: no IEEE standard orientation: {exc}") from exc
+    lattice = Lattice(np.asarray(s.lattice.matrix) @ r.T)
+    return Structure(lattice, s.species, np.asarray(s.cart_coords) @ r.T,
+                     coords_are_cartesian=True)  # fmt: skip
+
+
+def graph_of(s: Any, index: int, config: NetworkConfig, *, oriented: bool = False) -> Graph:
+    """The periodic graph of one structure at ``config.r_cut`` in ``config.dtype``
+    (``index``: its position in the caller's sequence, for error messages; ``oriented``: the
+    structure is already in the frame of :func:`orient`).
+
+    Every source (CIF, POSCAR, pymatgen JSON, ASE) passes the same guards: the cell guard of
+    :func:`periodic_conv.check_cell` with the crystal's plausible volume per atom
+    (:data:`periodic_conv.MIN_VOLUME_PER_ATOM`), and no two atoms (periodic images included)
+    closer than :data:`mp_audit.OVERLAP_DISTANCE`.
+    """
+    pos, cell, numbers, pbc = _arrays(s if oriented else orient(s, config, index), index)
+    try:
+        check_cell(cell, config.r_cut, n_atoms=len(numbers), max_edges=config.max_edges,
+                   pbc=pbc, min_volume_per_atom=MIN_VOLUME_PER_ATOM, name="cell")  # fmt: skip
         g = neighbor_list(
             torch.from_numpy(pos),
             torch.from_numpy(cell),
@@ -169,6 +217,7 @@ def graph_of(s: Any, index: int, config: NetworkConfig) -> Graph:
             f"max_edges={config.max_edges:,} (the per-batch edge budget); raise max_edges or "
             "lower r_cut"
         )
+    _check_overlaps(g, index)
     dtype = config.torch_dtype
     if dtype != torch.float64:  # geometry is computed in float64, then rounded once
         g = dataclasses.replace(
@@ -181,12 +230,27 @@ def graph_of(s: Any, index: int, config: NetworkConfig) -> Graph:
     return g
 
 
+def _check_overlaps(g: Graph, index: int) -> None:
+    from mp_audit import OVERLAP_DISTANCE
+
+    close = g.length < OVERLAP_DISTANCE
+    if bool(close.any()):
+        e = int(torch.nonzero(close)[0])
+        raise ValueError(
+            f"structures[{index}]: overlapping atoms: {int(g.center[e])} and "
+            f"{int(g.neighbor[e])} (periodic image {g.shift[e].tolist()}) are "
+            f"{float(g.length[e]):.3g} Å apart, closer than {OVERLAP_DISTANCE} Å "
+            f"(mp_audit.OVERLAP_DISTANCE); {int(close.sum()) // 2 or 1} such pair(s)"
+        )
+
+
 def _ident(obj: Any, index: int) -> str:
     mid = getattr(obj, "material_id", None)
     return str(mid) if mid is not None else str(index)
 
 
-def _check_sequence(structures: Any) -> list[Any]:
+def as_sequence(structures: Any) -> list[Any]:
+    """``structures`` as a list (one structure becomes a list of one); clear errors."""
     if hasattr(structures, "lattice") or hasattr(structures, "get_positions"):
         return [structures]
     if isinstance(structures, (str, bytes)) or not isinstance(structures, Iterable):
@@ -229,7 +293,7 @@ def collate(structures: Any, config: NetworkConfig) -> Batch:
         than ``config.max_edges`` (use :func:`iter_batches` to split by the budget).
     """
     config = _check_config(config)
-    items = _check_sequence(structures)
+    items = as_sequence(structures)
     graphs = [graph_of(to_structure(s, k), k, config) for k, s in enumerate(items)]
     total = sum(g.num_edges for g in graphs)
     if total > config.max_edges:
@@ -287,7 +351,7 @@ def iter_batches(
     config = _check_config(config)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    items = _check_sequence(structures)
+    items = as_sequence(structures)
     graphs = ((k, graph_of(to_structure(s, k), k, config)) for k, s in enumerate(items))
     for run in packed(graphs, lambda kg: kg[1].num_edges, batch_size, config.max_edges):
         idx = [k for k, _ in run]

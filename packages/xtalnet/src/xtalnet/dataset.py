@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from xtalnet.config import NetworkConfig
-from xtalnet.data import graph_of, to_structure
+from xtalnet.data import graph_of, orient, to_structure
 
 __all__ = ["Prepared", "Sample", "build_samples", "is_missing", "load_source", "subset"]
 
@@ -64,26 +64,46 @@ def _columns_needed(columns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
+def open_source(source: Any, columns: Sequence[str], flag: str = "--data") -> Any:
+    """:func:`mp_audit.load` of ``source`` keeping ``columns``; errors name ``flag``."""
+    import mp_audit
+
+    if isinstance(source, mp_audit.Dataset):
+        return source
+    if isinstance(source, str) and source == "mp":
+        try:
+            mp_audit.resolve_api_key()
+        except ValueError as exc:
+            raise ValueError(
+                f"{flag} mp needs a Materials Project API key: set the MP_API_KEY environment "
+                "variable (or pymatgen's PMG_MAPI_KEY setting); the key is never printed"
+            ) from exc
+    try:
+        return mp_audit.load(source, columns=list(columns) or None)
+    except ValueError as exc:
+        raise ValueError(
+            f"{flag} {str(source)!r}: target column(s) {list(columns)}: {exc}"
+        ) from exc
+
+
 def load_source(
-    source: Any, columns: Sequence[str], *, strict: bool = False, log: Callable[[str], None] = print
+    source: Any,
+    columns: Sequence[str],
+    *,
+    strict: bool = False,
+    log: Callable[[str], None] = print,
+    flag: str = "--data",
 ) -> Prepared:
     """Read ``source`` with :func:`mp_audit.load`, keeping the target ``columns``.
 
     Rows whose targets are all missing (NaN / None) are dropped and counted per column;
-    structures that do not parse are skipped and counted (``strict``: ``ValueError`` listing
-    them). A target column absent from the source raises ``ValueError`` listing the columns
-    present.
+    structures that do not parse are skipped and counted, each with its id and its whole
+    reason (``strict``: ``ValueError`` listing them). A target column absent from the source
+    raises ``ValueError`` listing the columns present. Messages name ``flag`` (``--data``,
+    ``--val``, ``--test``).
     """
-    import mp_audit
-
     columns = _columns_needed(columns)
-    if isinstance(source, mp_audit.Dataset):
-        ds = source
-    else:
-        try:
-            ds = mp_audit.load(source, columns=columns or None)
-        except ValueError as exc:
-            raise ValueError(f"--data {source!r}: target column(s) {columns}: {exc}") from exc
+    ds = open_source(source, columns, flag)
     ids, structures, values = [], [], []
     failures: list[tuple[str, str]] = list(ds.load_failures)
     missing = dict.fromkeys(columns, 0)
@@ -106,26 +126,27 @@ def load_source(
         ids.append(entry.material_id)
         structures.append(s)
         values.append(vals)
+    name = getattr(ds, "name", source)
     absent = [c for c in columns if c not in present]
     if n_rows and absent:
         raise ValueError(
-            f"target column(s) {absent} are absent from {getattr(ds, 'name', source)!r}; "
-            f"columns present: {sorted(present)}"
+            f"{flag} {name!r}: target column(s) {absent} are absent; columns present: "
+            f"{sorted(present)}"
         )
     if columns and n_rows and all(missing[c] == n_rows for c in columns):
-        raise ValueError(f"every target value of {columns} is missing (NaN) in {ds.name!r}")
+        raise ValueError(f"{flag} {name!r}: every target value of {columns} is missing (NaN)")
     for c, k in missing.items():
         if k:
             log(f"target {c!r}: {k} of {n_rows} rows have no value (NaN/None); dropped from it")
     if failures:
-        msg = f"{len(failures)} structure(s) do not parse: " + "; ".join(
-            f"{m}: {e[:80]}" for m, e in failures[:5]
-        )
+        reasons = "\n".join(f"  {m}: {e}" for m, e in failures[:20])
+        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+        msg = f"{flag} {name!r}: {len(failures)} structure(s) cannot be used:\n{reasons}{more}"
         if strict:
-            raise ValueError(msg + " (strict)")
-        log(msg + " — skipped")
+            raise ValueError(msg + "\n(strict: fix them, or run without --strict to skip them)")
+        log(msg + "\n  (skipped)")
     if not ids:
-        raise ValueError(f"no usable structures in {getattr(ds, 'name', source)!r}")
+        raise ValueError(f"{flag} {name!r}: no usable structures")
     report = {"rows": n_rows, "missing": missing, "parse_failures": len(failures)}
     return Prepared(ids, structures, values, report)
 
@@ -138,37 +159,56 @@ def build_samples(
     log: Callable[[str], None] = print,
     what: str = "data",
 ) -> tuple[list[Sample], dict[str, Any]]:
-    """Graphs at ``config.r_cut``; structures with isolated atoms (no neighbour within r_cut)
-    or above the edge budget are skipped and counted (``strict``: ``ValueError`` listing them).
+    """Graphs at ``config.r_cut`` (structures in the frame of ``config.tensor_frame``).
+
+    Structures with isolated atoms (no neighbour within r_cut), above the edge budget, or
+    refused by the structure guards of :func:`xtalnet.data.graph_of` (a flat cell,
+    overlapping atoms, an unsupported element, ...) are skipped and counted, each with its id
+    and reason (``strict``: ``ValueError`` listing them).
     """
-    samples, isolated, too_big = [], [], []
+    samples: list[Sample] = []
+    skipped: dict[str, list[tuple[str, str]]] = {"isolated": [], "too_big": [], "invalid": []}
     for k, (i, s, v) in enumerate(zip(prep.ids, prep.structures, prep.values)):
         try:
-            g = graph_of(s, k, config)
+            oriented = orient(s, config, k)
+            g = graph_of(oriented, k, config, oriented=True)
         except ValueError as exc:
-            if "max_edges" in str(exc):
-                too_big.append(i)
-                continue
-            raise ValueError(f"{what}: structure {i!r}: {exc}") from exc
-        if bool((g.counts == 0).any()):
-            isolated.append(i)
+            skipped["too_big" if "max_edges" in str(exc) else "invalid"].append((i, str(exc)))
             continue
-        samples.append(Sample(i, g, v, s))
-    for bad, why in (
-        (isolated, f"have atoms without a neighbour within r_cut={config.r_cut} Å"),
-        (too_big, f"have more edges than max_edges={config.max_edges:,}"),
-    ):
+        if bool((g.counts == 0).any()):
+            skipped["isolated"].append((i, ""))
+            continue
+        samples.append(Sample(i, g, v, oriented))
+    _report_skipped(skipped, config, strict, log, what)
+    if not samples:
+        raise ValueError(f"{what}: no usable structure left at r_cut={config.r_cut} Å")
+    return samples, {k: len(v) for k, v in skipped.items()}
+
+
+def _report_skipped(
+    skipped: dict[str, list[tuple[str, str]]],
+    config: NetworkConfig,
+    strict: bool,
+    log: Callable[[str], None],
+    what: str,
+) -> None:
+    why = {
+        "isolated": f"have atoms without a neighbour within r_cut={config.r_cut} Å",
+        "too_big": f"have more edges than max_edges={config.max_edges:,}",
+        "invalid": "are refused by the structure guards",
+    }
+    for key, bad in skipped.items():
         if not bad:
             continue
-        msg = f"{what}: {len(bad)} structure(s) {why}: {bad[:20]}" + (
+        ids = [i for i, _ in bad]
+        msg = f"{what}: {len(bad)} structure(s) {why[key]}: {ids[:20]}" + (
             " ..." if len(bad) > 20 else ""
         )
+        if key == "invalid":
+            msg += "".join(f"\n  {i}: {reason}" for i, reason in bad[:20])
         if strict:
             raise ValueError(msg + " (strict: fix the data, or run without --strict to skip them)")
         log(msg + " — skipped")
-    if not samples:
-        raise ValueError(f"{what}: no usable structure left at r_cut={config.r_cut} Å")
-    return samples, {"isolated": len(isolated), "too_big": len(too_big)}
 
 
 def subset(prep: Prepared, idx: Any) -> Prepared:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ import numpy as np
 import torch
 
 from xtalnet import _checkpoint
-from xtalnet.data import batch_of_graphs, iter_batches, pack
+from xtalnet._device import resolve_device
+from xtalnet.data import as_sequence, batch_of_graphs, graph_of, pack, packed, to_structure
 from xtalnet.dataset import Sample, build_samples, is_missing, load_source
 from xtalnet.network import Network
 from xtalnet.plots import parity_plot
+from xtalnet.targets import check_values
 
 __all__ = [
     "baseline_metrics",
@@ -31,6 +35,7 @@ __all__ = [
     "metrics_of",
     "predict",
     "predict_table",
+    "predict_with_notes",
     "unit_label",
     "write_json",
     "write_predictions",
@@ -75,9 +80,10 @@ def load(
             f"checkpoint {ckpt['path']!r}: its weights do not fit the network of its own config "
             f"(written by another xtalnet version?): {str(exc)[:300]}"
         ) from exc
-    net.to(device)
+    net.to(resolve_device(device, "device"))
     net.eval()
     net.checkpoint_path = ckpt["path"]
+    net.train_species = ckpt.get("train_species")  # None for checkpoints before 0.2
     return net
 
 
@@ -116,8 +122,9 @@ def decode(net: Network, std: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
     return out
 
 
-@torch.no_grad()
-def predict(net: Network, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
+def predict(
+    net: Network, structures: Any, batch_size: int = 64, *, stacklevel: int = 2
+) -> dict[str, np.ndarray]:
     """Predictions in physical units for structures (pymatgen, ASE, mp_audit entries).
 
     Parameters
@@ -127,6 +134,8 @@ def predict(net: Network, structures: Any, batch_size: int = 64) -> dict[str, np
     structures : sequence of pymatgen Structure, ASE Atoms or mp_audit.Entry (or one)
     batch_size : int
         Structures per forward pass (also bounded by ``net.config.max_edges``).
+    stacklevel : int
+        Of the warning (2: the caller of this function).
 
     Returns
     -------
@@ -134,18 +143,86 @@ def predict(net: Network, structures: Any, batch_size: int = 64) -> dict[str, np
         Scalars [n]; ``elastic_tensor`` [n, 6, 6] GPa (Voigt xx, yy, zz, yz, xz, xy);
         extra outputs of a head (e.g. the band gap's probability of a metal) under
         ``"<column>.<name>"``.
+
+    Warns
+    -----
+    UserWarning
+        Naming the structures whose prediction is NaN (an atom without a neighbour within
+        r_cut: the network has nothing to say about it) or doubtful (elements the training
+        data did not hold); :func:`predict_with_notes` gives those notes per structure.
     """
+    pred, notes = predict_with_notes(net, structures, batch_size)
+    flagged = [(k, note) for k, note in enumerate(notes) if note]
+    if flagged:
+        shown = "; ".join(f"structures[{k}]: {note}" for k, note in flagged[:5])
+        more = f" (and {len(flagged) - 5} more)" if len(flagged) > 5 else ""
+        warnings.warn(f"{len(flagged)} of {len(notes)} predictions flagged: {shown}{more}",
+                      stacklevel=stacklevel)  # fmt: skip
+    return pred
+
+
+@torch.no_grad()
+def predict_with_notes(
+    net: Network, structures: Any, batch_size: int = 64, *, catch: bool = False
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Predictions (as :func:`predict`) and a note per structure (``""`` when none).
+
+    A structure with an atom that has no neighbour within r_cut gets NaN and the note that
+    says so; one with elements absent from the training data is predicted and noted. With
+    ``catch`` a structure that cannot be read or graphed (disordered, flat cell, unknown
+    element, ...) gets NaN and the error as its note instead of raising.
+    """
+    items = as_sequence(structures)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    notes = [""] * len(items)
+    std = {c: np.full((len(items), h.irreps_in.dim), np.nan) for c, h in net.target_heads.items()}
+
+    def graphs() -> Iterator[tuple[int, Any]]:
+        for k, obj in enumerate(items):
+            try:
+                g = graph_of(to_structure(obj, k), k, net.config)
+            except (ValueError, TypeError) as exc:
+                if not catch:
+                    raise
+                notes[k] = f"not predicted: {exc}"
+                continue
+            notes[k] = structure_note(net, g)
+            if not notes[k].startswith("not predicted"):
+                yield k, g
+
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in net.heads}
     try:
-        for _, batch in iter_batches(structures, net.config, batch_size):
+        for run in packed(graphs(), lambda kg: kg[1].num_edges, batch_size, net.config.max_edges):
+            idx = [k for k, _ in run]
+            batch = batch_of_graphs([g for _, g in run], [str(k) for k in idx])
             for c, v in net(batch.to(device)).items():
-                parts[c].append(v.detach().cpu().double().numpy())
+                std[c][idx] = v.detach().cpu().double().numpy()
     finally:
         net.train(was_training)
-    return decode(net, {c: _concat(v, net.target_heads[c].irreps_in.dim) for c, v in parts.items()})
+    return decode(net, std), notes
+
+
+def structure_note(net: Network, graph: Any) -> str:
+    """Why a structure's prediction is missing (``"not predicted: ..."``) or doubtful."""
+    counts = graph.counts
+    if bool((counts == 0).any()):
+        lonely = torch.nonzero(counts == 0).flatten().tolist()
+        return (
+            f"not predicted: atom(s) {lonely[:10]} have no neighbour within r_cut="
+            f"{net.config.r_cut} Å, so the network has nothing to say about them"
+        )
+    seen = getattr(net, "train_species", None)
+    if seen:
+        unseen = sorted({int(z) for z in graph.numbers} - set(seen))
+        if unseen:
+            from pymatgen.core.periodic_table import Element
+
+            names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+            return f"element(s) {names} absent from the training data: extrapolated"
+    return ""
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -241,24 +318,46 @@ def write_predictions(
 def predict_table(
     net: Network, structures: Sequence[Any], names: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """One dict per structure: name, formula and every prediction in physical units
-    (tensors as nested lists; elastic tensors add K_VRH / G_VRH in GPa)."""
-    pred = net.predict(structures)
+    """One dict per structure: name, formula, every prediction in physical units (tensors as
+    nested lists; elastic tensors add K_VRH / G_VRH in GPa) and ``status``: ``"ok"``, or why
+    the prediction is missing (NaN, None in JSON terms) or doubtful. An exception in place
+    of a structure (a file that did not parse) becomes its row's status."""
+    readable = [k for k, s in enumerate(structures) if not isinstance(s, BaseException)]
+    pred, notes = predict_with_notes(net, [structures[k] for k in readable], catch=True)
     for c, head in net.target_heads.items():
         for name, arr in head.derived(pred[c]).items():
             pred[f"{c}.{name}"] = arr
     keys = _table_order(net, pred)
+    at = {k: n for n, k in enumerate(readable)}
     rows = []
-    for n, (s, name) in enumerate(zip(structures, names)):
-        formula = (
-            s.composition.reduced_formula if hasattr(s, "composition") else s.get_chemical_formula()
-        )
-        row: dict[str, Any] = {"name": name, "formula": formula}
-        for k in keys:
-            x = pred[k][n]
-            row[k] = x.tolist() if isinstance(x, np.ndarray) and x.ndim else float(x)
+    for k, (s, name) in enumerate(zip(structures, names)):
+        row: dict[str, Any] = {"name": name, "formula": _formula(s)}
+        if k not in at:
+            row.update(dict.fromkeys(keys))
+            row["status"] = f"not predicted: {s}"
+        else:
+            for key in keys:
+                x = pred[key][at[k]]
+                row[key] = _plain(x)
+            row["status"] = notes[at[k]] or "ok"
         rows.append(row)
     return rows
+
+
+def _formula(s: Any) -> str:
+    if isinstance(s, BaseException):
+        return ""
+    if hasattr(s, "composition"):
+        return str(s.composition.reduced_formula)
+    return str(s.get_chemical_formula())
+
+
+def _plain(x: Any) -> Any:
+    """A prediction as JSON-ready Python: nested lists, floats, None for NaN."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        return [_plain(v) for v in x]
+    value = float(x)
+    return None if math.isnan(value) else value
 
 
 def _table_order(net: Network, pred: Mapping[str, np.ndarray]) -> list[str]:
@@ -280,6 +379,7 @@ def evaluate(
     strict: bool = False,
     weights: str = "ema",
     quiet: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on ``data``: ``metrics.json``, ``predictions.csv`` and
     ``parity_<target>.png`` in ``out``.
@@ -289,13 +389,17 @@ def evaluate(
     the elastic tensor), the mean Frobenius relative error and, for elastic tensors, the
     MAE of K_VRH and G_VRH (Voigt-Reuss-Hill).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be an int >= 1, got {batch_size!r}")
     outp = Path(out)
-    outp.mkdir(parents=True, exist_ok=True)
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
-    net = load(checkpoint, weights=weights)
+    net = load(checkpoint, weights=weights, device=device)
     cfg = net.config
     prep = load_source(data, list(cfg.columns), strict=strict, log=log)
     samples, skipped = build_samples(prep, cfg, strict=strict, log=log, what="data")
+    for head in net.target_heads.values():
+        check_values(head, [s.id for s in samples], [s.values for s in samples], "--data")
+    outp.mkdir(parents=True, exist_ok=True)
     std = forward_graphs(net, [s.graph for s in samples], [s.id for s in samples], batch_size)
     dec = decode(net, std)
     metrics = metrics_of(net, dec, samples)

@@ -12,6 +12,7 @@ keep a mean square of order one through the layers (tested on real structures).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -26,9 +27,11 @@ from xtalnet.data import Batch
 from xtalnet.heads import Head, TargetSpec, make_head
 from xtalnet.nn import (
     BesselBasis,
+    CompositionFeatures,
     EquivariantLinear,
     InteractionLayer,
     SpeciesEmbedding,
+    ToStandardBasis,
     nonzero_irreps,
     polynomial_cutoff,
     reachable,
@@ -116,6 +119,9 @@ class Network(nn.Module):
     :meth:`predict` returns physical units (numpy) through each head's ``decode``.
     """
 
+    #: Atomic numbers of the training structures (set by :func:`xtalnet.load`; None if unknown).
+    train_species: list[int] | None = None
+
     def __init__(
         self, config: NetworkConfig | None = None, *, heads: Mapping[str, nn.Module] | None = None
     ) -> None:
@@ -148,6 +154,12 @@ class Network(nn.Module):
             }
         )
         self.heads = nn.ModuleDict(dict(heads))
+        self.to_standard = nn.ModuleDict(
+            {c: ToStandardBasis(head_irreps[c], config.convention) for c in heads}
+        )
+        self.composition = (
+            CompositionFeatures(self._scalars(), generator=gen) if config.composition else None
+        )
         self.to(dtype)
 
     # ------------------------------------------------------------------ forward
@@ -181,10 +193,20 @@ class Network(nn.Module):
             out = out / counts[:, None]
         return out
 
+    def _scalars(self) -> int:
+        """Channels of the leading 0e block of the pooled features (what composition joins)."""
+        first = self.irreps_features[0]
+        return first.mul if (first.l, first.parity) == (0, 1) else 0
+
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """Standardised predictions ``{column: tensor [B, ...]}`` of the heads."""
         pooled = self.pool(self.node_features(batch), batch)
-        return {c: self.heads[c](self.readouts[c](pooled)) for c in self.heads}
+        if self.composition is not None:
+            m = self._scalars()
+            comp = self.composition(batch.numbers, batch.batch, batch.num_graphs)
+            joined = (pooled[:, :m] + comp.to(pooled.dtype)) * (1.0 / math.sqrt(2.0))
+            pooled = torch.cat([joined, pooled[:, m:]], 1)
+        return {c: self.heads[c](self.to_standard[c](self.readouts[c](pooled))) for c in self.heads}
 
     def loss(
         self,
@@ -221,7 +243,7 @@ class Network(nn.Module):
         """
         from xtalnet.inference import predict
 
-        return predict(self, structures, batch_size=batch_size)
+        return predict(self, structures, batch_size=batch_size, stacklevel=3)
 
     @property
     def target_heads(self) -> dict[str, Head]:

@@ -75,7 +75,7 @@ def _checked_fields(data: Any, config: NetworkConfig) -> dict[str, torch.Tensor]
     edge_index = _field(data, "edge_index")
     shift = _field(data, "edge_cell_shift")
     cell = _field(data, "cell")
-    numbers = _field(data, "atomic_numbers").long().flatten()
+    numbers = _integers(_field(data, "atomic_numbers"), "atomic_numbers").flatten()
     n = pos.shape[0]
     batch = getattr(data, "batch", None)
     if batch is None:
@@ -119,8 +119,49 @@ def _checked_fields(data: Any, config: NetworkConfig) -> dict[str, torch.Tensor]
         raise ValueError(f"PyG field 'edge_index' must index atoms 0..{n - 1}")
     if not bool(torch.isfinite(pos).all()) or not bool(torch.isfinite(cell).all()):
         raise ValueError("PyG fields 'pos' and 'cell' must be finite")
+    _check_edges(edge_index, shift, n)
     return {"pos": pos, "edge_index": edge_index, "shift": shift, "cell": cell,
             "numbers": numbers, "batch": batch}  # fmt: skip
+
+
+def _integers(value: torch.Tensor, name: str) -> torch.Tensor:
+    """An integer field as int64; a floating one must hold whole numbers."""
+    if value.is_floating_point() or value.is_complex():
+        whole = torch.isfinite(value) & (value == value.round())
+        if not bool(whole.all()):
+            raise ValueError(
+                f"PyG field {name!r} must hold integers, got {value[~whole].flatten()[0].item()!r}"
+            )
+    elif value.dtype == torch.bool:
+        raise ValueError(f"PyG field {name!r} must hold integers, got booleans")
+    return value.long()
+
+
+def _check_edges(edge_index: torch.Tensor, shift: torch.Tensor, n: int) -> None:
+    """Every atom has an edge, and every edge its reverse (j -> i with shift s needs
+    i -> j with shift -s): a one-directional or partial list changes the messages."""
+    src, dst = edge_index[0].long(), edge_index[1].long()
+    counts = torch.bincount(dst, minlength=n) if dst.numel() else torch.zeros(n, dtype=torch.long)
+    lonely = torch.nonzero(counts == 0).flatten().tolist()
+    if lonely:
+        raise ValueError(
+            f"PyG batch: atom(s) {lonely[:10]}{' ...' if len(lonely) > 10 else ''} are the "
+            "center of no edge (no neighbour within r_cut, or a partial edge list); the "
+            "network cannot predict a structure with such atoms"
+        )
+    s = shift.round().long() if shift.is_floating_point() else shift.long()
+    forward = torch.cat([src[:, None], dst[:, None], s], 1).tolist()
+    reverse = torch.cat([dst[:, None], src[:, None], -s], 1).tolist()
+    present = set(map(tuple, forward))
+    missing = [e for e, r in enumerate(reverse) if tuple(r) not in present]
+    if missing:
+        e = missing[0]
+        raise ValueError(
+            f"PyG field 'edge_index' is not symmetric: {len(missing)} of {len(forward)} edges "
+            f"lack their reverse (first: edge {e}, {forward[e][0]} -> {forward[e][1]} with "
+            f"shift {forward[e][2:]}, needs {forward[e][1]} -> {forward[e][0]} with shift "
+            f"{reverse[e][2:]}); give the full neighbour list (both directions)"
+        )
 
 
 def _graph(fields: dict[str, torch.Tensor], config: NetworkConfig) -> Graph:

@@ -8,7 +8,7 @@
 - :func:`make_head`: the head of a target.
 """
 
-from gaunt_elastic.elastic import VOIGT_PAIRS
+from gaunt_elastic import VOIGT_PAIRS
 
 from xtalnet.heads.band_gap import BandGapHead
 from xtalnet.heads.base import LOSSES, Head, check_loss, residual_loss

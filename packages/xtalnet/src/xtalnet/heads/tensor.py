@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gaunt_elastic import CartesianTensor
-from gaunt_elastic.elastic import VOIGT_PAIRS
+from gaunt_elastic import VOIGT_PAIRS, CartesianTensor
 
 from xtalnet import _metrics
 from xtalnet.heads.base import Head

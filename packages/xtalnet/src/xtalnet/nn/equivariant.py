@@ -13,7 +13,14 @@ from torch import nn
 
 from xtalnet.nn.activations import normalized_activation
 
-__all__ = ["BlockRMSNorm", "EquivariantLinear", "Gate", "nonzero_irreps", "reachable"]
+__all__ = [
+    "BlockRMSNorm",
+    "EquivariantLinear",
+    "Gate",
+    "ToStandardBasis",
+    "nonzero_irreps",
+    "reachable",
+]
 
 
 def nonzero_irreps(irreps: Any, name: str) -> Irreps:
@@ -21,7 +28,7 @@ def nonzero_irreps(irreps: Any, name: str) -> Irreps:
 
     Raises ``ValueError`` naming ``name`` when nothing is left.
     """
-    out = Irreps([ir for ir in Irreps(irreps, name=name) if ir.mul > 0])
+    out = Irreps(irreps, name=name).remove_zero_multiplicities()
     if len(out) == 0:
         raise ValueError(f"{name}={str(irreps)!r} has no irreps with multiplicity > 0")
     return out
@@ -194,3 +201,40 @@ def reachable(
         for _, l_in, p_in in irreps_in
         for l in range(abs(l_out - l_in), min(l_out + l_in, l_filter_max) + 1)
     )
+
+
+class ToStandardBasis(nn.Module):
+    """Irreps features of a convention's spherical-harmonic basis -> the standard basis.
+
+    The heads map irreps to Cartesian tensors (and back) in the standard basis of
+    :mod:`rsh.conventions`; a network computing in another convention (``"e3nn"``: the
+    l = 1 block is (x, y, z) instead of (y, z, x); ``"thesis"``: odd degrees change sign)
+    hands them its readouts through this fixed orthogonal map, so that every convention
+    gives the same physical tensors. Identity (and skipped) for ``"standard"`` and scalars.
+
+    Parameters
+    ----------
+    irreps : str or rsh.Irreps
+    convention : str
+        One of :data:`rsh.conventions.CONVENTIONS`.
+    """
+
+    matrix: torch.Tensor | None
+
+    def __init__(self, irreps: Any, convention: str) -> None:
+        super().__init__()
+        from rsh.conventions import change_of_basis
+
+        blocks = []
+        for mul, l, _ in Irreps(irreps):
+            c = change_of_basis(l, convention, "standard")
+            blocks += [c] * mul
+        m = torch.block_diag(*blocks) if blocks else torch.zeros(0, 0, dtype=torch.float64)
+        identity = bool(torch.equal(m, torch.eye(m.shape[0], dtype=m.dtype)))
+        # not persistent: checkpoints hold no basis change, it follows from the config
+        self.register_buffer("matrix", None if identity else m, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.matrix is None:
+            return x
+        return x @ self.matrix.to(x.dtype).T

@@ -61,7 +61,7 @@ def noisy_batch(
         gen = np.random.default_rng([opts.seed, step, i])
         atoms = Atoms(numbers=numbers, positions=pos + gen.normal(scale=opts.noise, size=pos.shape),
                       cell=cell, pbc=True)  # fmt: skip
-        graphs.append(graph_of(atoms, i, cfg))
+        graphs.append(graph_of(atoms, i, cfg, oriented=True))  # samples are oriented
     return batch_of_graphs(graphs, [samples[i].id for i in idx])
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from xtalnet._device import resolve_device
+
 __all__ = ["Dist", "setup_dist"]
 
 
@@ -48,11 +50,8 @@ class Dist:
 
 def setup_dist(device: str | None) -> Dist:
     """The process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1), else one process."""
+    dev = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device in (None, "auto"):
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
     if world <= 1:
         return Dist(0, 1, dev)
     import torch.distributed as dist

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import signal
 import sys
@@ -41,7 +42,23 @@ from xtalnet.training.optim import EMA, Schedule, learning_rate, make_optimizer
 from xtalnet.training.options import TrainOptions
 from xtalnet.training.run_dir import RunLog, write_metrics
 
-__all__ = ["EPOCH_END_HOOKS", "STOPPING_RULES", "State", "TrainData", "Trainer"]
+__all__ = [
+    "DIVERGED_LOSS",
+    "EPOCH_END_HOOKS",
+    "STOPPING_RULES",
+    "State",
+    "TrainData",
+    "Trainer",
+    "TrainingDiverged",
+]
+
+#: A training or validation loss above this (standardised units: a network that learns
+#: stays near 1 or below) or not finite means the run diverged.
+DIVERGED_LOSS = 1e6
+
+
+class TrainingDiverged(ValueError):
+    """The losses left every sensible range; the run folder keeps its last good epoch."""
 
 
 @dataclass
@@ -118,27 +135,40 @@ STOPPING_RULES: tuple[Callable[[State, TrainOptions], str | None], ...] = (
 
 # ----------------------------------------------------------------------------- epoch-end hooks
 def plan_time_limit(trainer: Trainer, row: Mapping[str, Any]) -> None:
-    """Fit the cosine schedule to the epochs that fit in the time limit: after epoch 1, and
-    again after epoch 2 (the first one carries warm-up costs)."""
+    """Fit the cosine schedule to the epochs that fit in the time limit, after every epoch:
+    the epoch time is the median of the last five (the first epoch, with its warm-up costs,
+    only while it is the only one), so a slow start or a change of load re-plans the
+    schedule instead of leaving the learning rate at its floor."""
     state, opts = trainer.state, trainer.opts
-    if state.epoch not in (1, 2) or opts.time_limit is None or opts.schedule != "cosine":
+    if opts.time_limit is None or opts.schedule != "cosine":
         return
-    prev = state.history[-2]["time_s"] if state.epoch == 2 else 0.0
-    per_epoch = max(state.elapsed - prev, 1e-9)
+    times = [0.0] + [r["time_s"] for r in state.history]
+    durations = [b - a for a, b in itertools.pairwise(times)]
+    per_epoch = max(float(np.median(durations[1:][-5:] or durations)), 1e-9)
     left = int((opts.time_limit * 60 * 0.97 - state.elapsed) / per_epoch)
-    state.planned_epochs = min(opts.epochs, max(state.epoch, state.epoch + left))
-    trainer.schedule.total_steps = max(1, state.planned_epochs * trainer.steps_per_epoch)
-    trainer.log(f"time limit {opts.time_limit} min: cosine schedule planned over "
-                f"{state.planned_epochs} epochs ({per_epoch:.1f} s per epoch)")  # fmt: skip
+    planned = min(opts.epochs, max(state.epoch, state.epoch + left))
+    before = state.planned_epochs
+    state.planned_epochs = planned
+    trainer.schedule.replan(planned * trainer.steps_per_epoch)
+    if state.epoch <= 2 or abs(planned - before) > 0.1 * max(before, 1):
+        trainer.log(f"time limit {opts.time_limit} min: cosine schedule planned over "
+                    f"{planned} epochs ({per_epoch:.1f} s per epoch)")  # fmt: skip
+
+
+def first_stop_reason(state: State, opts: TrainOptions) -> str | None:
+    """The first reason of :data:`STOPPING_RULES` to stop now (None: go on)."""
+    for rule in STOPPING_RULES:
+        reason = rule(state, opts)
+        if reason is not None:
+            return reason
+    return None
 
 
 def apply_stopping_rules(trainer: Trainer, row: Mapping[str, Any]) -> None:
     """Mark the run done with the first reason of :data:`STOPPING_RULES`."""
-    for rule in STOPPING_RULES:
-        reason = rule(trainer.state, trainer.opts)
-        if reason is not None:
-            trainer.state.done, trainer.state.stop_reason = True, reason
-            return
+    reason = first_stop_reason(trainer.state, trainer.opts)
+    if reason is not None:
+        trainer.state.done, trainer.state.stop_reason = True, reason
 
 
 def save_checkpoints(trainer: Trainer, row: Mapping[str, Any]) -> None:
@@ -249,6 +279,7 @@ class Trainer:
         self.ema = EMA(net, opts.ema_decay)
         self.state = State(planned_epochs=opts.epochs)
         self._flags = {"sigint": False, "hard": False}
+        self.train_species: list[int] = []  # atomic numbers seen in training (saved)
         self._clock = (0.0, time.time())  # (elapsed before this segment, segment start)
 
     # ------------------------------------------------------------------ checkpoints
@@ -260,6 +291,43 @@ class Trainer:
         self.ema.load_state_dict(ckpt["ema"])
         self.state = State(**ckpt["state"])
         _checkpoint.set_rng_state(ckpt["rng"])
+
+    def resume_from(self, ckpt: Mapping[str, Any], length_changed: bool = False) -> None:
+        """Continue the run of ``ckpt``; with a changed training length (``opts`` differs
+        from the checkpoint's in epochs, time limit, max steps or patience) a finished run
+        goes on and the cosine schedule is re-planned from where it stands.
+
+        Raises
+        ------
+        ValueError
+            The run has finished and would stop at once with these options.
+        """
+        self.load_state(ckpt)
+        state = self.state
+        if state.done:
+            reason = first_stop_reason(state, self.opts) if state.epoch else None
+            if reason is not None:
+                raise ValueError(
+                    f"--resume {str(self.out)!r}: the run has finished ({state.stop_reason}) "
+                    f"and would stop at once again ({reason}); give a longer --epochs, "
+                    "--time-limit, --max-steps or --patience to continue it"
+                )
+            self.log(f"the run had finished ({state.stop_reason}); it goes on with the new "
+                     "training length")  # fmt: skip
+            state.done, state.stop_reason = False, ""
+        if length_changed and self.opts.schedule == "cosine":
+            self._replan()
+
+    def _replan(self) -> None:
+        """Cosine schedule over the planned length with the current options (the time
+        limit's plan uses the measured epoch time)."""
+        state = self.state
+        state.planned_epochs = self.opts.epochs
+        self.schedule.replan(self.opts.epochs * self.steps_per_epoch)
+        if self.opts.time_limit is not None and state.history:
+            plan_time_limit(self, state.history[-1])
+        self.log(f"cosine schedule re-planned over {state.planned_epochs} epochs from epoch "
+                 f"{state.epoch} (learning rate now {self.schedule.lr():.2e})")  # fmt: skip
 
     def payload(self) -> dict[str, Any]:
         """Everything a checkpoint holds (weights-only data)."""
@@ -276,6 +344,7 @@ class Trainer:
             "standardisation": {c: dict(h.state_dict()) for c, h in self.net.heads.items()},
             "versions": _checkpoint.versions(),
             "world_size": self.dist.world,
+            "train_species": list(self.train_species),
         }
 
     def save(self, name: str) -> None:
@@ -397,15 +466,26 @@ class Trainer:
             t = torch.tensor([value], dtype=torch.float64, device=dist.device)
             torch.distributed.all_reduce(t)
             value = float(t)
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"the training loss became {value} at step {self.state.global_step + 1}; lower "
-                "--lr or use float64"
-            )
+        if not math.isfinite(value) or value > DIVERGED_LOSS:
+            self._diverged(f"training loss {value:.3g} at step {self.state.global_step + 1}")
         self.state.train_loss_sum += value
         self.state.train_loss_n += 1
         self.state.global_step += 1
         return value
+
+    def _diverged(self, what: str) -> None:
+        kept = [n for n in ("last.pt", "best.pt") if (self.out / n).is_file()]
+        where = (
+            f"{self.out} keeps the last good epoch ({', '.join(kept)})"
+            if kept
+            else "no epoch finished before, so no checkpoint was written"
+        )
+        msg = (
+            f"the run diverged: {what} (standardised units; a network that learns stays near "
+            f"1 or below); lower --lr (it was {learning_rate(self.optimizer):.3g}); {where}"
+        )
+        self.log.record(msg)
+        raise TrainingDiverged(msg)
 
     # ------------------------------------------------------------------ epoch end
     def predict(self, samples: Sequence[Sample]) -> tuple[dict[str, np.ndarray], dict]:
@@ -447,6 +527,10 @@ class Trainer:
         else:
             state.bad_epochs += 1
         row["best"] = improved
+        losses = (row["train_loss"], val_loss)
+        if not all(math.isfinite(x) and x <= DIVERGED_LOSS for x in losses):
+            self._diverged(f"epoch {state.epoch}: training loss {losses[0]:.3g}, validation "
+                           f"loss {losses[1]:.3g}")  # fmt: skip
         state.history.append(row)
         for hook in self.hooks:
             hook(self, row)

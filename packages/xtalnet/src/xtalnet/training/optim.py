@@ -45,6 +45,11 @@ class Schedule:
             return self.base_lr * warm * self.scale
         return self.base_lr * warm
 
+    def replan(self, total_steps: int) -> None:
+        """A new planned length (cosine): the rate follows it from the next step on."""
+        self.total_steps = max(1, int(total_steps))
+        self._apply()
+
     def _apply(self) -> None:
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr()

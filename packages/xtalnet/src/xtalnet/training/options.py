@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,8 @@ class TrainOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+            if name != "clip" and not math.isfinite(v):  # clip = inf: no clipping
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.ema_decay < 1:
@@ -118,7 +121,10 @@ class TrainOptions:
             )
         object.__setattr__(self, "split", split)
         if self.time_limit is not None and not (
-            isinstance(self.time_limit, (int, float)) and self.time_limit > 0
+            isinstance(self.time_limit, (int, float))
+            and not isinstance(self.time_limit, bool)
+            and math.isfinite(self.time_limit)
+            and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
         if self.max_steps is not None and (

@@ -30,19 +30,22 @@ from xtalnet.inference import (
 )
 from xtalnet.network import Network
 from xtalnet.plots import learning_curve
+from xtalnet.targets import check_targets, encode_targets, fit_heads
 from xtalnet.training.distributed import Dist, setup_dist
+from xtalnet.training.leakage import check_leakage
 from xtalnet.training.loop import State, TrainData, Trainer
 from xtalnet.training.options import TrainOptions
-from xtalnet.training.run_dir import RUN_FILES, RunLog, check_out
+from xtalnet.training.run_dir import RunLog, check_out, start_run_folder
 from xtalnet.training.setup import (
     Plan,
     Samples,
+    check_same_samples,
     network_config,
     plan_run,
     prepare_samples,
     read_splits,
+    source_key,
 )
-from xtalnet.training.targets import encode_targets, fit_heads
 
 __all__ = ["train"]
 
@@ -114,19 +117,15 @@ def train(
     outp = Path(out)
     try:
         check_out(outp, resume, overwrite)
-        if dist.main:
-            outp.mkdir(parents=True, exist_ok=True)
-            if overwrite and not resume:
-                for f in RUN_FILES:
-                    (outp / f).unlink(missing_ok=True)
-        dist.barrier()
         log = RunLog(outp, dist.main, quiet)
-        plan = plan_run(outp, targets, config, options, resume, log)
-        trainer, samples = _build(plan, dist, log, data, val, test, outp, recommendation, argv)
+        sources = {"data": data, "val": val, "test": test}
+        plan = plan_run(outp, targets, config, options, resume, log, sources)
+        trainer, samples, rec = _build(plan, dist, log, sources, outp, recommendation)
+        if dist.main:
+            _start(trainer, plan, samples, rec, sources, argv=argv)
+        dist.barrier()
         trainer.progress = progress and dist.main and not quiet
         trainer.on_step = callback
-        if plan.ckpt is not None and trainer.state.done:
-            log(f"the run in {outp} has finished ({trainer.state.stop_reason}); nothing to resume")
         state = trainer.fit()
         return _finish(trainer, state, samples, log)
     finally:
@@ -138,41 +137,69 @@ def _build(
     plan: Plan,
     dist: Dist,
     log: RunLog,
-    data: Any,
-    val: Any,
-    test: Any,
+    sources: Mapping[str, Any],
     out: Path,
     recommendation: Any,
-    argv: Sequence[str] | None,
-) -> tuple[Trainer, Samples]:
-    """Data, config, network with fitted heads and its Trainer (resumed where asked); a new
-    run writes its description files."""
+) -> tuple[Trainer, Samples, dict[str, Any] | None]:
+    """Everything a run needs, checked before any file is written: data and splits, every
+    split's target values, config, samples, a network with fitted heads and its Trainer
+    (resumed where asked)."""
     if not plan.targets:
         raise ValueError("targets: give at least one target column (e.g. --target band_gap)")
     columns = [TargetSpec.parse(t).column for t in plan.targets]  # ValueError naming it
-    parts = read_splits(data, val, test, columns, plan.opts, log)
+    parts = read_splits(sources["data"], sources["val"], sources["test"], columns, plan.opts, log)
+    named = zip(("train", "val", "test"), parts)
+    check_targets(plan.targets, {name: (p.ids, p.values) for name, p in named if p.ids})
     cfg, rec = network_config(plan, out, parts[0], recommendation, dist, log)
     log(f"network: r_cut={cfg.r_cut} Å, {cfg.num_layers} layers, hidden {cfg.hidden_irreps}, "
         f"{cfg.dtype}, targets {list(cfg.targets)}")  # fmt: skip
     samples = prepare_samples(parts, cfg, plan.opts, log)
+    if plan.ckpt is not None:
+        check_same_samples(out, samples)
+    else:
+        splits = {"train": samples.train, "val": samples.val, "test": samples.test}
+        check_leakage(splits, plan.opts.strict, log.warn)
     net = Network(cfg)
-    fit_heads(net, samples.train, log)
+    fit_heads(net, [s.id for s in samples.train], [s.values for s in samples.train], log)
     net.to(dist.device)
     train_data = TrainData(
-        samples.train,
-        samples.val,
-        encode_targets(net, samples.train, "train"),
-        encode_targets(net, samples.val, "val"),
-    )
+        samples.train, samples.val,
+        encode_targets(net, [s.id for s in samples.train], [s.values for s in samples.train],
+                       "train"),
+        encode_targets(net, [s.id for s in samples.val], [s.values for s in samples.val], "val"),
+    )  # fmt: skip
     trainer = Trainer(net, plan.opts, train_data, dist, out, log)
+    trainer.train_species = sorted({int(z) for s in samples.train for z in s.graph.numbers})
     if plan.ckpt is not None:
-        trainer.load_state(plan.ckpt)
-    elif dist.main:
-        _write_run_files(out, plan, cfg, rec, samples, dist, data, val, test, argv)
+        trainer.resume_from(plan.ckpt, plan.length_changed)
     log(f"{sum(p.numel() for p in net.parameters()):,} parameters; {trainer.steps_per_epoch} "
         f"steps per epoch of at most {plan.opts.batch_size} structures / "
         f"{cfg.max_edges * dist.world:,} edges; world size {dist.world}")  # fmt: skip
-    return trainer, samples
+    return trainer, samples, rec
+
+
+def _start(
+    trainer: Trainer,
+    plan: Plan,
+    samples: Samples,
+    rec: Mapping[str, Any] | None,
+    sources: Mapping[str, Any],
+    *,
+    argv: Sequence[str] | None,
+) -> None:
+    """The run starts (rank 0): a new run replaces the files of the run the folder held
+    (``--overwrite``) and writes its own; stale temporaries of a killed save are removed;
+    the log lines kept so far go to ``train.log``."""
+    out, log = trainer.out, trainer.log
+    # a new run replaces what the folder holds: the run --overwrite named, or the files of a
+    # start that failed before its first checkpoint (check_out refused anything else)
+    removed = start_run_folder(out, replace=plan.ckpt is None)
+    log.start()
+    if removed:
+        log(f"removed {len(removed)} stale temporary file(s) of an interrupted save: {removed}")
+    if plan.ckpt is None:
+        _write_run_files(out, plan, trainer.net.config, rec, samples, sources, trainer.dist,
+                         argv)  # fmt: skip
 
 
 def _write_run_files(
@@ -181,18 +208,18 @@ def _write_run_files(
     cfg: NetworkConfig,
     rec: Mapping[str, Any] | None,
     samples: Samples,
+    sources: Mapping[str, Any],
     dist: Dist,
-    data: Any,
-    val: Any,
-    test: Any,
     argv: Sequence[str] | None,
 ) -> None:
     """run.json, config.json, options.json, recommendation.json and split.json."""
     write_json(out / "run.json", {
         "kind": "xtalnet-train",
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "argv": list(argv) if argv is not None else None, "data": str(data),
-        "val": None if val is None else str(val), "test": None if test is None else str(test),
+        "argv": list(argv) if argv is not None else None,
+        **{role: None if src is None else str(src) for role, src in sources.items()},
+        "sources": {role: source_key(src) for role, src in sources.items()},
+        "fingerprint": samples.fingerprint(),
         "world_size": dist.world, "versions": _checkpoint.versions(),
     })  # fmt: skip
     cfg.to_json(out / "config.json")

@@ -21,11 +21,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUN_FILES", "RunLog", "check_out", "write_metrics"]
+__all__ = [
+    "CHECKPOINTS",
+    "RUN_FILES",
+    "RunLog",
+    "check_out",
+    "remove_stale_temporaries",
+    "start_run_folder",
+    "write_metrics",
+]
 
 #: files that mark a folder as holding a run (refused unless resume / overwrite)
 RUN_FILES = (
@@ -46,35 +55,117 @@ RUN_FILES = (
 
 
 class RunLog:
-    """Prints (rank 0) and appends to ``train.log`` when a folder is given."""
+    """Prints (rank 0) and appends to ``train.log`` once the run has started.
+
+    Lines logged before :meth:`start` (reading data, choosing the config) are printed at
+    once and kept; ``start`` writes them to the log file. A run that fails before it starts
+    therefore leaves no ``train.log`` behind, and never appends to the log of a run that
+    ``--overwrite`` would replace.
+    """
 
     def __init__(self, out: Path | None, active: bool, quiet: bool = False) -> None:
         self.path = out / "train.log" if (out is not None and active) else None
         self.active = active
         self.quiet = quiet
+        self._pending: list[str] | None = []
 
     def __call__(self, msg: str) -> None:
         if not self.active:
             return
         if not self.quiet:
             print(msg, flush=True)
-        if self.path is not None:
+        if self._pending is not None:
+            self._pending.append(msg)
+        elif self.path is not None:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
 
+    def record(self, msg: str) -> None:
+        """A line for ``train.log`` only (the caller shows it its own way)."""
+        quiet, self.quiet = self.quiet, True
+        try:
+            self(msg)
+        finally:
+            self.quiet = quiet
 
-def check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a folder that holds another run (unless ``overwrite``); ``resume`` needs one."""
-    held = [f for f in RUN_FILES if (out / f).exists()] if out.is_dir() else []
+    def warn(self, msg: str) -> None:
+        """A line that starts with ``warning:`` (and goes to stderr as well)."""
+        if self.active and self.quiet:
+            print(f"warning: {msg}", file=sys.stderr, flush=True)
+        self(f"warning: {msg}")
+
+    def start(self) -> None:
+        """From now on lines go to ``train.log`` (the ones kept so far first)."""
+        pending, self._pending = self._pending or [], None
+        if self.path is not None and pending:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("".join(m + "\n" for m in pending))
+
+
+#: checkpoints: a folder holding one of them holds a run
+CHECKPOINTS = ("last.pt", "best.pt")
+#: temporary files of atomic writes (a process killed while writing leaves them behind)
+TEMPORARIES = (".last.pt.tmp-*", ".best.pt.tmp-*", ".metrics.csv.tmp", ".metrics.jsonl.tmp")
+
+
+def check_out(out: Path, resume: bool, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse a folder that holds another run (unless ``overwrite``); ``resume`` needs one.
+
+    A folder holds a run when it has a checkpoint (``last.pt`` or ``best.pt``): the files
+    of a start that failed before its first epoch are not a run and are replaced. ``out``
+    must be a folder, or a path where one can be made (``ValueError`` naming ``flag``).
+    Nothing is written.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {str(out)!r} is a file, not a folder: name a folder for the run")
     if resume:
         if not (out / "last.pt").is_file():
             raise ValueError(f"--resume {str(out)!r}: no last.pt there to resume from")
+        _check_writable(out, "--resume")
         return
-    if held and not overwrite:
+    _check_writable(out, flag)
+    held = [f for f in RUN_FILES if (out / f).exists()] if out.is_dir() else []
+    if any(f in held for f in CHECKPOINTS) and not overwrite:
         raise ValueError(
-            f"--out {str(out)!r} already holds a run ({', '.join(held[:5])}); pass --resume to "
+            f"{flag} {str(out)!r} already holds a run ({', '.join(held[:5])}); pass --resume to "
             "continue it or --overwrite to replace it"
         )
+
+
+def _check_writable(out: Path, flag: str) -> None:
+    """``out`` (or the nearest existing folder above it) is a folder this process may write."""
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{flag} {str(out)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(out)!r}: no permission to write in {str(probe)!r}")
+
+
+def start_run_folder(out: Path, replace: bool) -> list[str]:
+    """Make the run folder; with ``replace`` remove the files of the run it holds first.
+
+    Called once everything about the new run has been checked. Returns the names of the
+    stale temporary files (of a process killed while saving) it removed.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if replace:
+        for f in RUN_FILES:
+            (out / f).unlink(missing_ok=True)
+    return remove_stale_temporaries(out)
+
+
+def remove_stale_temporaries(out: Path) -> list[str]:
+    """Remove what an atomic write left behind when its process was killed; their names."""
+    removed = []
+    for pattern in TEMPORARIES:
+        for p in sorted(out.glob(pattern)):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def write_metrics(out: Path, history: Sequence[Mapping[str, Any]]) -> None:

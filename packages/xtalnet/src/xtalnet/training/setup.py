@@ -3,11 +3,16 @@ run it resumes), its data and splits, and its network configuration."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from xtalnet import _checkpoint
 from xtalnet.config import NetworkConfig, read_recommendation, recommended_fields
@@ -17,10 +22,21 @@ from xtalnet.training.distributed import Dist
 from xtalnet.training.options import TrainOptions
 from xtalnet.training.splits import split_data
 
-__all__ = ["Plan", "Samples", "given_fields", "network_config", "plan_run", "prepare_samples"]
+__all__ = [
+    "LENGTH_OPTIONS",
+    "Plan",
+    "Samples",
+    "check_same_samples",
+    "given_fields",
+    "network_config",
+    "plan_run",
+    "prepare_samples",
+    "read_splits",
+    "source_key",
+]
 
-#: Training options that may differ when a run is resumed (they bound the run's length).
-VOLATILE_OPTIONS = ("time_limit", "max_steps")
+#: Training options that may change when a run is resumed: they bound the run's length.
+LENGTH_OPTIONS = ("epochs", "time_limit", "max_steps", "patience")
 
 
 @dataclass
@@ -31,6 +47,7 @@ class Plan:
     opts: TrainOptions
     given: dict[str, Any]
     ckpt: dict[str, Any] | None = None
+    length_changed: bool = False
 
 
 @dataclass
@@ -40,6 +57,50 @@ class Samples:
     train: list[Sample]
     val: list[Sample]
     test: list[Sample]
+
+    def fingerprint(self) -> dict[str, str]:
+        """SHA-256 of the ids and target values of every split (what a resume must match)."""
+        out = {}
+        for name in ("train", "val", "test"):
+            rows = [[s.id, {k: _plain(v) for k, v in sorted(s.values.items())}]
+                    for s in getattr(self, name)]  # fmt: skip
+            text = json.dumps(rows, sort_keys=True, default=str)
+            out[name] = hashlib.sha256(text.encode()).hexdigest()
+        return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def check_same_samples(out: Path, samples: Samples) -> None:
+    """Refuse a resume whose data no longer gives the run's splits and target values."""
+    split = json.loads((out / "split.json").read_text(encoding="utf-8"))
+    for name in ("train", "val", "test"):
+        ids = [s.id for s in getattr(samples, name)]
+        if ids != split.get(name, []):
+            raise ValueError(
+                f"--resume {str(out)!r}: the data no longer gives the run's {name} split "
+                f"({len(ids)} structures now, {len(split.get(name, []))} in split.json); a "
+                "resumed run keeps its data"
+            )
+    run = out / "run.json"
+    saved = (
+        json.loads(run.read_text(encoding="utf-8")).get("fingerprint") if run.is_file() else None
+    )
+    if saved:
+        now = samples.fingerprint()
+        differ = [name for name in now if saved.get(name) != now[name]]
+        if differ:
+            raise ValueError(
+                f"--resume {str(out)!r}: the target values of the {', '.join(differ)} "
+                "split(s) differ from the run's (the data file changed); a resumed run keeps "
+                "its data"
+            )
 
 
 def given_fields(config: Any) -> dict[str, Any]:
@@ -65,33 +126,74 @@ def plan_run(
     options: Any,
     resume: bool,
     log: Callable[[str], None],
+    sources: Mapping[str, Any] | None = None,
 ) -> Plan:
     """The targets, options and given config fields of a new run, or those of the run in
-    ``out`` to resume (given fields must agree with the saved ones: ``ValueError`` naming
-    the fields that differ, except :data:`VOLATILE_OPTIONS`)."""
+    ``out`` to resume.
+
+    On resume the given fields must agree with the saved ones and ``sources`` (``data``,
+    ``val``, ``test``) with the run's (``ValueError`` naming what differs): only the training
+    length (:data:`LENGTH_OPTIONS`) may change, and each change is logged.
+    """
     given = given_fields(config)
     opts_given = options.to_dict() if isinstance(options, TrainOptions) else dict(options or {})
     if not resume:
         opts = options if isinstance(options, TrainOptions) else TrainOptions.from_dict(opts_given)
         return Plan(list(targets), opts, given)
     ckpt = _checkpoint.read(out / "last.pt")
+    _check_same_sources(out, sources or {})
     saved_cfg = dict(ckpt["config"])
     saved_cfg.pop("schema", None)
     if targets and list(targets) != list(saved_cfg["targets"]):
         given["targets"] = list(targets)
     diff = _checkpoint.config_diff({k: saved_cfg[k] for k in given if k in saved_cfg}, given)
-    saved_opts = dict(ckpt["options"])
-    defaults = TrainOptions().to_dict()  # fields newer than the checkpoint: defaults
-    fixed = {k: v for k, v in opts_given.items() if k not in VOLATILE_OPTIONS}
-    diff += _checkpoint.config_diff({k: saved_opts.get(k, defaults.get(k)) for k in fixed}, fixed)
+    saved_opts = {**TrainOptions().to_dict(), **ckpt["options"]}  # newer fields: defaults
+    fixed = {k: v for k, v in opts_given.items() if k not in LENGTH_OPTIONS}
+    diff += _checkpoint.config_diff({k: saved_opts.get(k) for k in fixed}, fixed)
     if diff:
         raise ValueError(
             f"--resume {str(out)!r}: the checkpoint was trained with another config; "
-            f"fields that differ: {'; '.join(diff)}"
+            f"fields that differ: {'; '.join(diff)} (on --resume only the training length "
+            f"may change: {', '.join(LENGTH_OPTIONS)})"
         )
-    saved_opts.update({k: v for k, v in opts_given.items() if k in VOLATILE_OPTIONS})
+    changed = False
+    for k in LENGTH_OPTIONS:
+        if k in opts_given and opts_given[k] != saved_opts.get(k):
+            log(f"resume: {k} {saved_opts.get(k)} -> {opts_given[k]} (training length changed)")
+            saved_opts[k] = opts_given[k]
+            changed = True
     log(f"resuming {out} at epoch {ckpt['state']['epoch']} step {ckpt['state']['global_step']}")
-    return Plan(list(saved_cfg["targets"]), TrainOptions.from_dict(saved_opts), given, ckpt)
+    opts = TrainOptions.from_dict(saved_opts)
+    return Plan(list(saved_cfg["targets"]), opts, given, ckpt, changed)
+
+
+def source_key(source: Any) -> str | None:
+    """What identifies a data source across sessions: the absolute path of a file or folder,
+    the text of anything else (``"builtin:dcdft"``, ``"mp"``); None for objects."""
+    if source is None or not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else str(source)
+
+
+def _check_same_sources(out: Path, sources: Mapping[str, Any]) -> None:
+    """Refuse a resume whose ``data`` / ``val`` / ``test`` differ from those in run.json."""
+    run = out / "run.json"
+    if not run.is_file():
+        return
+    saved = json.loads(run.read_text(encoding="utf-8"))
+    resolved = saved.get("sources") or {}
+    for role, given in sources.items():
+        if not isinstance(given, (str, os.PathLike, type(None))):
+            continue  # an in-memory dataset: checked by content (the split's fingerprint)
+        before = resolved.get(role, source_key(saved.get(role)))
+        now = source_key(given)
+        if before != now:
+            raise ValueError(
+                f"--resume {str(out)!r}: --{role} {given!r} is not the run's {role} "
+                f"({saved.get(role)!r}); a resumed run keeps its data (start a new run with "
+                "--out to train on other data)"
+            )
 
 
 def read_splits(

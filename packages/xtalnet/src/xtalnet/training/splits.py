@@ -49,12 +49,12 @@ def split_data(
     tr_i, va_i, te_i = split_indices(len(main.ids), [x / total for x in f], opts.seed)
     train = subset(main, tr_i)
     val_p = (
-        load_source(val, columns, strict=opts.strict, log=log)
+        load_source(val, columns, strict=opts.strict, log=log, flag="--val")
         if val is not None
         else subset(main, va_i)
     )
     test_p = (
-        load_source(test, columns, strict=opts.strict, log=log)
+        load_source(test, columns, strict=opts.strict, log=log, flag="--test")
         if test is not None
         else subset(main, te_i)
     )
