@@ -9,11 +9,26 @@ bulk and shear moduli (:func:`mp_audit.vrh_moduli`, the one home of that formula
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["mae", "r2", "rmse", "roc_auc", "scalar_metrics", "target_metrics", "vrh_moduli"]
+if TYPE_CHECKING:
+    from xtalnet.dataset import Sample
+    from xtalnet.network import Network
+
+__all__ = [
+    "baseline_metrics",
+    "mae",
+    "metrics_of",
+    "r2",
+    "rmse",
+    "roc_auc",
+    "scalar_metrics",
+    "target_metrics",
+    "vrh_moduli",
+]
 
 
 def _pair(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -138,4 +153,35 @@ def target_metrics(
             fin = np.isfinite(a) & np.isfinite(b)
             out[f"{name}_mae"] = mae(a[fin], b[fin])
             out[f"{name}_mae_log10"] = _log10_mae(a[fin], b[fin])
+    return out
+
+
+# ----------------------------------------------------------------------------- per head
+def metrics_of(
+    net: Network, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
+) -> dict[str, dict[str, float]]:
+    """Per-target metrics (physical units) of decoded predictions against sample values."""
+    out = {}
+    for c, head in net.target_heads.items():
+        true, ok = head.true_values([s.values.get(c) for s in samples])
+        if not ok.any():
+            continue
+        extra = {k.split(".", 1)[1]: v[ok] for k, v in dec.items() if k.startswith(c + ".")}
+        out[c] = head.metrics(dec[c][ok], true[ok], extra)
+    return out
+
+
+def baseline_metrics(
+    net: Network, train: Sequence[Sample], samples: Sequence[Sample]
+) -> dict[str, dict[str, float]]:
+    """Metrics of the mean predictor: every head's :meth:`~xtalnet.heads.Head.mean_baseline`
+    of the train values for every structure of ``samples``."""
+    out = {}
+    for c, head in net.target_heads.items():
+        tr, tr_ok = head.true_values([s.values.get(c) for s in train])
+        true, ok = head.true_values([s.values.get(c) for s in samples])
+        if not ok.any() or not tr_ok.any():
+            continue
+        pred, extra = head.mean_baseline(tr[tr_ok], int(ok.sum()))
+        out[c] = head.metrics(pred, true[ok], extra)
     return out

@@ -241,7 +241,7 @@ class Network(nn.Module):
             extra outputs of a head (e.g. the band gap's probability of a metal) under
             ``"<column>.<name>"``.
         """
-        from xtalnet.inference import predict
+        from xtalnet.prediction import predict
 
         return predict(self, structures, batch_size=batch_size, stacklevel=3)
 

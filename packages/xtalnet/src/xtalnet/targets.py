@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from xtalnet.dataset import is_missing
 from xtalnet.heads import Head, TargetSpec, make_head
-from xtalnet.network import Network
+
+if TYPE_CHECKING:
+    from xtalnet.network import Network
 
 __all__ = [
     "ABSURD_SPREAD",

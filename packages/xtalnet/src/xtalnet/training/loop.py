@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from xtalnet import _checkpoint
+from xtalnet._metrics import metrics_of
 from xtalnet.dataset import Sample
-from xtalnet.inference import decode, forward_graphs, metrics_of
 from xtalnet.network import Network
+from xtalnet.prediction import decode, forward_graphs
 from xtalnet.training.batching import collate_samples, epoch_batches, noisy_batch, shard
 from xtalnet.training.distributed import Dist
 from xtalnet.training.loss import batch_loss, loss_counts, validation_loss

@@ -19,17 +19,12 @@ from typing import Any
 import torch
 
 from xtalnet import _checkpoint
+from xtalnet._metrics import baseline_metrics, metrics_of
 from xtalnet.config import NetworkConfig
 from xtalnet.heads import TargetSpec
-from xtalnet.inference import (
-    baseline_metrics,
-    metrics_of,
-    unit_label,
-    write_json,
-    write_predictions,
-)
 from xtalnet.network import Network
 from xtalnet.plots import learning_curve
+from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.targets import check_targets, encode_targets, fit_heads
 from xtalnet.training.distributed import Dist, setup_dist
 from xtalnet.training.leakage import check_leakage

@@ -1,0 +1,159 @@
+"""Forward passes of a network and their decoding: predictions in physical units, with a
+note for every structure whose prediction is missing or doubtful.
+
+Nothing here reads or writes files; :mod:`xtalnet.inference` builds on it (load, evaluate,
+tables) and :class:`xtalnet.Network`'s ``predict`` delegates to :func:`predict`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from xtalnet.data import as_sequence, batch_of_graphs, graph_of, pack, packed, to_structure
+
+if TYPE_CHECKING:
+    from xtalnet.network import Network
+
+__all__ = ["decode", "forward_graphs", "predict", "predict_with_notes", "structure_note"]
+
+
+@torch.no_grad()
+def forward_graphs(
+    net: Network, graphs: Sequence[Any], ids: Sequence[str], batch_size: int
+) -> dict[str, np.ndarray]:
+    """Standardised outputs ``{column: float64 [n, dim]}`` of prebuilt graphs, in order
+    (batches of at most ``batch_size`` structures and ``net.config.max_edges`` edges)."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    raw: dict[str, list[np.ndarray]] = {c: [] for c in net.heads}
+    try:
+        edges = [int(g.num_edges) for g in graphs]
+        for idx in pack(range(len(graphs)), edges, batch_size, net.config.max_edges):
+            batch = batch_of_graphs([graphs[i] for i in idx], [ids[i] for i in idx])
+            for c, v in net(batch.to(device)).items():
+                raw[c].append(v.detach().cpu().double().numpy())
+    finally:
+        net.train(was_training)
+    return {c: _concat(v, net.target_heads[c].irreps_in.dim) for c, v in raw.items()}
+
+
+def _concat(parts: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(parts, 0) if parts else np.zeros((0, dim))
+
+
+def decode(net: Network, std: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Physical units of standardised outputs: every head's decoded values under its column
+    and its extra outputs under ``"<column>.<name>"``."""
+    out: dict[str, np.ndarray] = {}
+    for c, head in net.target_heads.items():
+        out.update(head.decode_all(torch.as_tensor(std[c], dtype=net.config.torch_dtype)))
+    return out
+
+
+def predict(
+    net: Network, structures: Any, batch_size: int = 64, *, stacklevel: int = 2
+) -> dict[str, np.ndarray]:
+    """Predictions in physical units for structures (pymatgen, ASE, mp_audit entries).
+
+    Parameters
+    ----------
+    net : Network
+        A trained network (e.g. from :func:`load`).
+    structures : sequence of pymatgen Structure, ASE Atoms or mp_audit.Entry (or one)
+    batch_size : int
+        Structures per forward pass (also bounded by ``net.config.max_edges``).
+    stacklevel : int
+        Of the warning (2: the caller of this function).
+
+    Returns
+    -------
+    dict column -> numpy array
+        Scalars [n]; ``elastic_tensor`` [n, 6, 6] GPa (Voigt xx, yy, zz, yz, xz, xy);
+        extra outputs of a head (e.g. the band gap's probability of a metal) under
+        ``"<column>.<name>"``.
+
+    Warns
+    -----
+    UserWarning
+        Naming the structures whose prediction is NaN (an atom without a neighbour within
+        r_cut: the network has nothing to say about it) or doubtful (elements the training
+        data did not hold); :func:`predict_with_notes` gives those notes per structure.
+    """
+    pred, notes = predict_with_notes(net, structures, batch_size)
+    flagged = [(k, note) for k, note in enumerate(notes) if note]
+    if flagged:
+        shown = "; ".join(f"structures[{k}]: {note}" for k, note in flagged[:5])
+        more = f" (and {len(flagged) - 5} more)" if len(flagged) > 5 else ""
+        warnings.warn(f"{len(flagged)} of {len(notes)} predictions flagged: {shown}{more}",
+                      stacklevel=stacklevel)  # fmt: skip
+    return pred
+
+
+@torch.no_grad()
+def predict_with_notes(
+    net: Network, structures: Any, batch_size: int = 64, *, catch: bool = False
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Predictions (as :func:`predict`) and a note per structure (``""`` when none).
+
+    A structure with an atom that has no neighbour within r_cut gets NaN and the note that
+    says so; one with elements absent from the training data is predicted and noted. With
+    ``catch`` a structure that cannot be read or graphed (disordered, flat cell, unknown
+    element, ...) gets NaN and the error as its note instead of raising.
+    """
+    items = as_sequence(structures)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    notes = [""] * len(items)
+    std = {c: np.full((len(items), h.irreps_in.dim), np.nan) for c, h in net.target_heads.items()}
+
+    def graphs() -> Iterator[tuple[int, Any]]:
+        for k, obj in enumerate(items):
+            try:
+                g = graph_of(to_structure(obj, k), k, net.config)
+            except (ValueError, TypeError) as exc:
+                if not catch:
+                    raise
+                notes[k] = f"not predicted: {exc}"
+                continue
+            notes[k] = structure_note(net, g)
+            if not notes[k].startswith("not predicted"):
+                yield k, g
+
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    try:
+        for run in packed(graphs(), lambda kg: kg[1].num_edges, batch_size, net.config.max_edges):
+            idx = [k for k, _ in run]
+            batch = batch_of_graphs([g for _, g in run], [str(k) for k in idx])
+            for c, v in net(batch.to(device)).items():
+                std[c][idx] = v.detach().cpu().double().numpy()
+    finally:
+        net.train(was_training)
+    return decode(net, std), notes
+
+
+def structure_note(net: Network, graph: Any) -> str:
+    """Why a structure's prediction is missing (``"not predicted: ..."``) or doubtful."""
+    counts = graph.counts
+    if bool((counts == 0).any()):
+        lonely = torch.nonzero(counts == 0).flatten().tolist()
+        return (
+            f"not predicted: atom(s) {lonely[:10]} have no neighbour within r_cut="
+            f"{net.config.r_cut} Å, so the network has nothing to say about them"
+        )
+    seen = getattr(net, "train_species", None)
+    if seen:
+        unseen = sorted({int(z) for z in graph.numbers} - set(seen))
+        if unseen:
+            from pymatgen.core.periodic_table import Element
+
+            names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+            return f"element(s) {names} absent from the training data: extrapolated"
+    return ""

@@ -1,0 +1,134 @@
+"""Prediction tables and result files: ``predictions.csv``, the rows of ``xtalnet predict``,
+JSON files of metrics, and the unit labels printed beside numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from xtalnet.dataset import Sample, is_missing
+from xtalnet.prediction import predict_with_notes
+
+if TYPE_CHECKING:
+    from xtalnet.network import Network
+
+__all__ = ["predict_table", "unit_label", "write_json", "write_predictions"]
+
+
+def unit_label(net: Network, column: str) -> str:
+    """``"(unit)"`` of a target column, ``""`` when its unit is not known."""
+    heads = net.target_heads
+    unit = heads[column].unit if column in heads else ""
+    return f"({unit})" if unit else ""
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON (numpy and torch values as numbers / lists)."""
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    return str(o)
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return json.dumps(np.round(v, 6).tolist()) if v.ndim else float(v)
+    if isinstance(v, (list, tuple)):
+        return json.dumps(v)
+    return v
+
+
+def write_predictions(
+    path: Path, net: Network, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
+) -> None:
+    """``predictions.csv``: id, then per target true and predicted values (tensors as JSON),
+    the heads' extra outputs and derived quantities (for elastic tensors K_VRH / G_VRH of the
+    prediction, as ``K_VRH_from_tensor_pred``)."""
+    derived = {c: head.derived(dec[c]) for c, head in net.target_heads.items()}
+    rows = []
+    for n, s in enumerate(samples):
+        row: dict[str, Any] = {"id": s.id}
+        for c in net.heads:
+            v = s.values.get(c)
+            row[f"{c}_true"] = (
+                "" if is_missing(v) else _cell(np.asarray(v) if isinstance(v, list) else v)
+            )
+            row[f"{c}_pred"] = _cell(dec[c][n])
+            for k, arr in dec.items():
+                if k.startswith(c + "."):
+                    row[f"{k}_pred"] = float(arr[n])
+            for name, arr in derived[c].items():
+                row[f"{name}_from_tensor_pred"] = float(arr[n])
+        rows.append(row)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def predict_table(
+    net: Network, structures: Sequence[Any], names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One dict per structure: name, formula, every prediction in physical units (tensors as
+    nested lists; elastic tensors add K_VRH / G_VRH in GPa) and ``status``: ``"ok"``, or why
+    the prediction is missing (NaN, None in JSON terms) or doubtful. An exception in place
+    of a structure (a file that did not parse) becomes its row's status."""
+    readable = [k for k, s in enumerate(structures) if not isinstance(s, BaseException)]
+    pred, notes = predict_with_notes(net, [structures[k] for k in readable], catch=True)
+    for c, head in net.target_heads.items():
+        for name, arr in head.derived(pred[c]).items():
+            pred[f"{c}.{name}"] = arr
+    keys = _table_order(net, pred)
+    at = {k: n for n, k in enumerate(readable)}
+    rows = []
+    for k, (s, name) in enumerate(zip(structures, names)):
+        row: dict[str, Any] = {"name": name, "formula": _formula(s)}
+        if k not in at:
+            row.update(dict.fromkeys(keys))
+            row["status"] = f"not predicted: {s}"
+        else:
+            for key in keys:
+                x = pred[key][at[k]]
+                row[key] = _plain(x)
+            row["status"] = notes[at[k]] or "ok"
+        rows.append(row)
+    return rows
+
+
+def _formula(s: Any) -> str:
+    if isinstance(s, BaseException):
+        return ""
+    if hasattr(s, "composition"):
+        return str(s.composition.reduced_formula)
+    return str(s.get_chemical_formula())
+
+
+def _plain(x: Any) -> Any:
+    """A prediction as JSON-ready Python: nested lists, floats, None for NaN."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        return [_plain(v) for v in x]
+    value = float(x)
+    return None if math.isnan(value) else value
+
+
+def _table_order(net: Network, pred: Mapping[str, np.ndarray]) -> list[str]:
+    """Columns of a prediction table: each target, then its extra and derived outputs."""
+    keys: list[str] = []
+    for c in net.heads:
+        keys.append(c)
+        keys.extend(k for k in pred if k.startswith(c + "."))
+    return keys
