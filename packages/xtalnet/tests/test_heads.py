@@ -875,3 +875,32 @@ def test_real_band_gaps_statistics() -> None:
     assert z.mean() == pytest.approx(0.0, abs=1e-12) and (z**2).mean() == pytest.approx(1.0)
     pred = torch.stack([60.0 * target[:, 0] - 30.0, target[:, 1]], dim=1)
     np.testing.assert_allclose(head.decode(pred), gaps, atol=1e-12)
+
+
+def test_band_gap_decode_is_the_median_of_the_predicted_mixture() -> None:
+    """With a calibrated spread s the decoded gap is the median of eq. 2.1's distribution
+    (0 with probability 1 - p, else (σ (z + s ε) + μ)²), checked against a Monte Carlo
+    median; s = 0 and p < 1/2 give the decoding of before."""
+    head = make_head("band_gap", dtype=torch.float64, p=0.6, mu=1.0, sigma=0.4)
+    z = torch.tensor([[np.log(0.8 / 0.2), 0.3], [np.log(0.55 / 0.45), -0.2], [-1.0, 0.5]])
+    before = head.decode(z)
+    np.testing.assert_allclose(before[:2], ((0.4 * z[:2, 1] + 1.0) ** 2).numpy(), rtol=1e-12)
+    assert before[2] == 0.0
+    pred = torch.tensor([[0.0, 0.0], [0.0, 0.5], [0.0, -0.4]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 0.6], [0.0, 0.0], [1.0, -1.0]], dtype=torch.float64)
+    spread = head.calibrate(pred, target)["spread"]  # rows 0 and 2 have a gap
+    assert float(spread) == pytest.approx(np.sqrt((0.6**2 + 0.6**2) / 2), rel=1e-12)
+    rng = np.random.default_rng(0)
+    for row in z[:2]:
+        p = 1 / (1 + np.exp(-float(row[0])))
+        n = 2_000_000
+        gapped = rng.random(n) < p
+        root = 0.4 * (float(row[1]) + float(spread) * rng.standard_normal(n)) + 1.0
+        samples = np.where(gapped, np.clip(root, 0, None) ** 2, 0.0)
+        got = head.decode(row[None])[0]
+        assert got == pytest.approx(np.median(samples), abs=5e-3)
+    state = head.state_dict()
+    del state["spread"]  # a checkpoint from before the spread existed
+    old = make_head("band_gap", dtype=torch.float64)
+    old.load_state_dict(state)
+    np.testing.assert_array_equal(old.decode(z), before)

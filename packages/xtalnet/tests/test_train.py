@@ -126,13 +126,17 @@ def test_checkpoint_without_the_newer_fields_loads_and_resumes(tmp_path, dcdft24
         if status["step"] == 6:  # inside epoch 2: best.pt and last.pt exist
             raise KeyboardInterrupt
 
+    # what a 0.1 run was: a one-hot embedding, no composition statistics, the input frame
+    old = {**TINY, "species_features": "onehot", "composition": False,
+           "tensor_frame": "as_given"}  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
-        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=TINY,
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=old,
                  options={**OPTS, "epochs": 2}, callback=stop, progress=False,
                  quiet=True)  # fmt: skip
     for name in ("last.pt", "best.pt"):
         ck = ckpt_mod.read(tmp_path / "old" / name)
-        del ck["config"]["species_features"]
+        del ck["config"]["species_features"], ck["config"]["composition"]
+        del ck["config"]["tensor_frame"]
         del ck["options"]["loss"], ck["options"]["huber_delta"]
         ckpt_mod.save(ck, tmp_path / "old" / name)
     net = xtalnet.load(tmp_path / "old" / "best.pt")
@@ -322,8 +326,13 @@ def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft2
     assert (rec["r_cut"], rec["layers"]) == (expected.recommendation["r_cut"],
                                              expected.recommendation["layers"])  # fmt: skip
     saved = xtalnet.NetworkConfig.from_json(tmp_path / "a" / "config.json")
-    assert (saved.r_cut, saved.num_layers) == (rec["r_cut"], rec["layers"])
-    assert "mp-audit recommendation on" in (tmp_path / "a" / "train.log").read_text()
+    # r_cut is the audit's; layers: the fewest that reach the target's irreps (one for a
+    # scalar), the audit's recommendation being the upper bound (xtalnet.defaults)
+    assert (saved.r_cut, saved.num_layers) == (rec["r_cut"], 1) and rec["layers"] >= 1
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "mp-audit recommendation on" in log and "default num_layers=1" in log
+    provenance = json.loads((tmp_path / "a" / "config.json").read_text())["provenance"]
+    assert provenance["r_cut"].startswith("rule:") and provenance["embed_dim"] == "given"
     # a saved recommendation file is used instead
     fake = dict(rec, r_cut=4.5, layers=2)
     (tmp_path / "rec.json").write_text(json.dumps(fake))
@@ -331,7 +340,7 @@ def test_hyper_parameters_come_from_mp_audit_on_the_train_split(tmp_path, dcdft2
              recommendation=tmp_path / "rec.json",
              options={**OPTS, "epochs": 1, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
     saved = xtalnet.NetworkConfig.from_json(tmp_path / "b" / "config.json")
-    assert (saved.r_cut, saved.num_layers) == (4.5, 2)
+    assert (saved.r_cut, saved.num_layers) == (4.5, 1)
 
 
 # ------------------------------------------------------------------------------ pieces

@@ -266,10 +266,12 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them (a run's
+        ``provenance`` record is ignored)."""
         if not isinstance(data, Mapping):
             raise TypeError(f"config must be a mapping, got {type(data).__name__}")
         data = dict(data)
+        data.pop("provenance", None)  # config.json of a run: which fields were given or chosen
         schema = data.pop("schema", _SCHEMA)
         if schema != _SCHEMA:
             raise ValueError(f"config schema must be {_SCHEMA!r}, got {schema!r}")

@@ -12,8 +12,9 @@ keep a mean square of order one through the layers (tested on real structures).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -37,7 +38,7 @@ from xtalnet.nn import (
     reachable,
 )
 
-__all__ = ["Network", "count_parameters"]
+__all__ = ["Network", "count_parameters", "layer_irreps", "layers_needed"]
 
 
 def _make_heads(config: NetworkConfig, dtype: torch.dtype) -> dict[str, nn.Module]:
@@ -68,14 +69,12 @@ def _head_irreps(heads: Mapping[str, nn.Module]) -> tuple[dict[str, Irreps], lis
     return head_irreps, needed
 
 
-def _build_layers(
-    config: NetworkConfig,
-    basis: BesselBasis,
-    needed: list[tuple[int, int]],
-    gen: torch.Generator,
-) -> tuple[list[InteractionLayer], list[Block]]:
-    """The interaction layers (hidden irreps between them, the last adding every irrep a
-    head needs) and the irreps of the last layer's output."""
+def layer_irreps(
+    config: NetworkConfig, needed: Sequence[tuple[int, int]], num_layers: int
+) -> tuple[list[list[Block]], list[str]]:
+    """The irreps after the embedding and after each of ``num_layers`` layers (hidden irreps
+    between layers, the last adding every (l, parity) a head needs at ``readout_mul``; blocks
+    no path reaches yet are dropped), and the needed irreps the last layer still lacks."""
     hidden: list[Block] = [
         (ir.mul, ir.l, ir.parity) for ir in nonzero_irreps(config.hidden_irreps, "hidden_irreps")
     ]
@@ -83,23 +82,49 @@ def _build_layers(
     last = hidden + [(config.readout_mul, l, p) for l, p in sorted(needed) if (l, p) not in have]
     last = sorted(last, key=lambda t: (t[1], -t[2]))  # scalars first (gate layout)
     hidden = sorted(hidden, key=lambda t: (t[1], -t[2]))
-    irreps: list[Block] = [(config.embed_dim, 0, 1)]
-    layers = []
-    for n in range(config.num_layers):
-        # blocks that no path reaches yet (odd parities in the first layers) are dropped
-        out = [t for t in (last if n == config.num_layers - 1 else hidden)
-               if reachable(irreps, t[1], t[2], config.l_filter_max)]  # fmt: skip
-        layers.append(InteractionLayer(Irreps(irreps), Irreps(out), config, basis, generator=gen))
-        irreps = out
+    steps: list[list[Block]] = [[(config.embed_dim, 0, 1)]]
+    for n in range(num_layers):
+        steps.append([t for t in (last if n == num_layers - 1 else hidden)
+                      if reachable(steps[-1], t[1], t[2], config.l_filter_max)])  # fmt: skip
     lacking = [f"{l}{'e' if p == 1 else 'o'}" for l, p in needed
-               if not any((l, p) == (t[1], t[2]) for t in irreps)]  # fmt: skip
+               if not any((l, p) == (t[1], t[2]) for t in steps[-1])]  # fmt: skip
+    return steps, lacking
+
+
+def layers_needed(config: NetworkConfig, max_layers: int = 16) -> int:
+    """The fewest interaction layers whose output holds every irrep the targets' heads need
+    (from scalar inputs, with ``config.l_filter_max``): 1 for scalars, band gaps and
+    dielectric tensors (0e, 2e), 2 for elastic (4e) and piezoelectric (3o) tensors with
+    ``l_filter_max = 2``."""
+    _, needed = _head_irreps(_make_heads(config, torch.float64))
+    for n in range(1, max_layers + 1):
+        if not layer_irreps(config, needed, n)[1]:
+            return n
+    raise ValueError(
+        f"no number of layers up to {max_layers} reaches the irreps of {list(config.targets)} "
+        f"with l_filter_max={config.l_filter_max} and hidden_irreps={config.hidden_irreps!r}"
+    )
+
+
+def _build_layers(
+    config: NetworkConfig,
+    basis: BesselBasis,
+    needed: list[tuple[int, int]],
+    gen: torch.Generator,
+) -> tuple[list[InteractionLayer], list[Block]]:
+    """The interaction layers of :func:`layer_irreps` and the irreps of the last output."""
+    steps, lacking = layer_irreps(config, needed, config.num_layers)
     if lacking:
         raise ValueError(
             f"the heads need irreps {lacking}, which {config.num_layers} layer(s) with "
             f"l_filter_max={config.l_filter_max} cannot produce from scalar inputs; raise "
             "num_layers or l_filter_max"
         )
-    return layers, irreps
+    layers = [
+        InteractionLayer(Irreps(a), Irreps(b), config, basis, generator=gen)
+        for a, b in itertools.pairwise(steps)
+    ]
+    return layers, steps[-1]
 
 
 class Network(nn.Module):

@@ -341,6 +341,12 @@ class Head(nn.Module):
         mean = train_true.mean(axis=0)
         return np.broadcast_to(mean, (n, *np.shape(mean))).copy(), {}
 
+    def calibrate(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fit what a head learns from held-out predictions after training (standardised
+        outputs and ``encode``-d targets of the validation split); returns the buffers it
+        set, by name. Nothing by default."""
+        return {}
+
     def derived(self, decoded: np.ndarray) -> dict[str, np.ndarray]:
         """Quantities derived from decoded predictions ``[n, ...]`` (none by default)."""
         return {}

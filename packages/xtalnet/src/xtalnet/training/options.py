@@ -143,6 +143,7 @@ class TrainOptions:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainOptions:
         """Inverse of :meth:`to_dict` (unknown keys raise ``ValueError`` naming them)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k != "provenance"}  # a run's record
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown training options {unknown}; allowed: {sorted(names)}")

@@ -217,14 +217,40 @@ def _write_run_files(
         "fingerprint": samples.fingerprint(),
         "world_size": dist.world, "versions": _checkpoint.versions(),
     })  # fmt: skip
-    cfg.to_json(out / "config.json")
-    write_json(out / "options.json", plan.opts.to_dict())
+    write_json(out / "config.json", {**cfg.to_dict(), "provenance": plan.provenance.get("config")})
+    write_json(out / "options.json", {**plan.opts.to_dict(),
+                                      "provenance": plan.provenance.get("options")})  # fmt: skip
     if rec is not None:
         write_json(out / "recommendation.json", rec)
     write_json(out / "split.json", {
         "train": [s.id for s in samples.train], "val": [s.id for s in samples.val],
         "test": [s.id for s in samples.test],
     })  # fmt: skip
+
+
+def _calibrate(trainer: Trainer, best: dict[str, Any], log: RunLog) -> None:
+    """What the heads learn from the validation split after training (the band gap's
+    spread, :meth:`xtalnet.heads.Head.calibrate`), set in ``best.pt`` (weights and EMA)."""
+    net = trainer.net
+    with trainer.ema.applied(net):
+        std, _ = trainer.predict(trainer.data.val)
+    updates: dict[str, torch.Tensor] = {}
+    for c, head in net.target_heads.items():
+        pred = torch.as_tensor(std[c], dtype=trainer.data.enc_val[c].dtype)
+        for name, value in head.calibrate(pred, trainer.data.enc_val[c].cpu()).items():
+            updates[f"heads.{c}.{name}"] = value
+            log(f"target {c!r}: {name} calibrated on the {len(trainer.data.val)} validation "
+                f"structures: {float(value):.4g}")  # fmt: skip
+    if not updates:
+        return
+    state = net.state_dict()
+    for key, value in updates.items():
+        state[key].copy_(value)
+        for saved in (best["model"], best["ema"]["shadow"], trainer.ema.shadow):
+            if key in saved:
+                saved[key] = value.to(saved[key]).clone()
+    if trainer.dist.main:
+        _checkpoint.save({k: v for k, v in best.items() if k != "path"}, trainer.out / "best.pt")
 
 
 def _finish(trainer: Trainer, state: State, samples: Samples, log: RunLog) -> dict[str, Any]:
@@ -239,10 +265,15 @@ def _finish(trainer: Trainer, state: State, samples: Samples, log: RunLog) -> di
     if dist.main and learning_curve(state.history, out / "learning_curve.png"):
         log(f"learning curve: {out / 'learning_curve.png'}")
     if not samples.test:
+        best = _checkpoint.read(out / "best.pt")
+        net.load_state_dict(best["model"])
+        trainer.ema.load_state_dict(best["ema"])
+        _calibrate(trainer, best, log)
         return result
     best = _checkpoint.read(out / "best.pt")
     net.load_state_dict(best["model"])
     trainer.ema.load_state_dict(best["ema"])
+    _calibrate(trainer, best, log)
     with trainer.ema.applied(net):
         _, dec = trainer.predict(samples.test)
     tm = metrics_of(net, dec, samples.test)

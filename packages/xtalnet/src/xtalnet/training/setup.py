@@ -8,7 +8,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 from xtalnet import _checkpoint
 from xtalnet.config import NetworkConfig, read_recommendation, recommended_fields
 from xtalnet.dataset import Prepared, Sample, build_samples, is_missing, load_source
+from xtalnet.defaults import choose, option_choices, provenance
 from xtalnet.heads import TargetSpec
 from xtalnet.training.distributed import Dist
 from xtalnet.training.options import TrainOptions
@@ -48,6 +49,8 @@ class Plan:
     given: dict[str, Any]
     ckpt: dict[str, Any] | None = None
     length_changed: bool = False
+    #: "given" or "rule: <reason>" per field of the config and the options (new runs)
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,9 +140,15 @@ def plan_run(
     """
     given = given_fields(config)
     opts_given = options.to_dict() if isinstance(options, TrainOptions) else dict(options or {})
+    opts_given.pop("provenance", None)
     if not resume:
-        opts = options if isinstance(options, TrainOptions) else TrainOptions.from_dict(opts_given)
-        return Plan(list(targets), opts, given)
+        choices = option_choices(targets, opts_given, sources or {})
+        for c in choices:
+            log(c.line())
+        opts = TrainOptions.from_dict({**{c.field: c.value for c in choices}, **opts_given})
+        plan = Plan(list(targets), opts, given)
+        plan.provenance["options"] = provenance(choices, "options", opts_given)
+        return plan
     ckpt = _checkpoint.read(out / "last.pt")
     _check_same_sources(out, sources or {})
     saved_cfg = dict(ckpt["config"])
@@ -243,9 +252,10 @@ def network_config(
     log: Callable[[str], None],
 ) -> tuple[NetworkConfig, dict[str, Any] | None]:
     """The run's NetworkConfig and the recommendation behind it: the checkpoint's when
-    resuming; else the given fields, r_cut / num_layers / band_gap_prior that are not given
-    taken from ``recommendation`` (a saved ``mp-audit recommend`` JSON) or from
-    :func:`mp_audit.audit` of the training structures."""
+    resuming; else the given fields and, for the others, the choices of
+    :func:`xtalnet.defaults.choose` (r_cut from ``recommendation``, a saved ``mp-audit
+    recommend`` JSON, or from :func:`mp_audit.audit` of the training structures; the
+    band-gap prior of eq. 2.1 from it too), each logged with its reason."""
     if plan.ckpt is not None:
         saved = out / "recommendation.json"
         rec = json.loads(saved.read_text()) if saved.is_file() else None
@@ -259,12 +269,19 @@ def network_config(
     elif not ("r_cut" in given and "num_layers" in given):
         rec = _audit(train, log) if dist.main else None
         rec = dist.gather(rec)[0] if dist.world > 1 else rec
-    fields = {**given, "targets": tuple(str(TargetSpec.parse(t)) for t in plan.targets)}
+    targets = [str(TargetSpec.parse(t)) for t in plan.targets]
+    fields = {**given, "targets": tuple(targets)}
     if rec is not None:
         if rec.get("r_cut") is None and "r_cut" not in given:
-            log("the recommendation reached no coverage target: default r_cut and layers kept")
-        chosen = recommended_fields(rec)
-        fields.update({k: v for k, v in chosen.items() if k not in given})
+            log("the recommendation reached no coverage target: default r_cut kept")
+        prior = recommended_fields(rec).get("band_gap_prior")
+        if prior is not None and "band_gap_prior" not in given:
+            fields["band_gap_prior"] = prior
+    choices = choose(targets, len(train.ids), rec, given, {})
+    for c in choices:
+        log(c.line())
+        fields[c.field] = c.value
+    plan.provenance["config"] = provenance(choices, "config", given)
     return NetworkConfig.from_dict(fields), rec
 
 

@@ -1,0 +1,152 @@
+"""The defaults rule (xtalnet.defaults), composition statistics and the IEEE frame."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import xtalnet
+from ase.build import bulk
+from pymatgen.core import Lattice, Structure
+from pymatgen.core.tensors import Tensor
+from pymatgen.io.ase import AseAtomsAdaptor
+from rsh.testing import random_rotation
+from xtalnet._cli import main
+from xtalnet.data import orient
+from xtalnet.defaults import choose, option_choices
+from xtalnet.nn.composition import composition_statistics
+
+REC = {"r_cut": 5.0, "layers": 3}
+
+
+def _by_field(choices):
+    return {c.field: c for c in choices}
+
+
+def test_scalar_targets_get_one_layer_the_audits_cutoff_and_the_elemental_embedding():
+    got = _by_field(choose(["formation_energy_per_atom"], 846, REC, {}))
+    assert got["species_features"].value == "elemental" and got["composition"].value is True
+    assert got["tensor_frame"].value == "as_given" and got["r_cut"].value == 5.0
+    assert (
+        got["num_layers"].value == 1 and "audit's 3 is the upper bound" in got["num_layers"].reason
+    )
+    opts = _by_field(option_choices(["formation_energy_per_atom"], {"time_limit": 5.0}, {}))
+    assert (opts["weight_decay"].value, opts["loss"].value, opts["batch_size"].value) == (
+        0.2, "mse", 16)  # fmt: skip
+    assert opts["epochs"].value >= 10_000  # the time decides
+    assert _by_field(option_choices(["y"], {}, {}))["epochs"].value == 300
+
+
+def test_tensor_targets_get_their_layers_the_ieee_frame_and_the_l1_loss():
+    got = _by_field(choose(["elastic_tensor", "K_VRH"], 945, {"r_cut": 4.0, "layers": 1}, {}))
+    assert got["num_layers"].value == 2 and "the targets need 2" in got["num_layers"].reason
+    assert got["tensor_frame"].value == "ieee"
+    assert _by_field(choose(["e_total"], 844, REC, {}))["tensor_frame"].value == "as_given"
+    opts = _by_field(option_choices(["piezoelectric_tensor"], {}, {}))
+    assert (opts["loss"].value, opts["weight_decay"].value) == ("l1", 0.05)
+
+
+def test_an_explicit_field_always_wins():
+    given = {"num_layers": 3, "species_features": "onehot", "tensor_frame": "as_given"}
+    got = _by_field(choose(["elastic_tensor"], 10, REC, given))
+    assert not set(given) & set(got)
+    assert not _by_field(option_choices(["y"], {"lr": 1e-2, "loss": "huber"}, {})).keys() & {
+        "lr", "loss"}  # fmt: skip
+    split = _by_field(option_choices(["y"], {}, {"val": "v.csv", "test": None}))["split"]
+    assert split.value == (1.0, 0.0, 0.0)
+    assert "split" not in _by_field(option_choices(["y"], {"split": (0.8, 0.1, 0.1)},
+                                                   {"val": "v.csv"}))  # fmt: skip
+
+
+METALS = (("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09), ("Pd", 3.89), ("Pt", 3.92),
+          ("Au", 4.08), ("Pb", 4.95))  # fmt: skip
+
+
+def test_val_without_test_trains_on_all_of_data_and_records_provenance(tmp_path, tiny_config):
+    rows = []
+    for k, (sym, a) in enumerate(METALS):
+        cif = AseAtomsAdaptor.get_structure(bulk(sym, "fcc", a=a)).to(fmt="cif")
+        rows.append({"material_id": f"m{k}", "cif": cif, "y": 1.0 + k})
+    with (tmp_path / "d.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--val", str(tmp_path / "d.csv"),
+                 "--target", "y", "--out", str(run), "--config", str(tmp_path / "cfg.json"),
+                 "--r-cut", "5", "--max-steps", "1", "--quiet", "--no-progress"]) == 0  # fmt: skip
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) == 8 and split["test"] == []
+    options = json.loads((run / "options.json").read_text())
+    assert options["split"] == [1.0, 0.0, 0.0] and options["provenance"]["split"].startswith(
+        "rule: --val given without --test")  # fmt: skip
+    assert options["provenance"]["max_steps"] == "given"
+    config = json.loads((run / "config.json").read_text())
+    assert config["provenance"]["r_cut"] == "given"
+    assert config["provenance"]["num_layers"].startswith("rule: the fewest")
+    assert xtalnet.NetworkConfig.from_json(run / "config.json").composition is True
+
+
+# ------------------------------------------------------------------------------ composition
+def test_composition_statistics_against_a_direct_computation():
+    """Weighted mean / std / min / max of the descriptors of a formula, by hand."""
+    table = torch.tensor(np.random.default_rng(0).normal(size=(95, 3)))
+    numbers = torch.tensor([8, 8, 12, 26, 26, 26])  # MgO + Fe3 in two structures
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    stats = composition_statistics(table, numbers, batch, 2)
+    rows = table[numbers[:3]].numpy()
+    mean = rows.mean(0)
+    expected = np.concatenate([mean, np.sqrt(((rows - mean) ** 2).mean(0)), rows.min(0),
+                               rows.max(0)])  # fmt: skip
+    np.testing.assert_allclose(stats[0].numpy(), expected, rtol=1e-12, atol=1e-12)
+    fe = table[26].numpy()
+    np.testing.assert_allclose(stats[1].numpy(), np.concatenate([fe, 0 * fe, fe, fe]), atol=1e-12)
+
+
+def test_composition_keeps_every_invariance_and_equivariance():
+    """With composition statistics the tensor predictions stay O(3)-equivariant and the
+    scalars invariant under a supercell (same formula, same statistics)."""
+    cfg = xtalnet.NetworkConfig(targets=["formation_energy_per_atom", "dielectric"],
+                                dtype="float64", composition=True, seed=2)  # fmt: skip
+    net = xtalnet.Network(cfg)
+    net.target_heads["formation_energy_per_atom"].fit([0.0, 1.0])
+    net.target_heads["dielectric"].fit([np.diag([2.0, 3.0, 4.0]), np.eye(3)])
+    zno = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    zno.rattle(0.05, seed=1)
+    r = random_rotation(1, parity=True, generator=torch.Generator().manual_seed(0))[0].numpy()
+    turned = zno.copy()
+    turned.set_cell(zno.get_cell()[:] @ r.T)
+    turned.positions = zno.positions @ r.T
+    a, b, c = (net.predict([x]) for x in (zno, turned, zno * (2, 1, 1)))
+    np.testing.assert_allclose(b["dielectric"][0], r @ a["dielectric"][0] @ r.T, atol=1e-10)
+    np.testing.assert_allclose(c["formation_energy_per_atom"], a["formation_energy_per_atom"],
+                               rtol=1e-10)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ IEEE frame
+def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invariant():
+    hexa = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"],
+                     [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38],
+                      [2 / 3, 1 / 3, 0.88]])  # fmt: skip
+    r = random_rotation(1, generator=torch.Generator().manual_seed(3))[0].numpy()
+    turned = Structure(Lattice(hexa.lattice.matrix @ r.T), hexa.species, hexa.cart_coords @ r.T,
+                       coords_are_cartesian=True)  # fmt: skip
+    cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], num_layers=2, dtype="float64",
+                                tensor_frame="ieee", seed=1)  # fmt: skip
+    a, b = orient(hexa, cfg), orient(turned, cfg)
+    ieee = np.asarray(Tensor.get_ieee_rotation(hexa))
+    np.testing.assert_allclose(a.lattice.matrix, hexa.lattice.matrix @ ieee.T, atol=1e-9)
+    # the c axis of a hexagonal crystal is z in the IEEE frame, whatever the input frame
+    for s in (a, b):
+        c = s.lattice.matrix[2] / np.linalg.norm(s.lattice.matrix[2])
+        assert abs(abs(c[2]) - 1) < 1e-6
+    net = xtalnet.Network(cfg)
+    net.target_heads["elastic_tensor"].fit([np.eye(6) * 100 + 10, np.eye(6) * 50])
+    pa, pb = (net.predict([s])["elastic_tensor"][0] for s in (hexa, turned))
+    np.testing.assert_allclose(pb, pa, atol=1e-8 * np.abs(pa).max())
+    with pytest.raises(ValueError, match="tensor_frame"):
+        xtalnet.NetworkConfig(tensor_frame="lab")
