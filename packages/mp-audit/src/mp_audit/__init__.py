@@ -32,10 +32,10 @@ from ._report import write_report
 __all__ = [
     "DEFAULT_R_CUTS",
     "EXPECTED_RUN_TYPES",
+    "OVERLAP_DISTANCE",
     "AuditResult",
     "Dataset",
     "Entry",
-    "OVERLAP_DISTANCE",
     "MPFetchError",
     "__version__",
     "audit",
