@@ -94,6 +94,13 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
         "--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped"
     )
     t.add_argument("--overwrite", action="store_true", help="replace the run held by --out")
+    t.add_argument(
+        "--ensemble",
+        type=_count,
+        metavar="K",
+        help="train K members (seeds differ, same split) in --out/member-1..K; predictions "
+        "are their mean with their spread as '<target>.std'",
+    )
     _network_flags(t)
     _training_flags(t)
     _common(t)
@@ -244,6 +251,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             f"train: --out {args.out!r} and --resume {args.resume!r} name different folders"
         )
     run = Path(out) / "run.json"
+    if not run.is_file():
+        run = Path(out) / "ensemble.json"  # an ensemble keeps its sources there
     if args.resume and run.is_file():  # a resumed run keeps its sources
         saved = json.loads(run.read_text(encoding="utf-8"))
         for role in ("data", "val", "test"):
@@ -281,7 +290,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         data, targets, out, val=args.val, test=args.test, config=config, options=options,
         recommendation=args.recommendation, resume=bool(args.resume), overwrite=args.overwrite,
         device=args.device, progress=args.progress, quiet=args.quiet,
-        argv=list(argv) if argv is not None else sys.argv[1:],
+        argv=list(argv) if argv is not None else sys.argv[1:], ensemble=args.ensemble,
     )  # fmt: skip
     if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
         print(f"run folder: {result['out']}")

@@ -16,16 +16,21 @@ import numpy as np
 
 if TYPE_CHECKING:
     from xtalnet.dataset import Sample
+    from xtalnet.ensemble import Ensemble
     from xtalnet.network import Network
 
 __all__ = [
+    "average_ranks",
     "baseline_metrics",
+    "calibration",
     "mae",
     "metrics_of",
     "r2",
     "rmse",
     "roc_auc",
     "scalar_metrics",
+    "sigma_scale",
+    "spearman",
     "target_metrics",
     "vrh_moduli",
 ]
@@ -66,22 +71,62 @@ def roc_auc(score: Any, label: Any) -> float:
     Equal to the Mann-Whitney probability P(score_pos > score_neg) + 0.5 P(equal), computed
     from average ranks; NaN when only one class is present.
     """
-    s = np.asarray(score, dtype=np.float64)
     y = np.asarray(label).astype(bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
+    ranks = average_ranks(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_ranks(x: Any) -> np.ndarray:
+    """Ranks 1..n of ``x`` (float64), tied values sharing their average rank."""
+    s = np.asarray(x, dtype=np.float64).ravel()
     order = np.argsort(s, kind="mergesort")
     ranks = np.empty(s.size, dtype=np.float64)
     sorted_s = s[order]
     i = 0
-    while i < s.size:  # average ranks over ties
+    while i < s.size:
         j = i
         while j + 1 < s.size and sorted_s[j + 1] == sorted_s[i]:
             j += 1
         ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
         i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return ranks
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation (Pearson's of the average ranks); NaN if one is constant."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denominator) if denominator > 0 else math.nan
+
+
+def calibration(error: Any, sigma: Any) -> dict[str, float]:
+    """How well a predicted standard deviation ``sigma`` describes the absolute ``error``
+    (same shape; every entry counts): the fractions of |error| <= sigma and <= 2 sigma (a
+    normal error: 0.683 and 0.954) and Spearman's correlation of |error| with sigma."""
+    e = np.abs(np.asarray(error, dtype=np.float64)).ravel()
+    s = np.asarray(sigma, dtype=np.float64).ravel()
+    ok = np.isfinite(e) & np.isfinite(s)
+    e, s = e[ok], s[ok]
+    if not e.size:
+        return {"within_1sigma": math.nan, "within_2sigma": math.nan, "spearman": math.nan}
+    return {
+        "within_1sigma": float((e <= s).mean()),
+        "within_2sigma": float((e <= 2 * s).mean()),
+        "spearman": spearman(e, s),
+    }
+
+
+def sigma_scale(error: Any, sigma: Any) -> float:
+    """The factor k that makes ``k sigma`` the maximum-likelihood scale of normal errors:
+    ``k = sqrt(mean((error / sigma)^2))`` over the entries with ``sigma > 0`` (1 if none)."""
+    e = np.asarray(error, dtype=np.float64).ravel()
+    s = np.asarray(sigma, dtype=np.float64).ravel()
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    return float(np.sqrt(np.mean((e[ok] / s[ok]) ** 2))) if ok.any() else 1.0
 
 
 def scalar_metrics(pred: Any, true: Any) -> dict[str, float]:
@@ -158,7 +203,7 @@ def target_metrics(
 
 # ----------------------------------------------------------------------------- per head
 def metrics_of(
-    net: Network, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
+    net: Network | Ensemble, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
 ) -> dict[str, dict[str, float]]:
     """Per-target metrics (physical units) of decoded predictions against sample values."""
     out = {}
@@ -172,7 +217,7 @@ def metrics_of(
 
 
 def baseline_metrics(
-    net: Network, train: Sequence[Sample], samples: Sequence[Sample]
+    net: Network | Ensemble, train: Sequence[Sample], samples: Sequence[Sample]
 ) -> dict[str, dict[str, float]]:
     """Metrics of the mean predictor: every head's :meth:`~xtalnet.heads.Head.mean_baseline`
     of the train values for every structure of ``samples``."""

@@ -14,8 +14,9 @@ from typing import Any
 
 from xtalnet import _checkpoint
 from xtalnet._device import resolve_device
-from xtalnet._metrics import metrics_of
+from xtalnet._metrics import calibration, metrics_of
 from xtalnet.dataset import build_samples, load_source
+from xtalnet.ensemble import ENSEMBLE_FILE, Ensemble, member_dirs, predict_graphs, read_ensemble
 from xtalnet.network import Network
 from xtalnet.plots import parity_plot
 from xtalnet.prediction import decode, forward_graphs, predict, predict_with_notes
@@ -34,15 +35,15 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- load
-def load(
-    checkpoint: str | os.PathLike[str], *, weights: str = "ema", device: str = "cpu"
-) -> Network:
-    """The network saved in an ``xtalnet train`` checkpoint, ready to predict.
+def load(checkpoint: str | os.PathLike[str], *, weights: str = "ema", device: str = "cpu") -> Any:
+    """The network saved in an ``xtalnet train`` checkpoint, ready to predict; an
+    :class:`xtalnet.ensemble.Ensemble` for the folder of an ensemble run.
 
     Parameters
     ----------
     checkpoint : path
-        ``best.pt`` / ``last.pt``, or a run folder (``best.pt`` is used).
+        ``best.pt`` / ``last.pt``, or a run folder (``best.pt`` is used), or the folder of an
+        ensemble (``ensemble.json``: every member's ``best.pt``).
     weights : {"ema", "model"}
         The exponential moving average of the weights (default; what was validated) or the
         raw weights.
@@ -60,6 +61,9 @@ def load(
     """
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    root = Path(checkpoint)
+    if root.is_dir() and (root / ENSEMBLE_FILE).is_file():
+        return _load_ensemble(root, weights, device)
     ckpt = _checkpoint.read(checkpoint)
     net = Network(_checkpoint.config_of(ckpt))
     try:
@@ -76,6 +80,22 @@ def load(
     net.checkpoint_path = ckpt["path"]
     net.train_species = ckpt.get("train_species")  # None for checkpoints before 0.2
     return net
+
+
+def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
+    info = read_ensemble(root)
+    members = member_dirs(root, int(info["members"]))
+    absent = [d.name for d in members if not (d / "best.pt").is_file()]
+    if absent:
+        raise ValueError(
+            f"ensemble {str(root)!r}: member(s) {absent} of {len(members)} have no best.pt "
+            f"(missing, or stopped before their first epoch); finish them with xtalnet train "
+            f"--resume {root}"
+        )
+    nets = [load(d / "best.pt", weights=weights, device=device) for d in members]
+    ensemble = Ensemble(nets, info.get("sigma_scale"))
+    ensemble.checkpoint_path = str(root)
+    return ensemble
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -109,9 +129,12 @@ def evaluate(
     for head in net.target_heads.values():
         check_values(head, [s.id for s in samples], [s.values for s in samples], "--data")
     outp.mkdir(parents=True, exist_ok=True)
-    std = forward_graphs(net, [s.graph for s in samples], [s.id for s in samples], batch_size)
-    dec = decode(net, std)
+    dec = predict_graphs(net, [s.graph for s in samples], [s.id for s in samples], batch_size)
     metrics = metrics_of(net, dec, samples)
+    if isinstance(net, Ensemble):
+        for c, m in metrics.items():
+            true, ok = net.target_heads[c].true_values([s.values.get(c) for s in samples])
+            m.update(calibration(dec[c][ok] - true[ok], dec[f"{c}.std"][ok]))
     write_predictions(outp / "predictions.csv", net, dec, samples)
     for c, head in net.target_heads.items():
         true, ok = head.true_values([s.values.get(c) for s in samples])

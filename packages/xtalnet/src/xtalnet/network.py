@@ -270,6 +270,15 @@ class Network(nn.Module):
 
         return predict(self, structures, batch_size=batch_size, stacklevel=3)
 
+    def predict_with_notes(
+        self, structures: Any, batch_size: int = 64, *, catch: bool = False
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """:func:`xtalnet.prediction.predict_with_notes` with this network: predictions and
+        a note per structure whose prediction is missing (NaN) or doubtful."""
+        from xtalnet.prediction import predict_with_notes
+
+        return predict_with_notes(self, structures, batch_size, catch=catch)
+
     @property
     def target_heads(self) -> dict[str, Head]:
         """``{column: head}`` (the heads implement :class:`xtalnet.heads.Head`)."""

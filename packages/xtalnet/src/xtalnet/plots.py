@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["learning_curve", "parity_plot"]
+__all__ = ["calibration_plot", "learning_curve", "parity_plot"]
 
 
 def _matplotlib() -> Any:
@@ -56,6 +56,35 @@ def parity_plot(true: np.ndarray, pred: np.ndarray, title: str, unit: str, path:
     ax.set_xlabel(f"true {unit}")
     ax.set_ylabel(f"predicted {unit}")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def calibration_plot(error: Any, sigma: Any, title: str, unit: str, path: Path) -> bool:
+    """Observed error against predicted σ: the root mean square of the errors in ten bins of
+    σ (equal counts) against the bins' mean σ, with the y = x line of a calibrated σ, and
+    every |error| behind them; False without matplotlib."""
+    plt = _matplotlib()
+    e = np.abs(np.asarray(error, dtype=np.float64)).ravel()
+    s = np.asarray(sigma, dtype=np.float64).ravel()
+    ok = np.isfinite(e) & np.isfinite(s)
+    if plt is None or not ok.any():
+        return False
+    e, s = e[ok], s[ok]
+    order = np.argsort(s)
+    bins = [b for b in np.array_split(order, min(10, s.size)) if b.size]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(s, e, s=6, alpha=0.25, label="|error|")
+    ax.plot([s[b].mean() for b in bins], [np.sqrt((e[b] ** 2).mean()) for b in bins], "o-",
+            label="RMS error per σ bin")  # fmt: skip
+    hi = float(max(s.max(), 1e-12))
+    ax.plot([0, hi], [0, hi], "k--", lw=1, label="calibrated")
+    ax.set_xlabel(f"predicted σ {unit}")
+    ax.set_ylabel(f"error {unit}")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

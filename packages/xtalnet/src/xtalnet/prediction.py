@@ -19,7 +19,14 @@ from xtalnet.data import as_sequence, batch_of_graphs, graph_of, pack, packed, t
 if TYPE_CHECKING:
     from xtalnet.network import Network
 
-__all__ = ["decode", "forward_graphs", "predict", "predict_with_notes", "structure_note"]
+__all__ = [
+    "decode",
+    "forward_graphs",
+    "outputs_with_notes",
+    "predict",
+    "predict_with_notes",
+    "structure_note",
+]
 
 
 @torch.no_grad()
@@ -95,7 +102,6 @@ def predict(
     return pred
 
 
-@torch.no_grad()
 def predict_with_notes(
     net: Network, structures: Any, batch_size: int = 64, *, catch: bool = False
 ) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -106,37 +112,57 @@ def predict_with_notes(
     ``catch`` a structure that cannot be read or graphed (disordered, flat cell, unknown
     element, ...) gets NaN and the error as its note instead of raising.
     """
+    (std,), notes = outputs_with_notes([net], structures, batch_size, catch=catch)
+    return decode(net, std), notes
+
+
+@torch.no_grad()
+def outputs_with_notes(
+    nets: Sequence[Network], structures: Any, batch_size: int = 64, *, catch: bool = False
+) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """Standardised outputs of every network of ``nets`` (which share their geometry: r_cut,
+    frame, dtype, edge budget, as the members of an ensemble do) for structures whose graphs
+    are built once, NaN rows where not predicted; and the notes of
+    :func:`predict_with_notes`."""
     items = as_sequence(structures)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    first = nets[0]
     notes = [""] * len(items)
-    std = {c: np.full((len(items), h.irreps_in.dim), np.nan) for c, h in net.target_heads.items()}
+    std = [
+        {c: np.full((len(items), h.irreps_in.dim), np.nan) for c, h in n.target_heads.items()}
+        for n in nets
+    ]
 
     def graphs() -> Iterator[tuple[int, Any]]:
         for k, obj in enumerate(items):
             try:
-                g = graph_of(to_structure(obj, k), k, net.config)
+                g = graph_of(to_structure(obj, k), k, first.config)
             except (ValueError, TypeError) as exc:
                 if not catch:
                     raise
                 notes[k] = f"not predicted: {exc}"
                 continue
-            notes[k] = structure_note(net, g)
+            notes[k] = structure_note(first, g)
             if not notes[k].startswith("not predicted"):
                 yield k, g
 
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
+    modes = [n.training for n in nets]
+    for n in nets:
+        n.eval()
     try:
-        for run in packed(graphs(), lambda kg: kg[1].num_edges, batch_size, net.config.max_edges):
+        edges = first.config.max_edges
+        for run in packed(graphs(), lambda kg: kg[1].num_edges, batch_size, edges):
             idx = [k for k, _ in run]
             batch = batch_of_graphs([g for _, g in run], [str(k) for k in idx])
-            for c, v in net(batch.to(device)).items():
-                std[c][idx] = v.detach().cpu().double().numpy()
+            for n, out in zip(nets, std):
+                device = next(n.parameters()).device
+                for c, v in n(batch.to(device)).items():
+                    out[c][idx] = v.detach().cpu().double().numpy()
     finally:
-        net.train(was_training)
-    return decode(net, std), notes
+        for n, mode in zip(nets, modes):
+            n.train(mode)
+    return std, notes
 
 
 def structure_note(net: Network, graph: Any) -> str:

@@ -14,15 +14,15 @@ import numpy as np
 import torch
 
 from xtalnet.dataset import Sample, is_missing
-from xtalnet.prediction import predict_with_notes
 
 if TYPE_CHECKING:
+    from xtalnet.ensemble import Ensemble
     from xtalnet.network import Network
 
 __all__ = ["predict_table", "unit_label", "write_json", "write_predictions"]
 
 
-def unit_label(net: Network, column: str) -> str:
+def unit_label(net: Network | Ensemble, column: str) -> str:
     """``"(unit)"`` of a target column, ``""`` when its unit is not known."""
     heads = net.target_heads
     unit = heads[column].unit if column in heads else ""
@@ -53,7 +53,7 @@ def _cell(v: Any) -> Any:
 
 
 def write_predictions(
-    path: Path, net: Network, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
+    path: Path, net: Network | Ensemble, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
 ) -> None:
     """``predictions.csv``: id, then per target true and predicted values (tensors as JSON),
     the heads' extra outputs and derived quantities (for elastic tensors K_VRH / G_VRH of the
@@ -62,7 +62,7 @@ def write_predictions(
     rows = []
     for n, s in enumerate(samples):
         row: dict[str, Any] = {"id": s.id}
-        for c in net.heads:
+        for c in net.target_heads:
             v = s.values.get(c)
             row[f"{c}_true"] = (
                 "" if is_missing(v) else _cell(np.asarray(v) if isinstance(v, list) else v)
@@ -70,7 +70,7 @@ def write_predictions(
             row[f"{c}_pred"] = _cell(dec[c][n])
             for k, arr in dec.items():
                 if k.startswith(c + "."):
-                    row[f"{k}_pred"] = float(arr[n])
+                    row[f"{k}_pred"] = _cell(arr[n])
             for name, arr in derived[c].items():
                 row[f"{name}_from_tensor_pred"] = float(arr[n])
         rows.append(row)
@@ -81,14 +81,14 @@ def write_predictions(
 
 
 def predict_table(
-    net: Network, structures: Sequence[Any], names: Sequence[str]
+    net: Network | Ensemble, structures: Sequence[Any], names: Sequence[str]
 ) -> list[dict[str, Any]]:
     """One dict per structure: name, formula, every prediction in physical units (tensors as
     nested lists; elastic tensors add K_VRH / G_VRH in GPa) and ``status``: ``"ok"``, or why
     the prediction is missing (NaN, None in JSON terms) or doubtful. An exception in place
     of a structure (a file that did not parse) becomes its row's status."""
     readable = [k for k, s in enumerate(structures) if not isinstance(s, BaseException)]
-    pred, notes = predict_with_notes(net, [structures[k] for k in readable], catch=True)
+    pred, notes = net.predict_with_notes([structures[k] for k in readable], catch=True)
     for c, head in net.target_heads.items():
         for name, arr in head.derived(pred[c]).items():
             pred[f"{c}.{name}"] = arr
@@ -125,10 +125,10 @@ def _plain(x: Any) -> Any:
     return None if math.isnan(value) else value
 
 
-def _table_order(net: Network, pred: Mapping[str, np.ndarray]) -> list[str]:
+def _table_order(net: Network | Ensemble, pred: Mapping[str, np.ndarray]) -> list[str]:
     """Columns of a prediction table: each target, then its extra and derived outputs."""
     keys: list[str] = []
-    for c in net.heads:
+    for c in net.target_heads:
         keys.append(c)
         keys.extend(k for k in pred if k.startswith(c + "."))
     return keys

@@ -347,6 +347,11 @@ class Head(nn.Module):
         set, by name. Nothing by default."""
         return {}
 
+    def average(self, members: np.ndarray) -> np.ndarray:
+        """The ensemble's prediction from its members' decoded ones ``[K, n, ...]``: their
+        mean (a log target averages its logarithms)."""
+        return np.asarray(members, dtype=np.float64).mean(0)
+
     def derived(self, decoded: np.ndarray) -> dict[str, np.ndarray]:
         """Quantities derived from decoded predictions ``[n, ...]`` (none by default)."""
         return {}

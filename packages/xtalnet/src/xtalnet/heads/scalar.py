@@ -95,6 +95,10 @@ class LogHead(ScalarHead):
     def _inverse(self, arr: np.ndarray) -> np.ndarray:
         return np.power(10.0, arr)
 
+    def average(self, members: np.ndarray) -> np.ndarray:
+        """The geometric mean of the members' moduli (the mean of their log10)."""
+        return np.power(10.0, np.log10(np.asarray(members, dtype=np.float64)).mean(0))
+
     def decode_extra(self, pred: torch.Tensor) -> dict[str, np.ndarray]:
         """``{"log10": σ z + μ}``: the predicted ``log10`` of the modulus in GPa, [B]."""
         self._require_fitted()

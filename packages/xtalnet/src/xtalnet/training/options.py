@@ -48,7 +48,11 @@ class TrainOptions:
     patience : int
         Early stopping: stop when the validation loss has not improved for this many epochs.
     seed : int
-        Seed of the split and of the batch order.
+        Seed of the batch order and the augmentation noise (and of the split, unless
+        ``split_seed`` is given).
+    split_seed : int or None
+        Seed of the train / validation / test split (None: ``seed``); the members of an
+        ensemble share it while their ``seed`` differs.
     split : (train, val, test) fractions
         Seeded split used when no ``val`` / ``test`` source is given.
     time_limit : float or None
@@ -85,6 +89,7 @@ class TrainOptions:
     ema_decay: float = 0.99
     patience: int = 50
     seed: int = 0
+    split_seed: int | None = None
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     time_limit: float | None = None
     max_steps: int | None = None
@@ -127,11 +132,21 @@ class TrainOptions:
             and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
+        if self.split_seed is not None and (
+            isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
+            or self.split_seed < 0
+        ):  # fmt: skip
+            raise ValueError(f"split_seed must be an int >= 0 or None, got {self.split_seed!r}")
         if self.max_steps is not None and (
             isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
             or self.max_steps < 1
         ):  # fmt: skip
             raise ValueError(f"max_steps must be an int >= 1 or None, got {self.max_steps!r}")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

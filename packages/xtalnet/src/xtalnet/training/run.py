@@ -21,12 +21,14 @@ import torch
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, metrics_of
 from xtalnet.config import NetworkConfig
+from xtalnet.ensemble import ENSEMBLE_FILE
 from xtalnet.heads import TargetSpec
 from xtalnet.network import Network
 from xtalnet.plots import learning_curve
 from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.targets import check_targets, encode_targets, fit_heads
 from xtalnet.training.distributed import Dist, setup_dist
+from xtalnet.training.ensemble import train_ensemble
 from xtalnet.training.leakage import check_leakage
 from xtalnet.training.loop import State, TrainData, Trainer
 from xtalnet.training.options import TrainOptions
@@ -35,6 +37,7 @@ from xtalnet.training.setup import (
     Plan,
     Samples,
     check_same_samples,
+    given_fields,
     network_config,
     plan_run,
     prepare_samples,
@@ -62,6 +65,7 @@ def train(
     quiet: bool = False,
     callback: Callable[[dict[str, Any]], None] | None = None,
     argv: Sequence[str] | None = None,
+    ensemble: int | None = None,
 ) -> dict[str, Any]:
     """Train a network on ``data`` for ``targets``, writing a run folder ``out``.
 
@@ -96,6 +100,10 @@ def train(
     callback : callable, optional
         Called with a small status dict after every optimisation step (may raise
         ``KeyboardInterrupt`` to stop the run like Ctrl-C: ``last.pt`` is saved first).
+    ensemble : int, optional
+        Train that many members (1..64) in ``out/member-1 … member-K``, each from its own
+        seed on the same split, and score their mean and spread
+        (:mod:`xtalnet.training.ensemble`); ``resume`` of an ensemble folder continues it.
 
     Returns
     -------
@@ -108,6 +116,13 @@ def train(
     Ctrl-C (SIGINT) finishes the current step, saves ``last.pt`` and raises
     ``KeyboardInterrupt``; a second Ctrl-C interrupts at once.
     """
+    if ensemble is not None or (resume and (Path(out) / ENSEMBLE_FILE).is_file()):
+        return train_ensemble(
+            ensemble, data, targets, out, train=train, val=val, test=test,
+            config=given_fields(config), options=_options_dict(options),
+            recommendation=recommendation, resume=resume, overwrite=overwrite, device=device,
+            progress=progress, quiet=quiet, callback=callback, argv=argv,
+        )  # fmt: skip
     dist = setup_dist(device)
     outp = Path(out)
     try:
@@ -126,6 +141,12 @@ def train(
     finally:
         if dist.initialised and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    if isinstance(options, TrainOptions):
+        return options.to_dict()
+    return dict(options or {})
 
 
 def _build(

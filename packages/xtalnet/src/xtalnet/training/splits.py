@@ -36,7 +36,7 @@ def split_data(
     """Train, validation and test data: ``val`` / ``test`` sources where given, the rest a
     seeded split of ``main`` by ``opts.split`` (the fractions of the given parts dropped)."""
     if val is None and test is None:
-        tr_i, va_i, te_i = split_indices(len(main.ids), opts.split, opts.seed)
+        tr_i, va_i, te_i = split_indices(len(main.ids), opts.split, opts.data_seed)
         return subset(main, tr_i), subset(main, va_i), subset(main, te_i)
     f = list(opts.split)
     if val is None:
@@ -46,7 +46,7 @@ def split_data(
     else:
         f = [1.0, 0.0, 0.0]
     total = sum(f)
-    tr_i, va_i, te_i = split_indices(len(main.ids), [x / total for x in f], opts.seed)
+    tr_i, va_i, te_i = split_indices(len(main.ids), [x / total for x in f], opts.data_seed)
     train = subset(main, tr_i)
     val_p = (
         load_source(val, columns, strict=opts.strict, log=log, flag="--val")

@@ -1,0 +1,223 @@
+"""Training an ensemble: K members in one run folder, ``member-1/ … member-K/``.
+
+Every member is an ordinary run (:func:`xtalnet.train`) on the same data and the same split
+(``split_seed``), its network initialised and its batches ordered from its own seed (the base
+seed + m - 1). ``--resume`` continues the member that was interrupted, starts the ones not
+started and leaves the finished ones. At the end the ensemble is scored on the test split:
+the MAE of the members' mean beside each member's, and how well the members' spread σ
+describes the errors (the fractions of |error| <= σ and <= 2σ, Spearman's correlation of
+|error| with σ, ``calibration_<target>.png``), σ being scaled by one factor per target fitted
+on the validation split (``ensemble.json``: ``sigma_scale``; the output says so).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xtalnet import _checkpoint
+from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_scale
+from xtalnet.dataset import Sample, build_samples, load_source
+from xtalnet.ensemble import (
+    ENSEMBLE_FILE,
+    MAX_MEMBERS,
+    Ensemble,
+    member_dirs,
+    predict_graphs,
+    read_ensemble,
+)
+from xtalnet.plots import calibration_plot
+from xtalnet.tables import unit_label, write_json, write_predictions
+from xtalnet.training.run_dir import CHECKPOINTS, check_out
+
+__all__ = ["check_members", "train_ensemble"]
+
+
+def check_members(k: Any) -> int:
+    """The number of members: an int in [1, :data:`MAX_MEMBERS`] (``ValueError`` naming
+    ``--ensemble`` otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_MEMBERS:
+        raise ValueError(f"--ensemble must be an int in [1, {MAX_MEMBERS}], got {k!r}")
+    return k
+
+
+def train_ensemble(
+    k: int | None,
+    data: Any,
+    targets: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    train: Callable[..., dict[str, Any]],
+    config: Mapping[str, Any] | None,
+    options: Mapping[str, Any] | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Train (or resume) the members of an ensemble in ``out``, then score it; the keyword
+    arguments are those of :func:`xtalnet.train`, which trains each member."""
+    root = Path(out)
+    say = (lambda msg: None) if quiet or int(os.environ.get("RANK", "0")) else print
+    if resume:
+        k_saved = int(read_ensemble(root)["members"])
+        if k is not None and check_members(k) != k_saved:
+            raise ValueError(f"--resume {str(root)!r}: the ensemble has {k_saved} members, "
+                             f"--ensemble {k} given")  # fmt: skip
+        k = k_saved
+    else:
+        k = check_members(k)
+        _check_root(root, overwrite)
+    opts = dict(options or {})
+    cfg = dict(config or {})
+    seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+    results = []
+    for m, folder in enumerate(member_dirs(root, k), start=1):
+        status = _member_status(folder)
+        if status == "done" and resume:
+            say(f"ensemble member {m}/{k}: finished, kept ({folder})")
+            results.append(json.loads((folder / "test_metrics.json").read_text())
+                           if (folder / "test_metrics.json").is_file() else {})  # fmt: skip
+            continue
+        say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
+        member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed}
+        member_cfg = {**cfg, "seed": cfg_seed + m - 1}
+        rec = kw.pop("recommendation", None) or _saved_recommendation(root)
+        try:
+            results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
+                                 resume=resume and status == "partial", overwrite=overwrite,
+                                 quiet=quiet, recommendation=rec, **kw))  # fmt: skip
+        finally:  # interrupted or not: once member 1 has started, the folder is an ensemble
+            if m == 1 and not resume:
+                _write_description(root, k, seed, cfg_seed, data, kw)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {"out": str(root), "members": results}
+    sources = {"data": data, "val": kw.get("val"), "test": kw.get("test")}
+    return score_ensemble(root, sources, say)
+
+
+def _check_root(root: Path, overwrite: bool) -> None:
+    """A new ensemble's folder may not hold a run or another ensemble (unless
+    ``overwrite``)."""
+    check_out(root, resume=False, overwrite=overwrite)
+    if (root / ENSEMBLE_FILE).is_file() and not overwrite:
+        raise ValueError(
+            f"--out {str(root)!r} already holds an ensemble ({ENSEMBLE_FILE}); pass --resume "
+            "to continue it or --overwrite to replace it"
+        )
+
+
+def _member_status(folder: Path) -> str:
+    """``"new"``, ``"partial"`` (a checkpoint, not finished) or ``"done"``."""
+    if not (folder / "last.pt").is_file():
+        return "new"
+    state = _checkpoint.read(folder / "last.pt").get("state", {})
+    return "done" if state.get("done") and (folder / "best.pt").is_file() else "partial"
+
+
+def _saved_recommendation(root: Path) -> dict[str, Any] | None:
+    """Member 1's recommendation: the later members need no second audit."""
+    path = root / "member-1" / "recommendation.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_description(
+    root: Path, k: int, seed: int, cfg_seed: int, data: Any, kw: Mapping[str, Any]
+) -> None:
+    if not any((root / "member-1" / c).is_file() for c in CHECKPOINTS):
+        return  # member 1 never started: no ensemble yet
+    write_json(root / ENSEMBLE_FILE, {
+        "kind": "xtalnet-ensemble", "members": k,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "seeds": [seed + m for m in range(k)], "init_seeds": [cfg_seed + m for m in range(k)],
+        "data": str(data), "val": _text(kw.get("val")), "test": _text(kw.get("test")),
+    })  # fmt: skip
+
+
+def _text(source: Any) -> str | None:
+    return None if source is None else str(source)
+
+
+# ----------------------------------------------------------------------------- scoring
+def _samples(
+    root: Path, sources: Mapping[str, Any]
+) -> tuple[Ensemble, list[Sample], list[Sample], list[Sample]]:
+    """The ensemble (σ unscaled) and the samples of member 1's train / val / test split,
+    read from ``sources`` (``data``, ``val``, ``test``: what the members trained on)."""
+    from xtalnet.inference import load
+
+    info = read_ensemble(root)
+    nets = [load(d / "best.pt") for d in member_dirs(root, int(info["members"]))]
+    ensemble = Ensemble(nets)
+    split = json.loads((root / "member-1" / "split.json").read_text())
+    cfg = ensemble.config
+    by_id: dict[str, Sample] = {}
+    quiet = lambda msg: None  # noqa: E731
+    for role in ("data", "val", "test"):
+        source = sources.get(role)
+        if source is None:
+            continue
+        prep = load_source(source, list(cfg.columns), log=quiet)
+        for s in build_samples(prep, cfg, log=quiet, what=role)[0]:
+            by_id.setdefault(s.id, s)
+    parts = [[by_id[i] for i in split[name] if i in by_id] for name in ("train", "val", "test")]
+    return ensemble, parts[0], parts[1], parts[2]
+
+
+def score_ensemble(
+    root: Path, sources: Mapping[str, Any], say: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Fit the σ scale of every target on the validation split, score the ensemble on the
+    test split (mean vs members, calibration) and write ``ensemble.json``,
+    ``test_metrics.json``, ``test_predictions.csv`` and ``calibration_<target>.png``."""
+    ensemble, train, val, test = _samples(root, sources)
+    columns = list(ensemble.target_heads)
+    dec_val = predict_graphs(ensemble, [s.graph for s in val], [s.id for s in val], 64)
+    scale = {}
+    for c, head in ensemble.target_heads.items():
+        true, ok = head.true_values([s.values.get(c) for s in val])
+        scale[c] = sigma_scale(dec_val[c][ok] - true[ok], dec_val[f"{c}.std"][ok])
+    ensemble.sigma_scale = scale
+    info = read_ensemble(root)
+    write_json(root / ENSEMBLE_FILE, {**info, "sigma_scale": scale})
+    result: dict[str, Any] = {"out": str(root), "members": len(ensemble.networks),
+                              "sigma_scale": scale}  # fmt: skip
+    if not test:
+        say(f"ensemble of {len(ensemble.networks)}: σ scale {scale} (validation split)")
+        return result
+    dec = predict_graphs(ensemble, [s.graph for s in test], [s.id for s in test], 64)
+    metrics = metrics_of(ensemble, dec, test)
+    members = [json.loads((d / "test_metrics.json").read_text())["test"]
+               for d in member_dirs(root, len(ensemble.networks))]  # fmt: skip
+    report: dict[str, Any] = {}
+    for c in columns:
+        head = ensemble.target_heads[c]
+        true, ok = head.true_values([s.values.get(c) for s in test])
+        err, sigma = dec[c][ok] - true[ok], dec[f"{c}.std"][ok]
+        report[c] = {**calibration(err, sigma), "sigma_scale": scale[c],
+                     "member_mae": [m[c]["mae"] for m in members if c in m]}  # fmt: skip
+        calibration_plot(err, sigma, f"{c}: ensemble of {len(ensemble.networks)} (test)",
+                         unit_label(ensemble, c), root / f"calibration_{c}.png")  # fmt: skip
+    base = baseline_metrics(ensemble, train, test)
+    write_json(root / "test_metrics.json", {
+        "checkpoint": f"mean of {len(ensemble.networks)} members' best.pt (EMA weights)",
+        "n_test": len(test), "test": metrics, "calibration": report,
+        "baseline_mean_predictor": base,
+        "sigma": "members' standard deviation x sigma_scale (fitted on the validation split)",
+    })  # fmt: skip
+    write_predictions(root / "test_predictions.csv", ensemble, dec, test)
+    for c, m in metrics.items():
+        r = report[c]
+        say(f"test {c}: ensemble MAE {m['mae']:.4g} {unit_label(ensemble, c)} (members "
+            f"{', '.join(f'{x:.4g}' for x in r['member_mae'])}; mean predictor "
+            f"{base.get(c, {}).get('mae', math.nan):.4g}); |error| <= σ "
+            f"{r['within_1sigma']:.2f}, <= 2σ {r['within_2sigma']:.2f}, Spearman(|error|, σ) "
+            f"{r['spearman']:.2f}; σ = members' spread x {r['sigma_scale']:.3g} (fitted on "
+            "the validation split)")  # fmt: skip
+    result.update(test=metrics, baseline=base, calibration=report)
+    return result

@@ -1,0 +1,119 @@
+"""Ensembles (xtalnet train --ensemble K): members, resume, the mean and spread of
+xtalnet.load(run).predict against the members loaded one by one, calibration, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mp_audit
+import numpy as np
+import pytest
+import torch
+import xtalnet
+from ase.collections import dcdft
+from xtalnet._cli import main
+from xtalnet.ensemble import Ensemble
+
+TINY = {"dtype": "float64", "r_cut": 5.0, "num_layers": 1, "embed_dim": 8, "num_basis": 4,
+        "hidden_irreps": "8x0e+2x1o", "l_filter_max": 1, "radial_hidden": 8}  # fmt: skip
+OPTS = {"epochs": 2, "batch_size": 8, "max_steps": 6, "warmup_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def dcdft40():
+    ds = mp_audit.load("builtin:dcdft")
+    keep = [e for e in ds if e.material_id not in ("dcdft:Cs", "dcdft:Rn", "dcdft:Xe", "dcdft:Kr")]
+    return mp_audit.from_entries("dcdft40", keep[:40])
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory, dcdft40):
+    out = tmp_path_factory.mktemp("ens") / "run"
+    res = xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=3,
+                        progress=False, quiet=True)  # fmt: skip
+    return out, res
+
+
+def test_members_share_the_split_and_differ_in_seed(ensemble_run):
+    out, res = ensemble_run
+    splits = [json.loads((out / f"member-{m}" / "split.json").read_text()) for m in (1, 2, 3)]
+    assert splits[0] == splits[1] == splits[2]
+    seeds = [json.loads((out / f"member-{m}" / "options.json").read_text())["seed"]
+             for m in (1, 2, 3)]  # fmt: skip
+    inits = [json.loads((out / f"member-{m}" / "config.json").read_text())["seed"]
+             for m in (1, 2, 3)]  # fmt: skip
+    assert seeds == [0, 1, 2] and inits == [0, 1, 2]
+    info = json.loads((out / "ensemble.json").read_text())
+    assert info["members"] == 3 and info["sigma_scale"]["K_wien2k"] > 0
+    report = json.loads((out / "test_metrics.json").read_text())
+    cal = report["calibration"]["K_wien2k"]
+    assert len(cal["member_mae"]) == 3 and 0 <= cal["within_1sigma"] <= cal["within_2sigma"] <= 1
+    assert (out / "calibration_K_wien2k.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["test"]["K_wien2k"]["n"] == len(splits[0]["test"])
+
+
+def test_load_gives_the_mean_and_the_scaled_spread_of_the_members(ensemble_run, dcdft40):
+    out, _ = ensemble_run
+    ens = xtalnet.load(out)
+    assert isinstance(ens, Ensemble) and len(ens.networks) == 3
+    atoms = [dcdft[s] for s in ("Cu", "Si", "Al")]
+    pred, _ = ens.predict_with_notes(atoms)
+    members = np.stack([xtalnet.load(out / f"member-{m}" / "best.pt").predict(atoms)["K_wien2k"]
+                        for m in (1, 2, 3)])  # fmt: skip
+    scale = json.loads((out / "ensemble.json").read_text())["sigma_scale"]["K_wien2k"]
+    # a log target: the geometric mean of the members' moduli
+    np.testing.assert_allclose(pred["K_wien2k"], 10 ** np.log10(members).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(pred["K_wien2k.std"], members.std(0) * scale, rtol=1e-12)
+
+
+def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdft40):
+    calls = {"n": 0}
+
+    def stop_in_member_two(status):
+        calls["n"] += 1
+        if calls["n"] == OPTS["max_steps"] + 2:  # member 1 ran its 6 steps: step 2 of member 2
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=2,
+                      progress=False, quiet=True, callback=stop_in_member_two)  # fmt: skip
+    first = (out / "member-1" / "best.pt").read_bytes()
+    state = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
+    assert state["global_step"] == 2 and not state["done"]
+    assert not (out / "test_metrics.json").exists()
+    with pytest.raises(ValueError, match=r"member\(s\) \['member-2'\]"):
+        shutil.copytree(out, tmp_path / "copy")
+        (tmp_path / "copy" / "member-2" / "best.pt").unlink(missing_ok=True)
+        xtalnet.load(tmp_path / "copy")
+    xtalnet.train(dcdft40, ["K_wien2k"], out, resume=True, progress=False, quiet=True)
+    assert (out / "member-1" / "best.pt").read_bytes() == first  # finished member kept
+    done = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
+    assert done["done"] and done["global_step"] == OPTS["max_steps"]
+    assert (out / "test_metrics.json").is_file()
+
+
+def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):
+    out, _ = ensemble_run
+    assert main(["evaluate", "--checkpoint", str(out), "--data", "builtin:dcdft", "--out",
+                 str(tmp_path / "ev"), "--quiet"]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]["K_wien2k"]
+    assert {"within_1sigma", "within_2sigma", "spearman"} <= set(metrics)
+    header = (tmp_path / "ev" / "predictions.csv").read_text().splitlines()[0]
+    assert "K_wien2k.std_pred" in header
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    AseAtomsAdaptor.get_structure(dcdft["Cu"]).to(filename=str(tmp_path / "Cu.cif"))
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out), str(tmp_path / "Cu.cif")]) == 0
+    assert "K_wien2k.std" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("k", ["0", "65", "-2"])
+def test_bad_ensemble_sizes_are_refused(tmp_path, k, capsys):
+    assert main(["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--out",
+                 str(tmp_path / "r"), "--ensemble", k]) == 2  # fmt: skip
+    assert "--ensemble" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--ensemble must be an int in \[1, 64\]"):
+        xtalnet.train("builtin:dcdft", ["K_wien2k"], tmp_path / "p", ensemble=int(k))
