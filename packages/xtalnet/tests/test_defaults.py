@@ -46,7 +46,7 @@ def test_tensor_targets_get_their_layers_the_ieee_frame_and_the_l1_loss():
     assert got["tensor_frame"].value == "ieee"
     assert _by_field(choose(["e_total"], 844, REC, {}))["tensor_frame"].value == "as_given"
     opts = _by_field(option_choices(["piezoelectric_tensor"], {}, {}))
-    assert (opts["loss"].value, opts["weight_decay"].value) == ("l1", 0.05)
+    assert (opts["loss"].value, opts["weight_decay"].value) == ("l1", 0.2)
 
 
 def test_an_explicit_field_always_wins():

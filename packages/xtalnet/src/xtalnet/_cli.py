@@ -37,7 +37,7 @@ _CONFIG_FLAGS = {
 _OPTION_FLAGS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "clip",
     "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict", "noise",
-    "loss", "huber_delta",
+    "loss", "huber_delta", "init", "freeze_trunk",
 )  # fmt: skip
 
 
@@ -167,6 +167,18 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
         type=float,
         help="Huber threshold, standardised units (default 1)",
     )
+    o.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start the trunk from a trained run (fine-tuning); new heads are fitted",
+    )
+    o.add_argument(
+        "--freeze-trunk",
+        dest="freeze_trunk",
+        action="store_true",
+        default=None,
+        help="with --init: keep the copied trunk fixed",
+    )
     o.add_argument("--strict", action="store_true", default=None,
                    help="fail on unusable structures instead of skipping them")  # fmt: skip
 
@@ -183,10 +195,15 @@ def _evaluate_parser(e: argparse.ArgumentParser) -> None:
 
 def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("files", nargs="+", help="structure files pymatgen reads, or folders of them")
+    r.add_argument("files", nargs="*", help="structure files pymatgen reads, or folders of them")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--weights", choices=("ema", "model"), default="ema")
-    _common(r, progress=False)
+    r.add_argument(
+        "--data", help="screen a whole source (anything mp_audit.load reads) into --out (CSV)"
+    )
+    r.add_argument("--out", help="the CSV that --data screening writes")
+    r.add_argument("--batch-size", dest="batch_size", type=_count, default=64)
+    _common(r)
 
 
 def _demo_parser(d: argparse.ArgumentParser) -> None:
@@ -356,6 +373,10 @@ def _fmt(v: Any) -> str:
 def _predict(args: argparse.Namespace) -> int:
     from xtalnet.inference import load, predict_table, unit_label
 
+    if args.data is not None:
+        return _screen(args)
+    if not args.files:
+        return _fail("predict: give structure files (or folders), or --data SOURCE --out CSV")
     net = load(args.checkpoint, weights=args.weights, device=args.device)
     files = _structure_files(args.files)
     rows = predict_table(net, [_read_structure(f) for f in files], [f.name for f in files])
@@ -378,6 +399,24 @@ def _predict(args: argparse.Namespace) -> int:
         print("units: " + ", ".join(f"{k} {u}" for k, u in units.items())
               + ("; K_VRH / G_VRH in GPa" if any(k.endswith("K_VRH") for k in keys)
                  else ""))  # fmt: skip
+    return 0
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from xtalnet.inference import load
+    from xtalnet.screening import screen
+
+    if args.files:
+        return _fail("predict: give either structure files or --data, not both")
+    if args.out is None:
+        return _fail("predict --data: give --out CSV, the file the predictions go to")
+    out = Path(args.out)
+    if out.is_dir():
+        return _fail(f"predict --out {args.out!r} is a folder: name the CSV file to write")
+    model = load(args.checkpoint, weights=args.weights, device=args.device)
+    say = (lambda msg: None) if args.quiet else print
+    screen(model, args.data, out, batch_size=args.batch_size,
+           progress=args.progress and not args.quiet, log=say)  # fmt: skip
     return 0
 
 

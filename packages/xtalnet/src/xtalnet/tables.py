@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from xtalnet.ensemble import Ensemble
     from xtalnet.network import Network
 
-__all__ = ["predict_table", "unit_label", "write_json", "write_predictions"]
+__all__ = ["cell_text", "predict_table", "unit_label", "write_json", "write_predictions"]
 
 
 def unit_label(net: Network | Ensemble, column: str) -> str:
@@ -81,14 +81,18 @@ def write_predictions(
 
 
 def predict_table(
-    net: Network | Ensemble, structures: Sequence[Any], names: Sequence[str]
+    net: Network | Ensemble,
+    structures: Sequence[Any],
+    names: Sequence[str],
+    *,
+    batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """One dict per structure: name, formula, every prediction in physical units (tensors as
     nested lists; elastic tensors add K_VRH / G_VRH in GPa) and ``status``: ``"ok"``, or why
     the prediction is missing (NaN, None in JSON terms) or doubtful. An exception in place
     of a structure (a file that did not parse) becomes its row's status."""
     readable = [k for k, s in enumerate(structures) if not isinstance(s, BaseException)]
-    pred, notes = net.predict_with_notes([structures[k] for k in readable], catch=True)
+    pred, notes = net.predict_with_notes([structures[k] for k in readable], batch_size, catch=True)
     for c, head in net.target_heads.items():
         for name, arr in head.derived(pred[c]).items():
             pred[f"{c}.{name}"] = arr
@@ -107,6 +111,17 @@ def predict_table(
             row["status"] = notes[at[k]] or "ok"
         rows.append(row)
     return rows
+
+
+def cell_text(value: Any) -> Any:
+    """A table value as CSV text: nested lists and arrays as JSON, None as ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    return value
 
 
 def _formula(s: Any) -> str:

@@ -281,6 +281,7 @@ class Trainer:
         self.state = State(planned_epochs=opts.epochs)
         self._flags = {"sigint": False, "hard": False}
         self.train_species: list[int] = []  # atomic numbers seen in training (saved)
+        self.frozen: list[str] = []  # trunk modules kept fixed (--freeze-trunk; saved)
         self._clock = (0.0, time.time())  # (elapsed before this segment, segment start)
 
     # ------------------------------------------------------------------ checkpoints
@@ -346,6 +347,7 @@ class Trainer:
             "versions": _checkpoint.versions(),
             "world_size": self.dist.world,
             "train_species": list(self.train_species),
+            "frozen": list(self.frozen),
         }
 
     def save(self, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,11 @@ class TrainOptions:
         applies it to z). Checkpoints without this field were trained with ``"mse"``.
     huber_delta : float
         Threshold of the Huber loss, standardised units (> 0).
+    init : str or None
+        A checkpoint (``best.pt``, ``last.pt`` or a run folder) whose trunk the network
+        starts from (fine-tuning, :mod:`xtalnet.training.finetune`); new heads are fitted.
+    freeze_trunk : bool
+        With ``init``: keep the copied trunk fixed and train only what is new.
     """
 
     epochs: int = 100
@@ -97,6 +103,8 @@ class TrainOptions:
     noise: float = 0.0
     loss: str = "mse"
     huber_delta: float = 1.0
+    init: str | None = None
+    freeze_trunk: bool = False
 
     def __post_init__(self) -> None:
         _, delta = check_loss(self.loss, self.huber_delta)
@@ -132,6 +140,13 @@ class TrainOptions:
             and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
+        if self.init is not None and not isinstance(self.init, (str, os.PathLike)):
+            raise ValueError(f"init must be a checkpoint path or None, got {self.init!r}")
+        object.__setattr__(self, "init", None if self.init is None else os.fspath(self.init))
+        if not isinstance(self.freeze_trunk, bool):
+            raise ValueError(f"freeze_trunk must be a bool, got {self.freeze_trunk!r}")
+        if self.freeze_trunk and self.init is None:
+            raise ValueError("freeze_trunk needs init: the trunk to freeze comes from --init CKPT")
         if self.split_seed is not None and (
             isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
             or self.split_seed < 0

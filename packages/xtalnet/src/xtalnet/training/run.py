@@ -29,6 +29,7 @@ from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.targets import check_targets, encode_targets, fit_heads
 from xtalnet.training.distributed import Dist, setup_dist
 from xtalnet.training.ensemble import train_ensemble
+from xtalnet.training.finetune import freeze, init_trunk
 from xtalnet.training.leakage import check_leakage
 from xtalnet.training.loop import State, TrainData, Trainer
 from xtalnet.training.options import TrainOptions
@@ -143,6 +144,18 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+def _start_trunk(net: Network, plan: Plan, log: RunLog) -> list[str]:
+    """``--init``: copy the trunk of a trained run (a new run only); ``--freeze-trunk``:
+    keep it fixed. Returns the frozen module names."""
+    if plan.ckpt is not None or plan.opts.init is None:
+        return []
+    copied = init_trunk(net, plan.opts.init, log)
+    if plan.opts.freeze_trunk:
+        freeze(net, copied, log)
+        return copied
+    return []
+
+
 def _options_dict(options: Any) -> dict[str, Any]:
     if isinstance(options, TrainOptions):
         return options.to_dict()
@@ -176,6 +189,7 @@ def _build(
         splits = {"train": samples.train, "val": samples.val, "test": samples.test}
         check_leakage(splits, plan.opts.strict, log.warn)
     net = Network(cfg)
+    frozen = _start_trunk(net, plan, log)
     fit_heads(net, [s.id for s in samples.train], [s.values for s in samples.train], log)
     net.to(dist.device)
     train_data = TrainData(
@@ -186,8 +200,12 @@ def _build(
     )  # fmt: skip
     trainer = Trainer(net, plan.opts, train_data, dist, out, log)
     trainer.train_species = sorted({int(z) for s in samples.train for z in s.graph.numbers})
+    trainer.frozen = frozen
     if plan.ckpt is not None:
         trainer.resume_from(plan.ckpt, plan.length_changed)
+        if plan.opts.freeze_trunk:
+            trainer.frozen = list(plan.ckpt.get("frozen", []))
+            freeze(net, trainer.frozen, log)
     log(f"{sum(p.numel() for p in net.parameters()):,} parameters; {trainer.steps_per_epoch} "
         f"steps per epoch of at most {plan.opts.batch_size} structures / "
         f"{cfg.max_edges * dist.world:,} edges; world size {dist.world}")  # fmt: skip

@@ -19,7 +19,9 @@ from xtalnet.config import NetworkConfig, read_recommendation, recommended_field
 from xtalnet.dataset import Prepared, Sample, build_samples, is_missing, load_source
 from xtalnet.defaults import choose, option_choices, provenance
 from xtalnet.heads import TargetSpec
+from xtalnet.network import layers_needed
 from xtalnet.training.distributed import Dist
+from xtalnet.training.finetune import trunk_fields
 from xtalnet.training.options import TrainOptions
 from xtalnet.training.splits import split_data
 
@@ -270,6 +272,8 @@ def network_config(
         rec = _audit(train, log) if dist.main else None
         rec = dist.gather(rec)[0] if dist.world > 1 else rec
     targets = [str(TargetSpec.parse(t)) for t in plan.targets]
+    if plan.opts.init is not None:
+        given = _with_trunk(plan, targets, log)
     fields = {**given, "targets": tuple(targets)}
     if rec is not None:
         if rec.get("r_cut") is None and "r_cut" not in given:
@@ -283,6 +287,21 @@ def network_config(
         fields[c.field] = c.value
     plan.provenance["config"] = provenance(choices, "config", given)
     return NetworkConfig.from_dict(fields), rec
+
+
+def _with_trunk(plan: Plan, targets: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """The given fields and the trunk fields of ``--init`` (its layers, or more if the new
+    targets need more)."""
+    assert plan.opts.init is not None
+    trunk = trunk_fields(plan.opts.init, plan.given)
+    layers = trunk.pop("num_layers")
+    fields = {**trunk, **plan.given}
+    if "num_layers" not in plan.given:
+        probe = NetworkConfig.from_dict({**fields, "targets": targets})
+        fields["num_layers"] = max(layers, layers_needed(probe))
+    log(f"--init {plan.opts.init}: trunk fields taken from it: {sorted(trunk)}")
+    plan.given = fields
+    return fields
 
 
 def prepare_samples(

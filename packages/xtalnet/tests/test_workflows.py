@@ -1,0 +1,143 @@
+"""Screening whole data sets (xtalnet predict --data) and fine-tuning (--init)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import mp_audit
+import numpy as np
+import pytest
+import torch
+import xtalnet
+from ase.build import bulk
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+from xtalnet._cli import main
+
+TINY = {"dtype": "float64", "r_cut": 5.0, "embed_dim": 8, "num_basis": 4,
+        "hidden_irreps": "8x0e+2x1o+2x2e", "l_filter_max": 2, "radial_hidden": 8}  # fmt: skip
+METALS = [("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09), ("Pd", 3.89), ("Pt", 3.92),
+          ("Au", 4.08), ("Pb", 4.95), ("Ca", 5.58), ("Sr", 6.08)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A one-layer run on 10 metals (scalar y) through the CLI, defaults otherwise."""
+    root = tmp_path_factory.mktemp("wf")
+    rows = [{"material_id": f"m{k}", "y": 1.0 + 0.2 * k,
+             "cif": AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)).to(fmt="cif")}
+            for k, (s, a) in enumerate(METALS)]  # fmt: skip
+    _write(root / "d.csv", rows)
+    (root / "cfg.json").write_text(json.dumps(TINY))
+    assert main(["train", "--data", str(root / "d.csv"), "--target", "y", "--out",
+                 str(root / "run"), "--config", str(root / "cfg.json"), "--max-steps", "4",
+                 "--quiet", "--no-progress"]) == 0  # fmt: skip
+    return root
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+# ------------------------------------------------------------------------------ screening
+def test_screening_a_cif_only_csv_keeps_order_and_gives_every_reason(run, tmp_path):
+    flat = Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, 0.05]]), ["Na", "Cl"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])  # fmt: skip
+    lonely = Structure(Lattice.cubic(9.0), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    good = [AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)) for s, a in METALS[:3]]
+    cifs = [good[0].to(fmt="cif"), "data_x\n_not a structure\n", flat.to(fmt="poscar"),
+            good[1].to(fmt="cif"), lonely.to(fmt="cif"), good[2].to(fmt="cif")]  # fmt: skip
+    src = _write(tmp_path / "screen.csv", [{"cif": c} for c in cifs])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--out",
+                 str(out), "--no-progress", "--quiet"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and not (tmp_path / "pred.csv.partial").exists()
+    status = [r["status"] for r in rows]
+    assert [s == "ok" or not s.startswith("not") for s in status] == [1, 0, 0, 1, 0, 1]
+    assert "not a structure" in status[1] or "parse" in status[1]
+    assert "flat" in status[2] and "no neighbour within r_cut" in status[4]
+    parsed = [Structure.from_str(cifs[k], fmt="cif") for k in (0, 3, 5)]  # what the CSV holds
+    expected = xtalnet.load(run / "run").predict(parsed)["y"]
+    got = [float(rows[k]["y"]) for k in (0, 3, 5)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert rows[1]["y"] == "" and rows[0]["formula"] == "Cu"
+
+
+def test_screening_pymatgen_json_a_cif_folder_and_target_columns(run, tmp_path):
+    structs = [AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)) for s, a in METALS[:4]]
+    (tmp_path / "s.json").write_text(json.dumps(
+        [{"material_id": f"j{k}", "structure": s.as_dict(), "y": 2.0 + k}
+         for k, s in enumerate(structs)]))  # fmt: skip
+    out = tmp_path / "a.csv"
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(tmp_path / "s.json"),
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["j0", "j1", "j2", "j3"]
+    assert [float(r["y_true"]) for r in rows] == [2.0, 3.0, 4.0, 5.0]
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for k, s in enumerate(structs):
+        s.to(filename=str(folder / f"c{k}.cif"))
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(folder), "--out",
+                 str(tmp_path / "b.csv"), "--quiet"]) == 0  # fmt: skip
+    assert len(list(csv.DictReader((tmp_path / "b.csv").open()))) == 4
+
+
+def test_screening_needs_an_out_file(run, tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", "builtin:dcdft"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", "builtin:dcdft",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
+    assert "is a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+def test_init_copies_the_trunk_and_freeze_keeps_it(run, tmp_path):
+    init = torch.load(run / "run" / "best.pt", weights_only=True)
+    shadow = init["ema"]["shadow"]
+    out = tmp_path / "ft"
+    xtalnet.train(str(run / "d.csv"), ["y"], out, options={"init": str(run / "run"),
+                  "freeze_trunk": True, "max_steps": 3}, progress=False, quiet=True)  # fmt: skip
+    tuned = torch.load(out / "best.pt", weights_only=True)["model"]
+    trunk = [k for k in tuned if k.startswith(("embedding.", "layers.", "composition."))]
+    assert trunk
+    for k in trunk:  # frozen: still the EMA weights of the run it started from
+        assert torch.equal(tuned[k], shadow[k]), k
+    assert any(not torch.equal(tuned[k], shadow[k]) for k in tuned if k.startswith("readouts."))
+    log = (out / "train.log").read_text()
+    assert "trunk modules copied: ['embedding', 'layers.0', 'composition']" in log
+    assert "--freeze-trunk" in log
+
+
+def test_init_with_new_targets_keeps_what_fits_and_names_what_does_not(run, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, (s, a) in enumerate(METALS):
+        m = rng.normal(size=(6, 6))
+        c = json.dumps((m @ m.T + 30 * np.eye(6)).tolist())
+        cif = AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)).to(fmt="cif")
+        rows.append({"material_id": f"e{k}", "elastic_tensor": c, "cif": cif})
+    src = _write(tmp_path / "el.csv", rows)
+    out = tmp_path / "el"
+    xtalnet.train(str(src), ["elastic_tensor"], out, options={"init": str(run / "run"),
+                  "max_steps": 2}, progress=False, quiet=True)  # fmt: skip
+    log = (out / "train.log").read_text()
+    assert "'layers.0'" in log and "trained from scratch" in log and "'layers.1'" in log
+    assert xtalnet.NetworkConfig.from_json(out / "config.json").num_layers == 2
+    with pytest.raises(ValueError, match=r"r_cut: 5\.0 \(--init\) vs 4\.0 \(given\)"):
+        xtalnet.train(str(src), ["elastic_tensor"], tmp_path / "x", config={"r_cut": 4.0},
+                      options={"init": str(run / "run")}, quiet=True)  # fmt: skip
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not an xtalnet checkpoint"):
+        xtalnet.train(str(src), ["elastic_tensor"], tmp_path / "y",
+                      options={"init": str(tmp_path / "foreign.pt")}, quiet=True)  # fmt: skip
+    with pytest.raises(ValueError, match="freeze_trunk needs init"):
+        xtalnet.TrainOptions(freeze_trunk=True)
+    assert mp_audit  # the data loader is the package's (no second parser here)
