@@ -52,6 +52,7 @@ def _samples(run: Path) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
     from xtalnet.data import to_structure
     from xtalnet.heads import TargetSpec
 
+    run = _first_run(run)
     info = json.loads((run / "run.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     split = json.loads((run / "split.json").read_text())
@@ -68,6 +69,11 @@ def _samples(run: Path) -> dict[str, list[tuple[Any, dict[str, Any]]]]:
         out[part] = [(to_structure(entries[i]), {c: entries[i].props.get(c) for c in columns})
                      for i in ids]  # fmt: skip
     return out
+
+
+def _first_run(run: Path) -> Path:
+    """The run folder itself, or member 1 of an ensemble (all members share the split)."""
+    return run / "member-1" if (run / "ensemble.json").is_file() else run
 
 
 def _forest(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, trees: int, seed: int) -> np.ndarray:
@@ -89,7 +95,7 @@ def baselines(run: Path, trees: int = 300, seed: int = 0) -> dict[str, Any]:
     from xtalnet.network import Network
 
     data = _samples(run)
-    net = Network(NetworkConfig.from_json(run / "config.json"))
+    net = Network(NetworkConfig.from_json(_first_run(run) / "config.json"))
     x_train = np.stack([composition_features(s) for s, _ in data["train"]])
     x_test = np.stack([composition_features(s) for s, _ in data["test"]])
     result: dict[str, Any] = {}

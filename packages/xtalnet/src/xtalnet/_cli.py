@@ -423,54 +423,19 @@ def _screen(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="xtalnet-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    # everything the demo writes stays in --out: matplotlib's cache there, and the plain-torch
-    # backend (no JIT-compiled extension to cache); dcdft cells hold 1-4 atoms, so it is as
-    # fast (measured: 4 steps 1.0 s plain torch vs 0.9 s C++)
+    # everything the demo writes stays in --out: matplotlib's and inductor's caches there, and
+    # no JIT-compiled extension (the demo uses the plain-torch backend)
     os.environ.setdefault("MPLCONFIGDIR", str(out / ".matplotlib"))
     os.environ.setdefault("XTAL_DISABLE_EXTENSIONS", "1")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(out / ".torchinductor"))
     import torch
 
-    from xtalnet.inference import load
-    from xtalnet.training import train
-    from xtalnet.training.run_dir import check_out
+    from xtalnet.demo import run_demo
 
     torch.set_num_threads(args.threads)
-    say = (lambda *a: None) if args.quiet else print
     t0 = time.time()
-    say(f"xtalnet demo: builtin:dcdft (71 elemental crystals), target K_wien2k (WIEN2k bulk "
-        f"modulus, GPa), {args.time_limit:g} min on {args.threads} threads; "
-        f"files in {out}")  # fmt: skip
-    run = out / "run"
-    check_out(run, resume=False, overwrite=args.overwrite, flag="demo --out")
-    result = train(
-        "builtin:dcdft", ["K_wien2k"], run,
-        # every test element is absent from training (one crystal per element): the elements
-        # enter through their physical descriptors, not free rows (measured, 2 min, 1 thread:
-        # test MAE 43 / 29 GPa for seeds 0 / 1, vs 55 / 102 GPa with a 4-wide one-hot
-        # embedding; mean predictor 105 / 118 GPa)
-        config={"dtype": "float32", "hidden_irreps": "16x0e+4x1o+4x1e+2x2e",
-                "species_features": "elemental", "backend": "torch"},
-        options={"epochs": 400, "batch_size": 8, "lr": 5e-3, "weight_decay": 0.05,
-                 "time_limit": args.time_limit, "seed": args.seed, "warmup_steps": 20,
-                 "patience": 400},
-        overwrite=args.overwrite, progress=False, quiet=args.quiet,
-    )  # fmt: skip
-    test, base = result["test"]["K_wien2k"], result["baseline"]["K_wien2k"]
-    say("")
-    say(f"test MAE  {test['mae']:7.2f} GPa   (mean predictor {base['mae']:.2f} GPa), "
-        f"log10 MAE {test['mae_log10']:.3f} (mean predictor {base['mae_log10']:.3f}), "
-        f"n = {test['n']}, {result['epochs']} epochs, {result['minutes']:.1f} min")  # fmt: skip
-    net = load(run / "best.pt")
-    from ase.collections import dcdft
-
-    split = json.loads((run / "split.json").read_text())
-    names = [i.split(":", 1)[1] for i in split["test"][:3]]
-    atoms = [dcdft[n] for n in names]
-    pred = net.predict(atoms)["K_wien2k"]
-    say("predictions for three test crystals:")
-    for n, p in zip(names, pred):
-        say(f"  {n:3s}  predicted {p:7.1f} GPa   WIEN2k {dcdft.data[n]['wien2k_B']:7.1f} GPa")
-    say(f"learning curve: {run / 'learning_curve.png'}")
+    say = (lambda msg: None) if args.quiet else print
+    run_demo(out, minutes=args.time_limit, threads=args.threads, seed=args.seed,
+             overwrite=args.overwrite, quiet=args.quiet)  # fmt: skip
     say(f"demo finished in {time.time() - t0:.0f} s")
     return 0
