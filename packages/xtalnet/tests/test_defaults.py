@@ -150,3 +150,33 @@ def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invaria
     np.testing.assert_allclose(pb, pa, atol=1e-8 * np.abs(pa).max())
     with pytest.raises(ValueError, match="tensor_frame"):
         xtalnet.NetworkConfig(tensor_frame="lab")
+
+
+def test_select_mae_picks_best_pt_by_the_relative_validation_mae(tmp_path, tiny_config):
+    rows = []
+    for k, (sym, a) in enumerate(METALS):
+        cif = AseAtomsAdaptor.get_structure(bulk(sym, "fcc", a=a)).to(fmt="cif")
+        rows.append({"material_id": f"m{k}", "cif": cif, "y": 1.0 + k})
+    with (tmp_path / "d.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    xtalnet.train(str(tmp_path / "d.csv"), ["y"], tmp_path / "r",
+                  config={**tiny_config, "r_cut": 5.0},
+                  options={"select": "mae", "epochs": 4, "batch_size": 2, "split": (0.5, 0.5, 0.0)},
+                  progress=False, quiet=True)  # fmt: skip
+    history = [
+        json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    scores = [r["val_score"] for r in history]
+    best = min(range(len(scores)), key=scores.__getitem__) + 1
+    state = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["state"]
+    assert state["best_epoch"] == best and state["best_val"] == pytest.approx(min(scores))
+    # the score is the validation MAE over the mean predictor's (the train mean)
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    ys = {r["material_id"]: r["y"] for r in rows}
+    mean = np.mean([ys[i] for i in split["train"]])
+    base = np.mean([abs(ys[i] - mean) for i in split["val"]])
+    assert scores[0] == pytest.approx(history[0]["val_y_mae"] / base, rel=1e-9)
+    with pytest.raises(ValueError, match="select must be one of"):
+        xtalnet.TrainOptions(select="rmse")

@@ -37,7 +37,7 @@ _CONFIG_FLAGS = {
 _OPTION_FLAGS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "clip",
     "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict", "noise",
-    "loss", "huber_delta", "init", "freeze_trunk",
+    "loss", "huber_delta", "init", "freeze_trunk", "select",
 )  # fmt: skip
 
 

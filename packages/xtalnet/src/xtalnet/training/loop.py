@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from xtalnet import _checkpoint
-from xtalnet._metrics import metrics_of
+from xtalnet._metrics import baseline_metrics, metrics_of
 from xtalnet.dataset import Sample
 from xtalnet.network import Network
 from xtalnet.prediction import decode, forward_graphs
@@ -281,6 +281,7 @@ class Trainer:
         self.state = State(planned_epochs=opts.epochs)
         self._flags = {"sigint": False, "hard": False}
         self.train_species: list[int] = []  # atomic numbers seen in training (saved)
+        self._baseline_mae: dict[str, float] | None = None
         self.frozen: list[str] = []  # trunk modules kept fixed (--freeze-trunk; saved)
         self._clock = (0.0, time.time())  # (elapsed before this segment, segment start)
 
@@ -503,6 +504,17 @@ class Trainer:
         std = {c: np.concatenate([p[c] for p in parts], 0) for c in self.net.heads}
         return std, decode(self.net, std)
 
+    def _selection_score(self, val_loss: float, val_metrics: Mapping[str, Any]) -> float:
+        """What picks ``best.pt``: the validation loss, or (``select="mae"``) the sum over the
+        targets of the validation MAE relative to the mean predictor's."""
+        if self.opts.select == "loss":
+            return val_loss
+        if self._baseline_mae is None:
+            base = baseline_metrics(self.net, self.data.train, self.data.val)
+            self._baseline_mae = {c: m["mae"] for c, m in base.items()}
+        return float(sum(m["mae"] / self._baseline_mae[c] for c, m in val_metrics.items()
+                         if self._baseline_mae.get(c)))  # fmt: skip
+
     def end_epoch(self) -> None:
         """Validate the EMA weights, record the epoch's row and run the epoch-end hooks."""
         state = self.state
@@ -524,9 +536,12 @@ class Trainer:
             row[f"val_{c}_mae"] = m["mae"]
         row["time_s"] = round(state.elapsed, 2)
         state.train_loss_sum, state.train_loss_n, state.step_in_epoch = 0.0, 0, 0
-        improved = val_loss < state.best_val
+        score = self._selection_score(val_loss, val_metrics)
+        if self.opts.select != "loss":
+            row["val_score"] = score
+        improved = score < state.best_val
         if improved:
-            state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            state.best_val, state.best_epoch, state.bad_epochs = score, state.epoch, 0
         else:
             state.bad_epochs += 1
         row["best"] = improved

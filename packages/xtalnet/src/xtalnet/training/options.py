@@ -11,9 +11,10 @@ from typing import Any
 
 from xtalnet.heads.base import check_loss
 
-__all__ = ["SCHEDULES", "TrainOptions"]
+__all__ = ["SCHEDULES", "SELECTIONS", "TrainOptions"]
 
 SCHEDULES = ("cosine", "plateau", "constant")
+SELECTIONS = ("loss", "mae")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class TrainOptions:
         applies it to z). Checkpoints without this field were trained with ``"mse"``.
     huber_delta : float
         Threshold of the Huber loss, standardised units (> 0).
+    select : {"loss", "mae"}
+        What picks ``best.pt`` and drives early stopping: the validation loss (standardised
+        units), or the validation MAE of every target relative to the mean predictor's,
+        summed over the targets (in the units users read; for the band gap the loss mixes
+        a cross-entropy with the spread of √gap).
     init : str or None
         A checkpoint (``best.pt``, ``last.pt`` or a run folder) whose trunk the network
         starts from (fine-tuning, :mod:`xtalnet.training.finetune`); new heads are fitted.
@@ -103,6 +109,7 @@ class TrainOptions:
     noise: float = 0.0
     loss: str = "mse"
     huber_delta: float = 1.0
+    select: str = "loss"
     init: str | None = None
     freeze_trunk: bool = False
 
@@ -140,6 +147,8 @@ class TrainOptions:
             and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
         if self.init is not None and not isinstance(self.init, (str, os.PathLike)):
             raise ValueError(f"init must be a checkpoint path or None, got {self.init!r}")
         object.__setattr__(self, "init", None if self.init is None else os.fspath(self.init))
