@@ -141,3 +141,13 @@ def test_init_with_new_targets_keeps_what_fits_and_names_what_does_not(run, tmp_
     with pytest.raises(ValueError, match="freeze_trunk needs init"):
         xtalnet.TrainOptions(freeze_trunk=True)
     assert mp_audit  # the data loader is the package's (no second parser here)
+
+
+def test_the_cli_flags_of_fine_tuning_and_selection(run, tmp_path):
+    out = tmp_path / "cli-ft"
+    assert main(["train", "--data", str(run / "d.csv"), "--target", "y", "--out", str(out),
+                 "--init", str(run / "run"), "--freeze-trunk", "--select", "mae",
+                 "--max-steps", "2", "--quiet", "--no-progress"]) == 0  # fmt: skip
+    options = json.loads((out / "options.json").read_text())
+    assert options["init"] == str(run / "run") and options["freeze_trunk"] is True
+    assert options["select"] == "mae" and options["provenance"]["select"] == "given"

@@ -168,6 +168,11 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
         help="Huber threshold, standardised units (default 1)",
     )
     o.add_argument(
+        "--select",
+        choices=("loss", "mae"),
+        help="what picks best.pt: the validation loss or the relative validation MAE",
+    )
+    o.add_argument(
         "--init",
         metavar="CKPT",
         help="start the trunk from a trained run (fine-tuning); new heads are fitted",
