@@ -38,6 +38,9 @@ def test_scalar_targets_get_one_layer_the_audits_cutoff_and_the_elemental_embedd
         0.2, "mse", 16)  # fmt: skip
     assert opts["epochs"].value >= 10_000  # the time decides
     assert _by_field(option_choices(["y"], {}, {}))["epochs"].value == 300
+    gap = _by_field(option_choices(["band_gap"], {}, {}))
+    assert (gap["loss"].value, gap["select"].value) == ("l1", "mae")
+    assert opts["select"].value == "loss"
 
 
 def test_tensor_targets_get_their_layers_the_ieee_frame_and_the_l1_loss():
