@@ -68,15 +68,21 @@ METALS = (("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09), ("Pd", 3.89), (
           ("Au", 4.08), ("Pb", 4.95))  # fmt: skip
 
 
-def test_val_without_test_trains_on_all_of_data_and_records_provenance(tmp_path, tiny_config):
+def _metals_csv(path):
+    """The 8 fcc metals with y = 1..8 as a CSV of CIFs; returns the rows."""
     rows = []
     for k, (sym, a) in enumerate(METALS):
         cif = AseAtomsAdaptor.get_structure(bulk(sym, "fcc", a=a)).to(fmt="cif")
         rows.append({"material_id": f"m{k}", "cif": cif, "y": 1.0 + k})
-    with (tmp_path / "d.csv").open("w", newline="") as f:
+    with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    return rows
+
+
+def test_val_without_test_trains_on_all_of_data_and_records_provenance(tmp_path, tiny_config):
+    _metals_csv(tmp_path / "d.csv")
     (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
     run = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path / "d.csv"), "--val", str(tmp_path / "d.csv"),
@@ -156,14 +162,7 @@ def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invaria
 
 
 def test_select_mae_picks_best_pt_by_the_relative_validation_mae(tmp_path, tiny_config):
-    rows = []
-    for k, (sym, a) in enumerate(METALS):
-        cif = AseAtomsAdaptor.get_structure(bulk(sym, "fcc", a=a)).to(fmt="cif")
-        rows.append({"material_id": f"m{k}", "cif": cif, "y": 1.0 + k})
-    with (tmp_path / "d.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    rows = _metals_csv(tmp_path / "d.csv")
     xtalnet.train(str(tmp_path / "d.csv"), ["y"], tmp_path / "r",
                   config={**tiny_config, "r_cut": 5.0},
                   options={"select": "mae", "epochs": 4, "batch_size": 2, "split": (0.5, 0.5, 0.0)},

@@ -257,15 +257,8 @@ class Network(nn.Module):
 
     def predict(self, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Predictions in physical units for structures (pymatgen, ASE, mp_audit entries):
-        :func:`xtalnet.inference.predict` with this network.
-
-        Returns
-        -------
-        dict column -> numpy array
-            Scalars [n]; ``elastic_tensor`` [n, 6, 6] GPa (Voigt xx, yy, zz, yz, xz, xy);
-            extra outputs of a head (e.g. the band gap's probability of a metal) under
-            ``"<column>.<name>"``.
-        """
+        :func:`xtalnet.prediction.predict` with this network (``{column: array}``; scalars
+        ``[n]``, tensors ``[n, ...]``, extra outputs as ``"<column>.<name>"``)."""
         from xtalnet.prediction import predict
 
         return predict(self, structures, batch_size=batch_size, stacklevel=3)
