@@ -44,6 +44,12 @@ def test_members_share_the_split_and_differ_in_seed(ensemble_run):
     inits = [json.loads((out / f"member-{m}" / "config.json").read_text())["seed"]
              for m in (1, 2, 3)]  # fmt: skip
     assert seeds == [0, 1, 2] and inits == [0, 1, 2]
+    # bagging by default: each member trains on its own bootstrap resample of the split
+    logs = [(out / f"member-{m}" / "train.log").read_text() for m in (1, 2, 3)]
+    drawn = [next(x for x in log.splitlines() if x.startswith("bootstrap:")) for log in logs]
+    n = len(splits[0]["train"])
+    assert all(f"{n} draws with replacement" in d for d in drawn) and len(set(drawn)) > 1
+    assert json.loads((out / "member-1" / "options.json").read_text())["bootstrap"] is True
     info = json.loads((out / "ensemble.json").read_text())
     assert info["members"] == 3 and info["sigma_scale"]["K_wien2k"] > 0
     report = json.loads((out / "test_metrics.json").read_text())

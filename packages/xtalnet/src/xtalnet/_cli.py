@@ -37,7 +37,7 @@ _CONFIG_FLAGS = {
 _OPTION_FLAGS = (
     "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "clip",
     "ema_decay", "patience", "seed", "split", "time_limit", "max_steps", "strict", "noise",
-    "loss", "huber_delta", "init", "freeze_trunk", "select",
+    "loss", "huber_delta", "init", "freeze_trunk", "select", "bootstrap",
 )  # fmt: skip
 
 
@@ -166,6 +166,12 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
         dest="huber_delta",
         type=float,
         help="Huber threshold, standardised units (default 1)",
+    )
+    o.add_argument(
+        "--bootstrap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train on a bootstrap resample of the training split (ensemble members: on)",
     )
     o.add_argument(
         "--select",

@@ -74,6 +74,10 @@ def train_ensemble(
         k = check_members(k)
         _check_root(root, overwrite)
     opts = dict(options or {})
+    if "bootstrap" not in opts:  # bagging: the members' spread reflects the data too
+        opts["bootstrap"] = True
+        say("ensemble: every member trains on a bootstrap resample of the training split "
+            "(--no-bootstrap: all of it)")  # fmt: skip
     cfg = dict(config or {})
     seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
     results = []

@@ -77,6 +77,11 @@ class TrainOptions:
         applies it to z). Checkpoints without this field were trained with ``"mse"``.
     huber_delta : float
         Threshold of the Huber loss, standardised units (> 0).
+    bootstrap : bool
+        Train on a bootstrap resample of the training split (as many draws with
+        replacement as it has structures, seeded by ``seed``; the standardisation is still
+        fitted on the whole split): what the members of an ensemble do by default, so that
+        their spread reflects how much a prediction rests on particular training data.
     select : {"loss", "mae"}
         What picks ``best.pt`` and drives early stopping: the validation loss (standardised
         units), or the validation MAE of every target relative to the mean predictor's,
@@ -109,6 +114,7 @@ class TrainOptions:
     noise: float = 0.0
     loss: str = "mse"
     huber_delta: float = 1.0
+    bootstrap: bool = False
     select: str = "loss"
     init: str | None = None
     freeze_trunk: bool = False
@@ -147,6 +153,8 @@ class TrainOptions:
             and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be minutes > 0 or None, got {self.time_limit!r}")
+        if not isinstance(self.bootstrap, bool):
+            raise ValueError(f"bootstrap must be a bool, got {self.bootstrap!r}")
         if self.select not in SELECTIONS:
             raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
         if self.init is not None and not isinstance(self.init, (str, os.PathLike)):

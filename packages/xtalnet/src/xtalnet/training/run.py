@@ -16,11 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, metrics_of
 from xtalnet.config import NetworkConfig
+from xtalnet.dataset import Sample
 from xtalnet.ensemble import ENSEMBLE_FILE
 from xtalnet.heads import TargetSpec
 from xtalnet.network import Network
@@ -156,6 +158,14 @@ def _start_trunk(net: Network, plan: Plan, log: RunLog) -> list[str]:
     return []
 
 
+def _bootstrap(train: Sequence[Sample], opts: TrainOptions, log: RunLog) -> list[Sample]:
+    """A bootstrap resample of the training samples, seeded by ``opts.seed``."""
+    draw = np.random.default_rng([opts.seed, 0xB00]).integers(0, len(train), len(train))
+    log(f"bootstrap: {len(train)} draws with replacement, {len(set(draw.tolist()))} distinct "
+        "training structures")  # fmt: skip
+    return [train[i] for i in draw]
+
+
 def _options_dict(options: Any) -> dict[str, Any]:
     if isinstance(options, TrainOptions):
         return options.to_dict()
@@ -192,10 +202,10 @@ def _build(
     frozen = _start_trunk(net, plan, log)
     fit_heads(net, [s.id for s in samples.train], [s.values for s in samples.train], log)
     net.to(dist.device)
+    fitted = _bootstrap(samples.train, plan.opts, log) if plan.opts.bootstrap else samples.train
     train_data = TrainData(
-        samples.train, samples.val,
-        encode_targets(net, [s.id for s in samples.train], [s.values for s in samples.train],
-                       "train"),
+        fitted, samples.val,
+        encode_targets(net, [s.id for s in fitted], [s.values for s in fitted], "train"),
         encode_targets(net, [s.id for s in samples.val], [s.values for s in samples.val], "val"),
     )  # fmt: skip
     trainer = Trainer(net, plan.opts, train_data, dist, out, log)
