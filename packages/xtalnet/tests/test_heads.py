@@ -892,7 +892,7 @@ def test_band_gap_decode_is_the_median_of_the_predicted_mixture() -> None:
     assert float(spread) == pytest.approx(np.sqrt((0.6**2 + 0.6**2) / 2), rel=1e-12)
     rng = np.random.default_rng(0)
     for row in z[:2]:
-        p = 1 / (1 + np.exp(-float(row[0])))
+        p = float(head.prob_gap(np.array([float(row[0])]))[0])  # the calibrated probability
         n = 2_000_000
         gapped = rng.random(n) < p
         root = 0.4 * (float(row[1]) + float(spread) * rng.standard_normal(n)) + 1.0
@@ -900,7 +900,26 @@ def test_band_gap_decode_is_the_median_of_the_predicted_mixture() -> None:
         got = head.decode(row[None])[0]
         assert got == pytest.approx(np.median(samples), abs=5e-3)
     state = head.state_dict()
-    del state["spread"]  # a checkpoint from before the spread existed
+    for key in ("spread", "logit_scale", "logit_shift"):  # a checkpoint from before them
+        del state[key]
     old = make_head("band_gap", dtype=torch.float64)
     old.load_state_dict(state)
     np.testing.assert_array_equal(old.decode(z), before)
+
+
+def test_band_gap_platt_scaling_recovers_the_generating_probabilities() -> None:
+    """Labels drawn with P(gap) = sigmoid(2 l - 0.5): the calibration fitted on them finds
+    (a, b) close to (2, -0.5) (maximum likelihood), and decode_extra's p_metal follows."""
+    rng = np.random.default_rng(3)
+    logit = rng.normal(scale=2.0, size=40_000)
+    label = rng.random(logit.size) < 1 / (1 + np.exp(-(2 * logit - 0.5)))
+    head = make_head("band_gap", dtype=torch.float64, p=0.5, mu=1.0, sigma=0.5)
+    pred = torch.tensor(np.stack([logit, np.zeros_like(logit)], 1))
+    target = torch.tensor(np.stack([label.astype(float), np.zeros_like(logit)], 1))
+    got = head.calibrate(pred, target)
+    assert float(got["logit_scale"]) == pytest.approx(2.0, abs=0.08)
+    assert float(got["logit_shift"]) == pytest.approx(-0.5, abs=0.05)
+    p_metal = head.decode_extra(pred[:5])["p_metal"]
+    expected = 1 - 1 / (1 + np.exp(-(float(got["logit_scale"]) * logit[:5]
+                                      + float(got["logit_shift"]))))  # fmt: skip
+    np.testing.assert_allclose(p_metal, expected, rtol=1e-12)

@@ -47,6 +47,8 @@ class BandGapHead(Head):
     mu: torch.Tensor
     sigma: torch.Tensor
     spread: torch.Tensor
+    logit_scale: torch.Tensor
+    logit_shift: torch.Tensor
 
     def __init__(
         self,
@@ -61,9 +63,12 @@ class BandGapHead(Head):
         self.register_buffer("p", torch.full((), 0.5, dtype=dtype))
         self.register_buffer("mu", torch.zeros((), dtype=dtype))
         self.register_buffer("sigma", torch.ones((), dtype=dtype))
-        # spread of z around the prediction (standardised units), calibrated on the
-        # validation split after training; 0 (the checkpoints before it) decodes as before
+        # calibrated on the validation split after training (`calibrate`): the spread of z
+        # around the prediction (standardised units) and the Platt scaling of the logit;
+        # 0, 1, 0 (what checkpoints before them mean) decode as before
         self.register_buffer("spread", torch.zeros((), dtype=dtype))
+        self.register_buffer("logit_scale", torch.ones((), dtype=dtype))
+        self.register_buffer("logit_shift", torch.zeros((), dtype=dtype))
         given = [v is not None for v in (p, mu, sigma)]
         if any(given):
             if not all(given):
@@ -184,46 +189,83 @@ class BandGapHead(Head):
         """Band gaps [B], eV: the median of the predicted distribution of eq. 2.1.
 
         The gap is 0 with probability ``1 - p`` and ``(σ (z + s ε) + μ)²`` otherwise, ε
-        standard normal and ``s`` the :attr:`spread` calibrated on the validation split:
-        where ``p < 1/2`` the median is 0; else it is the gapped distribution's quantile
-        ``1 - 1/(2p)`` (its median when ``p = 1``), the prediction of least expected absolute
-        error. With ``s = 0`` this is ``(σ z + μ)²`` where ``p >= 1/2``.
+        standard normal, ``p`` the calibrated probability of a gap (:meth:`prob_gap`) and
+        ``s`` the :attr:`spread`, both calibrated on the validation split: where ``p < 1/2``
+        the median is 0; else it is the gapped distribution's quantile ``1 - 1/(2p)`` (its
+        median when ``p = 1``), the prediction of least expected absolute error. With
+        ``s = 0`` this is ``(σ z + μ)²`` where ``p >= 1/2``.
         """
         self._require_fitted()
         x = self._check_pred(pred).detach().cpu().double().numpy()
-        prob_gap = 1.0 / (1.0 + np.exp(-x[:, 0]))
+        prob_gap = self.prob_gap(x[:, 0])
         q = np.clip(1.0 - 0.5 / np.maximum(prob_gap, 0.5), 1e-12, 0.5)
         shift = float(self.spread) * torch.special.ndtri(torch.from_numpy(q)).numpy()
         root = (x[:, 1] + shift) * float(self.sigma) + float(self.mu)
         gap = np.where(root > 0, root, 0.0) ** 2
         return np.where(prob_gap < 0.5, 0.0, gap)
 
+    def prob_gap(self, logit: np.ndarray) -> np.ndarray:
+        """P(gap > 0) of logits: ``sigmoid(a logit + b)``, ``(a, b)`` the Platt scaling
+        calibrated on the validation split (1, 0 until then)."""
+        a, b = float(self.logit_scale), float(self.logit_shift)
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(logit, dtype=np.float64) + b)))
+
     def calibrate(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Set :attr:`spread` to the root mean square of ``z_true - z_pred`` over the
-        labelled rows with a gap of a held-out split (standardised outputs and
-        ``encode``-d targets); returns ``{"spread": value}``."""
+        """Calibrate on a held-out split (standardised outputs and ``encode``-d targets): the
+        Platt scaling ``(a, b)`` of the logit that minimises the cross-entropy of
+        ``sigmoid(a logit + b)`` with the labels (the decoding's median needs calibrated
+        probabilities), and :attr:`spread`, the root mean square of ``z_true - z_pred`` over
+        the rows with a gap. Returns the buffers set, by name."""
         pred, target = self._check_pair(pred, target)
-        gap = ~torch.isnan(target).any(dim=1) & (torch.nan_to_num(target[:, 0]) > 0.5)
-        if not bool(gap.any()):
-            return {}
-        residual = (target[gap, 1] - pred[gap, 1]).double()
-        self.spread.fill_(float(residual.square().mean().sqrt()))
-        return {"spread": self.spread.detach().clone()}
+        valid = ~torch.isnan(target).any(dim=1)
+        gap = valid & (torch.nan_to_num(target[:, 0]) > 0.5)
+        out: dict[str, torch.Tensor] = {}
+        labels = target[valid, 0].double().numpy()
+        if 0 < labels.sum() < labels.size:  # both classes: the scaling is defined
+            a, b = _platt(pred[valid, 0].detach().double().numpy(), labels)
+            self.logit_scale.fill_(a)
+            self.logit_shift.fill_(b)
+            out.update(logit_scale=self.logit_scale.clone(), logit_shift=self.logit_shift.clone())
+        if bool(gap.any()):
+            residual = (target[gap, 1] - pred[gap, 1]).double()
+            self.spread.fill_(float(residual.square().mean().sqrt()))
+            out["spread"] = self.spread.detach().clone()
+        return out
 
     def _load_from_state_dict(
         self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        # a checkpoint written before `spread` existed decodes with s = 0, as it did then
+        # a checkpoint written before the calibration existed decodes as it did then
         state_dict.setdefault(prefix + "spread", torch.zeros_like(self.spread))
+        state_dict.setdefault(prefix + "logit_scale", torch.ones_like(self.logit_scale))
+        state_dict.setdefault(prefix + "logit_shift", torch.zeros_like(self.logit_shift))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def decode_extra(self, pred: torch.Tensor) -> dict[str, np.ndarray]:
-        """``{"p_metal": 1 − sigmoid(logit)}``: the probability of a zero gap, [B]."""
+        """``{"p_metal": 1 − p}``: the calibrated probability of a zero gap, [B]."""
         x = self._check_pred(pred).detach().cpu().double().numpy()
-        return {"p_metal": 1.0 / (1.0 + np.exp(x[:, 0]))}
+        return {"p_metal": 1.0 - self.prob_gap(x[:, 0])}
 
     def mean_baseline(self, train_true: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
         """The mean gap for every structure, with the train fraction of metals as the
         probability of a metal."""
         pred, _ = super().mean_baseline(train_true, n)
         return pred, {"p_metal": np.full(n, float((train_true == 0).mean()))}
+
+
+def _platt(logit: np.ndarray, label: np.ndarray, steps: int = 50) -> tuple[float, float]:
+    """``(a, b)`` minimising the mean cross-entropy of ``sigmoid(a logit + b)`` against 0/1
+    ``label`` (Newton's method on the convex problem, a small ridge toward (1, 0) keeping it
+    defined when the classes separate)."""
+    x = np.stack([logit, np.ones_like(logit)], 1)
+    w = np.array([1.0, 0.0])
+    ridge = 1e-3 * np.eye(2)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (p - label) / len(label) + ridge @ (w - np.array([1.0, 0.0]))
+        hess = (x * (p * (1 - p))[:, None]).T @ x / len(label) + ridge
+        step = np.linalg.solve(hess, grad)
+        w = w - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
