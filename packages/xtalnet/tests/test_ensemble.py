@@ -83,13 +83,13 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=2,
+        xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=3,
                       progress=False, quiet=True, callback=stop_in_member_two)  # fmt: skip
     first = (out / "member-1" / "best.pt").read_bytes()
     state = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
     assert state["global_step"] == 2 and not state["done"]
     assert not (out / "test_metrics.json").exists()
-    with pytest.raises(ValueError, match=r"member\(s\) \['member-2'\]"):
+    with pytest.raises(ValueError, match=r"member\(s\) \['member-2', 'member-3'\]"):
         shutil.copytree(out, tmp_path / "copy")
         (tmp_path / "copy" / "member-2" / "best.pt").unlink(missing_ok=True)
         xtalnet.load(tmp_path / "copy")
@@ -98,6 +98,10 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     done = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
     assert done["done"] and done["global_step"] == OPTS["max_steps"]
     assert (out / "test_metrics.json").is_file()
+    # member 3 had not started: it starts as member 1 did, with its own seed
+    third = json.loads((out / "member-3" / "options.json").read_text())
+    assert (third["seed"], third["split_seed"], third["bootstrap"]) == (2, 0, True)
+    assert json.loads((out / "member-3" / "config.json").read_text())["seed"] == 2
 
 
 def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):

@@ -64,22 +64,24 @@ def train_ensemble(
     arguments are those of :func:`xtalnet.train`, which trains each member."""
     root = Path(out)
     say = (lambda msg: None) if quiet or int(os.environ.get("RANK", "0")) else print
-    if resume:
-        k_saved = int(read_ensemble(root)["members"])
+    opts = dict(options or {})
+    cfg = dict(config or {})
+    if resume:  # the members keep what they were started with (seeds, bagging)
+        info = read_ensemble(root)
+        k_saved = int(info["members"])
         if k is not None and check_members(k) != k_saved:
             raise ValueError(f"--resume {str(root)!r}: the ensemble has {k_saved} members, "
                              f"--ensemble {k} given")  # fmt: skip
         k = k_saved
+        seed, cfg_seed = int(info["seeds"][0]), int(info["init_seeds"][0])
     else:
         k = check_members(k)
         _check_root(root, overwrite)
-    opts = dict(options or {})
-    if "bootstrap" not in opts:  # bagging: the members' spread reflects the data too
-        opts["bootstrap"] = True
-        say("ensemble: every member trains on a bootstrap resample of the training split "
-            "(--no-bootstrap: all of it)")  # fmt: skip
-    cfg = dict(config or {})
-    seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+        seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+        if "bootstrap" not in opts:  # bagging: the members' spread reflects the data too
+            opts["bootstrap"] = True
+            say("ensemble: every member trains on a bootstrap resample of the training split "
+                "(--no-bootstrap: all of it)")  # fmt: skip
     results = []
     for m, folder in enumerate(member_dirs(root, k), start=1):
         status = _member_status(folder)
@@ -91,6 +93,12 @@ def train_ensemble(
         say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
         member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed}
         member_cfg = {**cfg, "seed": cfg_seed + m - 1}
+        if resume and status == "partial":  # its own options and config are in its checkpoint
+            member_opts = {k: v for k, v in opts.items() if k != "seed"}
+            member_cfg = {}
+        elif resume:  # not started yet: as member 1 was
+            member_opts = {**_saved(root, "options.json"), **member_opts}
+            member_cfg = {**_saved(root, "config.json"), **member_cfg}
         rec = kw.pop("recommendation", None) or _saved_recommendation(root)
         try:
             results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
@@ -122,6 +130,12 @@ def _member_status(folder: Path) -> str:
         return "new"
     state = _checkpoint.read(folder / "last.pt").get("state", {})
     return "done" if state.get("done") and (folder / "best.pt").is_file() else "partial"
+
+
+def _saved(root: Path, name: str) -> dict[str, Any]:
+    """Member 1's options or config as given to the next members (their seeds apart)."""
+    saved = json.loads((root / "member-1" / name).read_text())
+    return {k: v for k, v in saved.items() if k not in ("provenance", "schema", "seed")}
 
 
 def _saved_recommendation(root: Path) -> dict[str, Any] | None:
