@@ -13,6 +13,18 @@ import torch
 import xtalnet._checkpoint as ck
 from xtalnet._cli import main
 
+# the CLI under torchrun, then: no DistributedDataParallel wrapper may outlive train(). One kept
+# alive (in a reference cycle) holds the process group until interpreter exit, where Gloo's
+# worker threads can abort the finished run with SIGABRT (seen once in CI).
+_RUN_AND_CHECK_NO_LIVE_DDP = """
+import gc, sys, torch
+from xtalnet._cli import main
+code = main(sys.argv[1:])
+live = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+print(f"live DistributedDataParallel objects after train: {live}", file=sys.stderr)
+sys.exit(code or (3 if live else 0))
+"""
+
 
 def test_two_processes_equal_one_process(tmp_path, tiny_config):
     (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
@@ -23,9 +35,10 @@ def test_two_processes_equal_one_process(tmp_path, tiny_config):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p.endswith("src"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    (tmp_path / "run.py").write_text(_RUN_AND_CHECK_NO_LIVE_DDP)
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "xtalnet", *args, "--out", str(tmp_path / "ddp")],
+         str(tmp_path / "run.py"), *args, "--out", str(tmp_path / "ddp")],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

@@ -382,6 +382,12 @@ class Trainer:
                  f"(val loss {self.state.best_val:.4f})")  # fmt: skip
         return self.state
 
+    def close(self) -> None:
+        """Drop the ``DistributedDataParallel`` wrapper: its reducer holds the process group,
+        which must be freed by ``destroy_process_group`` and not at interpreter exit, where
+        Gloo's worker threads can abort the process (SIGABRT after a finished run)."""
+        self.model = self.net
+
     def _interrupted(self) -> None:
         if self._flags["hard"]:
             self.log(f"interrupted twice: {self.out / 'last.pt'} keeps the last completed epoch")

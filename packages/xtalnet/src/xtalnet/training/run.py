@@ -10,6 +10,7 @@ same checkpoint on ``--resume``.
 from __future__ import annotations
 
 import datetime
+import gc
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -128,6 +129,7 @@ def train(
         )  # fmt: skip
     dist = setup_dist(device)
     outp = Path(out)
+    trainer: Trainer | None = None
     try:
         check_out(outp, resume, overwrite)
         log = RunLog(outp, dist.main, quiet)
@@ -142,7 +144,10 @@ def train(
         state = trainer.fit()
         return _finish(trainer, state, samples, log)
     finally:
+        if trainer is not None:
+            trainer.close()
         if dist.initialised and torch.distributed.is_initialized():
+            gc.collect()  # a trainer left in a reference cycle would keep the group alive
             torch.distributed.destroy_process_group()
 
 
