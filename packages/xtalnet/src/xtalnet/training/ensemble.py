@@ -74,6 +74,8 @@ def train_ensemble(
                              f"--ensemble {k} given")  # fmt: skip
         k = k_saved
         seed, cfg_seed = int(info["seeds"][0]), int(info["init_seeds"][0])
+        if not targets:  # `train --resume DIR` names none: a member not started needs them
+            targets = json.loads((root / "member-1" / "config.json").read_text())["targets"]
     else:
         k = check_members(k)
         _check_root(root, overwrite)
@@ -135,7 +137,8 @@ def _member_status(folder: Path) -> str:
 def _saved(root: Path, name: str) -> dict[str, Any]:
     """Member 1's options or config as given to the next members (their seeds apart)."""
     saved = json.loads((root / "member-1" / name).read_text())
-    return {k: v for k, v in saved.items() if k not in ("provenance", "schema", "seed")}
+    skip = ("provenance", "schema", "seed", "targets")  # targets go as train()'s argument
+    return {k: v for k, v in saved.items() if k not in skip}
 
 
 def _saved_recommendation(root: Path) -> dict[str, Any] | None:
