@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -923,3 +924,34 @@ def test_band_gap_platt_scaling_recovers_the_generating_probabilities() -> None:
     expected = 1 - 1 / (1 + np.exp(-(float(got["logit_scale"]) * logit[:5]
                                       + float(got["logit_shift"]))))  # fmt: skip
     np.testing.assert_allclose(p_metal, expected, rtol=1e-12)
+
+
+def test_band_gap_platt_scaling_stays_finite_when_the_classes_separate() -> None:
+    """A validation split whose logits separate metals from gapped structures (as a well
+    trained network gives): the 0/1 maximum likelihood has an infinite slope, so the fit
+    uses Platt's smoothed targets; (a, b) agree with scipy's minimiser of that objective, no
+    overflow, and the mean probability equals the mean smoothed target."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(5)
+    logit = np.concatenate([rng.uniform(-6, -0.2, 83), rng.uniform(0.2, 5, 40)])
+    label = np.concatenate([np.zeros(83), np.ones(40)])
+    head = make_head("band_gap", dtype=torch.float64, p=0.5, mu=1.0, sigma=0.5)
+    pred = torch.tensor(np.stack([logit, np.zeros_like(logit)], 1))
+    target = torch.tensor(np.stack([label, np.zeros_like(logit)], 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in exp would raise here
+        got = head.calibrate(pred, target)
+        p = head.prob_gap(logit)
+    t = np.where(label > 0.5, 41 / 42, 1 / 85)
+    x = np.stack([logit, np.ones_like(logit)], 1)
+
+    def loss(w):
+        u = x @ w
+        return np.mean(np.logaddexp(0, u) - t * u)
+
+    ref = minimize(loss, np.array([1.0, 0.0]), method="BFGS", options={"gtol": 1e-12}).x
+    a, b = float(got["logit_scale"]), float(got["logit_shift"])
+    assert np.isfinite([a, b]).all() and 0 < a < 100
+    np.testing.assert_allclose([a, b], ref, rtol=1e-4, atol=1e-5)
+    assert p.mean() == pytest.approx(t.mean(), abs=1e-8)  # the intercept's optimality

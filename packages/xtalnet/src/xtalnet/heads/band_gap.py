@@ -208,14 +208,14 @@ class BandGapHead(Head):
         """P(gap > 0) of logits: ``sigmoid(a logit + b)``, ``(a, b)`` the Platt scaling
         calibrated on the validation split (1, 0 until then)."""
         a, b = float(self.logit_scale), float(self.logit_shift)
-        return 1.0 / (1.0 + np.exp(-(a * np.asarray(logit, dtype=np.float64) + b)))
+        return _sigmoid(a * np.asarray(logit, dtype=np.float64) + b)
 
     def calibrate(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Calibrate on a held-out split (standardised outputs and ``encode``-d targets): the
         Platt scaling ``(a, b)`` of the logit that minimises the cross-entropy of
-        ``sigmoid(a logit + b)`` with the labels (the decoding's median needs calibrated
-        probabilities), and :attr:`spread`, the root mean square of ``z_true - z_pred`` over
-        the rows with a gap. Returns the buffers set, by name."""
+        ``sigmoid(a logit + b)`` with Platt's smoothed labels (the decoding's median needs
+        calibrated probabilities), and :attr:`spread`, the root mean square of
+        ``z_true - z_pred`` over the rows with a gap. Returns the buffers set, by name."""
         pred, target = self._check_pair(pred, target)
         valid = ~torch.isnan(target).any(dim=1)
         gap = valid & (torch.nan_to_num(target[:, 0]) > 0.5)
@@ -253,19 +253,36 @@ class BandGapHead(Head):
         return pred, {"p_metal": np.full(n, float((train_true == 0).mean()))}
 
 
-def _platt(logit: np.ndarray, label: np.ndarray, steps: int = 50) -> tuple[float, float]:
-    """``(a, b)`` minimising the mean cross-entropy of ``sigmoid(a logit + b)`` against 0/1
-    ``label`` (Newton's method on the convex problem, a small ridge toward (1, 0) keeping it
-    defined when the classes separate)."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow for any finite ``x``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _platt(logit: np.ndarray, label: np.ndarray, steps: int = 100) -> tuple[float, float]:
+    """``(a, b)`` minimising the mean cross-entropy of ``sigmoid(a logit + b)`` against
+    Platt's (1999) smoothed targets: ``(N₊ + 1) / (N₊ + 2)`` for a gap, ``1 / (N₋ + 2)`` for
+    a metal. Unlike 0/1 labels they keep ``(a, b)`` finite when the classes separate on the
+    validation split (then the 0/1 optimum is an infinite slope). Damped Newton's method on
+    the convex problem."""
+    n_pos = float(label.sum())
+    n_neg = label.size - n_pos
+    target = np.where(label > 0.5, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
     x = np.stack([logit, np.ones_like(logit)], 1)
+
+    def loss(w: np.ndarray) -> float:
+        u = x @ w
+        return float(np.mean(np.logaddexp(0.0, u) - target * u))
+
     w = np.array([1.0, 0.0])
-    ridge = 1e-3 * np.eye(2)
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        grad = x.T @ (p - label) / len(label) + ridge @ (w - np.array([1.0, 0.0]))
-        hess = (x * (p * (1 - p))[:, None]).T @ x / len(label) + ridge
+        p = _sigmoid(x @ w)
+        grad = x.T @ (p - target) / len(label)
+        hess = (x * (p * (1 - p))[:, None]).T @ x / len(label) + 1e-12 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        w = w - step
-        if np.abs(step).max() < 1e-10:
+        f0, t = loss(w), 1.0
+        while loss(w - t * step) > f0 and t > 1e-8:  # halve until the loss does not rise
+            t *= 0.5
+        w = w - t * step
+        if np.abs(t * step).max() < 1e-10:
             break
     return float(w[0]), float(w[1])
