@@ -955,3 +955,25 @@ def test_band_gap_platt_scaling_stays_finite_when_the_classes_separate() -> None
     assert np.isfinite([a, b]).all() and 0 < a < 100
     np.testing.assert_allclose([a, b], ref, rtol=1e-4, atol=1e-5)
     assert p.mean() == pytest.approx(t.mean(), abs=1e-8)  # the intercept's optimality
+
+
+def test_band_gap_platt_scaling_of_overconfident_logits_converges() -> None:
+    """Logits 1/0.3 times too confident (a network's after many epochs): Newton's method from
+    (1, 0) without step control diverged here (a ~ 3500); the fit finds a ~ 0.3 and agrees
+    with scipy's minimiser of the smoothed objective."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(1)
+    logit = rng.normal(scale=6.0, size=2000)
+    label = (rng.random(logit.size) < 1 / (1 + np.exp(-(0.3 * logit - 0.2)))).astype(float)
+    head = make_head("band_gap", dtype=torch.float64, p=0.5, mu=1.0, sigma=0.5)
+    pred = torch.tensor(np.stack([logit, np.zeros_like(logit)], 1))
+    got = head.calibrate(pred, torch.tensor(np.stack([label, np.zeros_like(logit)], 1)))
+    a, b = float(got["logit_scale"]), float(got["logit_shift"])
+    assert a == pytest.approx(0.3, abs=0.04) and b == pytest.approx(-0.2, abs=0.15)
+    n_pos, n_neg = label.sum(), label.size - label.sum()
+    t = np.where(label > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    x = np.stack([logit, np.ones_like(logit)], 1)
+    ref = minimize(lambda w: np.mean(np.logaddexp(0, x @ w) - t * (x @ w)), np.array([1.0, 0.0]),
+                   method="BFGS", options={"gtol": 1e-12}).x  # fmt: skip
+    np.testing.assert_allclose([a, b], ref, rtol=1e-4, atol=1e-5)
