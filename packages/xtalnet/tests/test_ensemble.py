@@ -44,12 +44,10 @@ def test_members_share_the_split_and_differ_in_seed(ensemble_run):
     inits = [json.loads((out / f"member-{m}" / "config.json").read_text())["seed"]
              for m in (1, 2, 3)]  # fmt: skip
     assert seeds == [0, 1, 2] and inits == [0, 1, 2]
-    # bagging by default: each member trains on its own bootstrap resample of the split
+    # no bagging by default: every member trains on all of the training split
     logs = [(out / f"member-{m}" / "train.log").read_text() for m in (1, 2, 3)]
-    drawn = [next(x for x in log.splitlines() if x.startswith("bootstrap:")) for log in logs]
-    n = len(splits[0]["train"])
-    assert all(f"{n} draws with replacement" in d for d in drawn) and len(set(drawn)) > 1
-    assert json.loads((out / "member-1" / "options.json").read_text())["bootstrap"] is True
+    assert not any(x.startswith("bootstrap:") for log in logs for x in log.splitlines())
+    assert json.loads((out / "member-1" / "options.json").read_text())["bootstrap"] is False
     info = json.loads((out / "ensemble.json").read_text())
     assert info["members"] == 3 and info["sigma_scale"]["K_wien2k"] > 0
     report = json.loads((out / "test_metrics.json").read_text())
@@ -83,8 +81,9 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=3,
-                      progress=False, quiet=True, callback=stop_in_member_two)  # fmt: skip
+        xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, ensemble=3, progress=False,
+                      options={**OPTS, "bootstrap": True}, quiet=True,
+                      callback=stop_in_member_two)  # fmt: skip
     first = (out / "member-1" / "best.pt").read_bytes()
     state = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
     assert state["global_step"] == 2 and not state["done"]
@@ -99,7 +98,7 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     done = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
     assert done["done"] and done["global_step"] == OPTS["max_steps"]
     assert (out / "test_metrics.json").is_file()
-    # member 3 had not started: it starts as member 1 did, with its own seed
+    # member 3 had not started: it starts as member 1 did (bagged), with its own seed
     third = json.loads((out / "member-3" / "options.json").read_text())
     assert (third["seed"], third["split_seed"], third["bootstrap"]) == (2, 0, True)
     assert json.loads((out / "member-3" / "config.json").read_text())["seed"] == 2

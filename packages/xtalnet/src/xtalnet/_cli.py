@@ -171,7 +171,7 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
         "--bootstrap",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="train on a bootstrap resample of the training split (ensemble members: on)",
+        help="train on a bootstrap resample of the training split (default off)",
     )
     o.add_argument(
         "--select",

@@ -80,8 +80,8 @@ class TrainOptions:
     bootstrap : bool
         Train on a bootstrap resample of the training split (as many draws with
         replacement as it has structures, seeded by ``seed``; the standardisation is still
-        fitted on the whole split): what the members of an ensemble do by default, so that
-        their spread reflects how much a prediction rests on particular training data.
+        fitted on the whole split). Off by default, for ensemble members too: on the MP-20
+        subset bagged members lost more accuracy than their spread gained in ranking.
     select : {"loss", "mae"}
         What picks ``best.pt`` and drives early stopping: the validation loss (standardised
         units), or the validation MAE of every target relative to the mean predictor's,
