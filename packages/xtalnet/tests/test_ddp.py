@@ -67,3 +67,27 @@ def test_two_processes_equal_one_process(tmp_path, tiny_config):
     assert a["state"]["history"][0]["val_loss"] == pytest.approx(
         b["state"]["history"][0]["val_loss"], rel=1e-10
     )
+
+
+def test_an_ensemble_trains_under_torchrun(tmp_path, tiny_config):
+    """Every member on both ranks in one process group (one destroyed and initialised again
+    between members hung at member 2)."""
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
+    (tmp_path / "run.py").write_text(_RUN_AND_CHECK_NO_LIVE_DDP)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p.endswith("src"))
+    out = tmp_path / "ens"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(tmp_path / "run.py"), "train", "--data", "builtin:dcdft", "--target", "K_wien2k",
+         "--config", str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers", "2",
+         "--batch-size", "9", "--max-steps", "2", "--ensemble", "2", "--no-progress",
+         "--quiet", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    for m in (1, 2):
+        state = ck.read(out / f"member-{m}" / "last.pt")
+        assert state["world_size"] == 2 and state["state"]["done"]
+    report = json.loads((out / "test_metrics.json").read_text())
+    assert len(report["calibration"]["K_wien2k"]["member_mae"]) == 2

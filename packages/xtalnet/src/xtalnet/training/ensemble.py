@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_scale
 from xtalnet.dataset import Sample, build_samples, load_source
@@ -33,6 +35,7 @@ from xtalnet.ensemble import (
 )
 from xtalnet.plots import calibration_plot
 from xtalnet.tables import unit_label, write_json, write_predictions
+from xtalnet.training.distributed import setup_dist
 from xtalnet.training.run_dir import CHECKPOINTS, check_out
 
 __all__ = ["check_members", "train_ensemble"]
@@ -83,35 +86,60 @@ def train_ensemble(
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
         seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+    # under torchrun the process group lives as long as the ensemble: every member's train()
+    # finds it initialised (a group destroyed and initialised again hung at member 2)
+    dist = setup_dist(kw.get("device"))
     results = []
-    for m, folder in enumerate(member_dirs(root, k), start=1):
-        status = _member_status(folder)
-        if status == "done" and resume:
-            say(f"ensemble member {m}/{k}: finished, kept ({folder})")
-            results.append(json.loads((folder / "test_metrics.json").read_text())
-                           if (folder / "test_metrics.json").is_file() else {})  # fmt: skip
-            continue
-        say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
-        member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed}
-        member_cfg = {**cfg, "seed": cfg_seed + m - 1}
-        if resume and status == "partial":  # its own options and config are in its checkpoint
-            member_opts = {k: v for k, v in opts.items() if k != "seed"}
-            member_cfg = {}
-        elif resume:  # not started yet: as member 1 was
-            member_opts = {**_saved(root, "options.json"), **member_opts}
-            member_cfg = {**_saved(root, "config.json"), **member_cfg}
-        rec = kw.pop("recommendation", None) or _saved_recommendation(root)
-        try:
-            results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
-                                 resume=resume and status == "partial", overwrite=overwrite,
-                                 quiet=quiet, recommendation=rec, **kw))  # fmt: skip
-        finally:  # interrupted or not: once member 1 has started, the folder is an ensemble
-            if m == 1 and not resume:
-                _write_description(root, k, seed, cfg_seed, data, kw)
-    if int(os.environ.get("RANK", "0")) != 0:
+    try:
+        for m, folder in enumerate(member_dirs(root, k), start=1):
+            status = _member_status(folder)
+            if status == "done" and resume:
+                say(f"ensemble member {m}/{k}: finished, kept ({folder})")
+                results.append(json.loads((folder / "test_metrics.json").read_text())
+                               if (folder / "test_metrics.json").is_file() else {})  # fmt: skip
+                continue
+            say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
+            member_opts, member_cfg = _member_settings(root, m, status, resume, seed, cfg_seed,
+                                                       opts, cfg)  # fmt: skip
+            rec = kw.pop("recommendation", None) or _saved_recommendation(root)
+            try:
+                results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
+                                     resume=resume and status == "partial", overwrite=overwrite,
+                                     quiet=quiet, recommendation=rec, **kw))  # fmt: skip
+            finally:  # interrupted or not: once member 1 has started, the folder is an ensemble
+                if m == 1 and not resume and dist.main:
+                    _write_description(root, k, seed, cfg_seed, data, kw)
+            dist.barrier()  # every rank starts the next member together
+    finally:
+        if dist.initialised and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if not dist.main:
         return {"out": str(root), "members": results}
     sources = {"data": data, "val": kw.get("val"), "test": kw.get("test")}
     return score_ensemble(root, sources, say)
+
+
+def _member_settings(
+    root: Path,
+    m: int,
+    status: str,
+    resume: bool,
+    seed: int,
+    cfg_seed: int,
+    opts: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Options and config of member ``m``: its own seeds on the ensemble's split. On
+    ``resume`` a member interrupted (``status`` ``"partial"``) keeps those of its checkpoint
+    and a member not started (``"new"``) starts as member 1 did."""
+    member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed}
+    member_cfg = {**cfg, "seed": cfg_seed + m - 1}
+    if resume and status == "partial":
+        return {k: v for k, v in opts.items() if k != "seed"}, {}
+    if resume:
+        member_opts = {**_saved(root, "options.json"), **member_opts}
+        member_cfg = {**_saved(root, "config.json"), **member_cfg}
+    return member_opts, member_cfg
 
 
 def _check_root(root: Path, overwrite: bool) -> None:
