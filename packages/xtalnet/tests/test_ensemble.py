@@ -127,3 +127,26 @@ def test_bad_ensemble_sizes_are_refused(tmp_path, k, capsys):
     assert "--ensemble" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"--ensemble must be an int in \[1, 64\]"):
         xtalnet.train("builtin:dcdft", ["K_wien2k"], tmp_path / "p", ensemble=int(k))
+
+
+def test_an_ensemble_folder_is_a_run_that_only_overwrite_replaces(ensemble_run, tmp_path,
+                                                                   dcdft40, capsys):  # fmt: skip
+    """A single run aimed at an ensemble's folder is refused like any run (it used to train
+    beside the members); --overwrite replaces the ensemble whole, and an ensemble started
+    with --overwrite over a single run removes that run's files once member 1 started."""
+    out = tmp_path / "ens"
+    shutil.copytree(ensemble_run[0], out)
+    before = sorted(p.name for p in out.iterdir())
+    args = ["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--out", str(out),
+            "--max-steps", "2", "--layers", "1", "--quiet", "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert "ensemble.json" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert main([*args, "--overwrite"]) == 0
+    assert not (out / "ensemble.json").exists() and not (out / "member-1").exists()
+    assert not list(out.glob("calibration_*.png"))
+    assert isinstance(xtalnet.load(out), xtalnet.Network)
+    xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=2,
+                  overwrite=True, progress=False, quiet=True)  # fmt: skip
+    assert not (out / "best.pt").exists() and not (out / "train.log").exists()
+    assert isinstance(xtalnet.load(out), Ensemble)

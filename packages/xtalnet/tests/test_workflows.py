@@ -151,3 +151,15 @@ def test_the_cli_flags_of_fine_tuning_and_selection(run, tmp_path):
     options = json.loads((out / "options.json").read_text())
     assert options["init"] == str(run / "run") and options["freeze_trunk"] is True
     assert options["select"] == "mae" and options["provenance"]["select"] == "given"
+
+
+def test_screening_where_every_row_fails_writes_every_column(run, tmp_path):
+    """A first chunk with no readable structure still gives the model's columns (they used
+    to be missing, and a chunk of only failures raised 'at least one structure')."""
+    src = _write(tmp_path / "bad.csv", [{"cif": "not a structure"}, {"cif": "data_x\n"}])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--out",
+                 str(out), "--no-progress", "--quiet", "--batch-size", "1"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and list(rows[0]) == ["id", "formula", "y", "y_true", "status"]
+    assert all(r["status"].startswith("not predicted") and r["y"] == "" for r in rows)

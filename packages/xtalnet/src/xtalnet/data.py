@@ -249,8 +249,9 @@ def _ident(obj: Any, index: int) -> str:
     return str(mid) if mid is not None else str(index)
 
 
-def as_sequence(structures: Any) -> list[Any]:
-    """``structures`` as a list (one structure becomes a list of one); clear errors."""
+def as_sequence(structures: Any, allow_empty: bool = False) -> list[Any]:
+    """``structures`` as a list (one structure becomes a list of one); clear errors. An
+    empty sequence is an error unless ``allow_empty`` (a table whose rows all failed)."""
     if hasattr(structures, "lattice") or hasattr(structures, "get_positions"):
         return [structures]
     if isinstance(structures, (str, bytes)) or not isinstance(structures, Iterable):
@@ -259,7 +260,7 @@ def as_sequence(structures: Any) -> list[Any]:
             f"got {type(structures).__name__}"
         )
     items = list(structures)
-    if not items:
+    if not items and not allow_empty:
         raise ValueError("structures must contain at least one structure, got an empty sequence")
     return items
 

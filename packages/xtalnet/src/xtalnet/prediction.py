@@ -110,7 +110,8 @@ def predict_with_notes(
     A structure with an atom that has no neighbour within r_cut gets NaN and the note that
     says so; one with elements absent from the training data is predicted and noted. With
     ``catch`` a structure that cannot be read or graphed (disordered, flat cell, unknown
-    element, ...) gets NaN and the error as its note instead of raising.
+    element, ...) gets NaN and the error as its note instead of raising (and no structure
+    at all gives empty arrays).
     """
     (std,), notes = outputs_with_notes([net], structures, batch_size, catch=catch)
     return decode(net, std), notes
@@ -124,7 +125,7 @@ def outputs_with_notes(
     frame, dtype, edge budget, as the members of an ensemble do) for structures whose graphs
     are built once, NaN rows where not predicted; and the notes of
     :func:`predict_with_notes`."""
-    items = as_sequence(structures)
+    items = as_sequence(structures, allow_empty=catch)  # a chunk whose rows all failed
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     first = nets[0]

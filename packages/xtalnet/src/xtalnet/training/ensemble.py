@@ -36,7 +36,7 @@ from xtalnet.ensemble import (
 from xtalnet.plots import calibration_plot
 from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.training.distributed import setup_dist
-from xtalnet.training.run_dir import CHECKPOINTS, check_out
+from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
 
 __all__ = ["check_members", "train_ensemble"]
 
@@ -146,11 +146,6 @@ def _check_root(root: Path, overwrite: bool) -> None:
     """A new ensemble's folder may not hold a run or another ensemble (unless
     ``overwrite``)."""
     check_out(root, resume=False, overwrite=overwrite)
-    if (root / ENSEMBLE_FILE).is_file() and not overwrite:
-        raise ValueError(
-            f"--out {str(root)!r} already holds an ensemble ({ENSEMBLE_FILE}); pass --resume "
-            "to continue it or --overwrite to replace it"
-        )
 
 
 def _member_status(folder: Path) -> str:
@@ -179,6 +174,7 @@ def _write_description(
 ) -> None:
     if not any((root / "member-1" / c).is_file() for c in CHECKPOINTS):
         return  # member 1 never started: no ensemble yet
+    remove_run(root, keep=("member-1",))  # what --overwrite replaces, now that it started
     write_json(root / ENSEMBLE_FILE, {
         "kind": "xtalnet-ensemble", "members": k,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),

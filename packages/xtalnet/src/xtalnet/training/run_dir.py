@@ -21,16 +21,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from xtalnet.ensemble import ENSEMBLE_FILE
 
 __all__ = [
     "CHECKPOINTS",
     "RUN_FILES",
     "RunLog",
     "check_out",
+    "remove_run",
     "remove_stale_temporaries",
     "start_run_folder",
     "write_metrics",
@@ -111,7 +115,8 @@ TEMPORARIES = (".last.pt.tmp-*", ".best.pt.tmp-*", ".metrics.csv.tmp", ".metrics
 def check_out(out: Path, resume: bool, overwrite: bool, flag: str = "--out") -> None:
     """Refuse a folder that holds another run (unless ``overwrite``); ``resume`` needs one.
 
-    A folder holds a run when it has a checkpoint (``last.pt`` or ``best.pt``): the files
+    A folder holds a run when it has a checkpoint (``last.pt`` or ``best.pt``) or is an
+    ensemble (``ensemble.json`` beside ``member-1 …``): the files
     of a start that failed before its first epoch are not a run and are replaced. ``out``
     must be a folder, or a path where one can be made (``ValueError`` naming ``flag``).
     Nothing is written.
@@ -124,8 +129,8 @@ def check_out(out: Path, resume: bool, overwrite: bool, flag: str = "--out") -> 
         _check_writable(out, "--resume")
         return
     _check_writable(out, flag)
-    held = [f for f in RUN_FILES if (out / f).exists()] if out.is_dir() else []
-    if any(f in held for f in CHECKPOINTS) and not overwrite:
+    held = [f for f in (*RUN_FILES, ENSEMBLE_FILE) if (out / f).exists()] if out.is_dir() else []
+    if any(f in held for f in (*CHECKPOINTS, ENSEMBLE_FILE)) and not overwrite:
         raise ValueError(
             f"{flag} {str(out)!r} already holds a run ({', '.join(held[:5])}); pass --resume to "
             "continue it or --overwrite to replace it"
@@ -153,9 +158,22 @@ def start_run_folder(out: Path, replace: bool) -> list[str]:
     """
     out.mkdir(parents=True, exist_ok=True)
     if replace:
-        for f in RUN_FILES:
-            (out / f).unlink(missing_ok=True)
+        remove_run(out)
     return remove_stale_temporaries(out)
+
+
+def remove_run(out: Path, keep: Sequence[str] = ()) -> None:
+    """Remove the run or the ensemble ``out`` holds (what ``--overwrite`` replaces): its
+    files, and an ensemble's ``ensemble.json``, ``calibration_*.png`` and the ``member-N``
+    folders that hold run files (except the names in ``keep``). Nothing else is touched."""
+    for f in (*RUN_FILES, ENSEMBLE_FILE):
+        (out / f).unlink(missing_ok=True)
+    for p in out.glob("calibration_*.png"):
+        p.unlink(missing_ok=True)
+    for d in out.glob("member-*"):
+        is_member = d.name[len("member-") :].isdigit() and d.is_dir()
+        if is_member and d.name not in keep and any((d / f).exists() for f in RUN_FILES):
+            shutil.rmtree(d)
 
 
 def remove_stale_temporaries(out: Path) -> list[str]:
