@@ -20,22 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import xtalnet
-from xtalnet.dataset import build_samples, load_source
 from xtalnet.prediction import forward_graphs
-
-
-def _split(net: xtalnet.Network, run: Path, name: str) -> list:
-    """The samples of one split of ``run`` (its ids from ``split.json``), in that order."""
-    info = json.loads((run / "run.json").read_text())
-    ids = json.loads((run / "split.json").read_text())[name]
-    by_id = {}
-    for role in ("data", "val", "test"):
-        if info.get(role) is None:
-            continue
-        prep = load_source(info[role], list(net.config.columns), log=lambda m: None)
-        for s in build_samples(prep, net.config, log=lambda m: None)[0]:
-            by_id.setdefault(s.id, s)
-    return [by_id[i] for i in ids if i in by_id]
+from xtalnet.training.ensemble import split_samples
 
 
 def _outputs(net: xtalnet.Network, samples: list) -> dict[str, torch.Tensor]:
@@ -53,7 +39,8 @@ def main() -> None:
         truth: dict[str, tuple[np.ndarray, np.ndarray, object]] = {}
         for run in runs:
             net = xtalnet.load(run / "best.pt")
-            val, test = _split(net, run, "val"), _split(net, run, "test")
+            parts = split_samples(run, json.loads((run / "run.json").read_text()), net.config)
+            val, test = parts["val"], parts["test"]
             out_val, out_test = _outputs(net, val), _outputs(net, test)
             for c, head in net.target_heads.items():
                 true, ok = head.true_values([s.values.get(c) for s in test])

@@ -24,6 +24,7 @@ import torch
 
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_scale
+from xtalnet.config import NetworkConfig
 from xtalnet.dataset import Sample, build_samples, load_source
 from xtalnet.ensemble import (
     ENSEMBLE_FILE,
@@ -38,7 +39,7 @@ from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.training.distributed import setup_dist
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
 
-__all__ = ["check_members", "train_ensemble"]
+__all__ = ["check_members", "split_samples", "train_ensemble"]
 
 
 def check_members(k: Any) -> int:
@@ -81,7 +82,7 @@ def train_ensemble(
             targets = json.loads((root / "member-1" / "config.json").read_text())["targets"]
     else:
         k = check_members(k)
-        _check_root(root, overwrite)
+        check_out(root, resume=False, overwrite=overwrite)  # a run or an ensemble is refused
         # members differ in seed only, not in data: bagging (--bootstrap) cost MAE on the
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
@@ -142,12 +143,6 @@ def _member_settings(
     return member_opts, member_cfg
 
 
-def _check_root(root: Path, overwrite: bool) -> None:
-    """A new ensemble's folder may not hold a run or another ensemble (unless
-    ``overwrite``)."""
-    check_out(root, resume=False, overwrite=overwrite)
-
-
 def _member_status(folder: Path) -> str:
     """``"new"``, ``"partial"`` (a checkpoint, not finished) or ``"done"``."""
     if not (folder / "last.pt").is_file():
@@ -188,29 +183,37 @@ def _text(source: Any) -> str | None:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _samples(
-    root: Path, sources: Mapping[str, Any]
-) -> tuple[Ensemble, list[Sample], list[Sample], list[Sample]]:
-    """The ensemble (σ unscaled) and the samples of member 1's train / val / test split,
-    read from ``sources`` (``data``, ``val``, ``test``: what the members trained on)."""
-    from xtalnet.inference import load
-
-    info = read_ensemble(root)
-    nets = [load(d / "best.pt") for d in member_dirs(root, int(info["members"]))]
-    ensemble = Ensemble(nets)
-    split = json.loads((root / "member-1" / "split.json").read_text())
-    cfg = ensemble.config
+def split_samples(
+    run: Path, sources: Mapping[str, Any], config: NetworkConfig
+) -> dict[str, list[Sample]]:
+    """The samples of the ``train`` / ``val`` / ``test`` split of the run folder ``run`` (the
+    ids of its ``split.json``, in that order), read once from ``sources`` (``data``,
+    ``val``, ``test``: what the run trained on) with the geometry of ``config``."""
+    split = json.loads((run / "split.json").read_text())
     by_id: dict[str, Sample] = {}
     quiet = lambda msg: None  # noqa: E731
     for role in ("data", "val", "test"):
         source = sources.get(role)
         if source is None:
             continue
-        prep = load_source(source, list(cfg.columns), log=quiet)
-        for s in build_samples(prep, cfg, log=quiet, what=role)[0]:
+        prep = load_source(source, list(config.columns), log=quiet)
+        for s in build_samples(prep, config, log=quiet, what=role)[0]:
             by_id.setdefault(s.id, s)
-    parts = [[by_id[i] for i in split[name] if i in by_id] for name in ("train", "val", "test")]
-    return ensemble, parts[0], parts[1], parts[2]
+    return {
+        name: [by_id[i] for i in split[name] if i in by_id] for name in ("train", "val", "test")
+    }
+
+
+def _samples(
+    root: Path, sources: Mapping[str, Any]
+) -> tuple[Ensemble, list[Sample], list[Sample], list[Sample]]:
+    """The ensemble (σ unscaled) and the samples of member 1's train / val / test split."""
+    from xtalnet.inference import load
+
+    info = read_ensemble(root)
+    ensemble = Ensemble([load(d / "best.pt") for d in member_dirs(root, int(info["members"]))])
+    parts = split_samples(root / "member-1", sources, ensemble.config)
+    return ensemble, parts["train"], parts["val"], parts["test"]
 
 
 def score_ensemble(
