@@ -26,22 +26,27 @@ sys.exit(code or (3 if live else 0))
 """
 
 
-def test_two_processes_equal_one_process(tmp_path, tiny_config):
-    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
-    args = ["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--config",
-            str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers", "2", "--batch-size", "9",
-            "--max-steps", "3", "--lr", "1e-2", "--warmup-steps", "0", "--ema-decay", "0.5",
-            "--no-progress", "--quiet"]  # fmt: skip
+def _torchrun(tmp_path, args: list[str], timeout: int = 600) -> None:
+    """``xtalnet ARGS`` on 2 CPU processes under torchrun (the script above); exit 0."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p.endswith("src"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     (tmp_path / "run.py").write_text(_RUN_AND_CHECK_NO_LIVE_DDP)
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(tmp_path / "run.py"), *args, "--out", str(tmp_path / "ddp")],
-        capture_output=True, text=True, env=env, timeout=600,
+         str(tmp_path / "run.py"), *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_two_processes_equal_one_process(tmp_path, tiny_config):
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
+    args = ["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--config",
+            str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers", "2", "--batch-size", "9",
+            "--max-steps", "3", "--lr", "1e-2", "--warmup-steps", "0", "--ema-decay", "0.5",
+            "--no-progress", "--quiet"]  # fmt: skip
+    _torchrun(tmp_path, [*args, "--out", str(tmp_path / "ddp")])
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     a = ck.read(tmp_path / "ddp" / "last.pt")
     b = ck.read(tmp_path / "one" / "last.pt")
@@ -73,19 +78,11 @@ def test_an_ensemble_trains_under_torchrun(tmp_path, tiny_config):
     """Every member on both ranks in one process group (one destroyed and initialised again
     between members hung at member 2)."""
     (tmp_path / "cfg.json").write_text(json.dumps(tiny_config))
-    (tmp_path / "run.py").write_text(_RUN_AND_CHECK_NO_LIVE_DDP)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p.endswith("src"))
     out = tmp_path / "ens"
-    res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(tmp_path / "run.py"), "train", "--data", "builtin:dcdft", "--target", "K_wien2k",
-         "--config", str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers", "2",
-         "--batch-size", "9", "--max-steps", "2", "--ensemble", "2", "--no-progress",
-         "--quiet", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
+    _torchrun(tmp_path, ["train", "--data", "builtin:dcdft", "--target", "K_wien2k",
+                         "--config", str(tmp_path / "cfg.json"), "--r-cut", "5", "--layers",
+                         "2", "--batch-size", "9", "--max-steps", "2", "--ensemble", "2",
+                         "--no-progress", "--quiet", "--out", str(out)], timeout=300)  # fmt: skip
     for m in (1, 2):
         state = ck.read(out / f"member-{m}" / "last.pt")
         assert state["world_size"] == 2 and state["state"]["done"]
