@@ -16,7 +16,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from rsh.testing import random_rotation
 from xtalnet._cli import main
 from xtalnet.data import orient
-from xtalnet.defaults import choose, option_choices
+from xtalnet.defaults import choose, member_inputs, option_choices
+from xtalnet.heads import TargetSpec
 from xtalnet.nn.composition import composition_statistics
 
 REC = {"r_cut": 5.0, "layers": 3}
@@ -41,6 +42,34 @@ def test_scalar_targets_get_one_layer_the_audits_cutoff_and_the_elemental_embedd
     gap = _by_field(option_choices(["band_gap"], {}, {}))
     assert (gap["loss"].value, gap["select"].value) == ("l1", "mae")
     assert opts["select"].value == "loss"
+
+
+def test_band_gaps_get_both_species_embeddings():
+    got = _by_field(choose(["band_gap"], 846, REC, {}))
+    assert got["species_features"].value == "both" and got["composition"].value is True
+
+
+@pytest.mark.parametrize(
+    ("target", "given", "members"),
+    [
+        ("formation_energy_per_atom", {}, [("elemental", True), ("elemental", False),
+                                           ("both", True), ("both", False), ("elemental", True)]),
+        ("band_gap", {}, [("both", True), ("both", False), ("both", True)]),
+        ("formation_energy_per_atom", {"composition": False},
+         [("elemental", None), ("both", None), ("elemental", None)]),
+        ("formation_energy_per_atom", {"species_features": "onehot", "composition": True},
+         [(None, None)] * 3),
+    ],
+)  # fmt: skip
+def test_ensemble_members_vary_the_inputs_left_open(target, given, members):
+    specs = [TargetSpec.parse(target)]
+    got = [member_inputs(m, given, specs) for m in range(1, len(members) + 1)]
+    assert [(g.get("species_features"), g.get("composition")) for g in got] == members
+    assert member_inputs(0, given, specs) == got[0]  # a run of its own: member 1's inputs
+    chosen = _by_field(choose([target], 846, REC, given, member=2))
+    assert not set(given) & set(chosen)
+    for field, value in got[1].items():
+        assert chosen[field].value == value and "ensemble member 2" in chosen[field].reason
 
 
 def test_tensor_targets_get_their_layers_the_ieee_frame_and_the_l1_loss():

@@ -13,7 +13,9 @@ import torch
 import xtalnet
 from ase.collections import dcdft
 from xtalnet._cli import main
+from xtalnet.config import NetworkConfig
 from xtalnet.ensemble import Ensemble
+from xtalnet.network import Network
 
 TINY = {"dtype": "float64", "r_cut": 5.0, "num_layers": 1, "embed_dim": 8, "num_basis": 4,
         "hidden_irreps": "8x0e+2x1o", "l_filter_max": 1, "radial_hidden": 8}  # fmt: skip
@@ -44,6 +46,12 @@ def test_members_share_the_split_and_differ_in_seed(ensemble_run):
     inits = [json.loads((out / f"member-{m}" / "config.json").read_text())["seed"]
              for m in (1, 2, 3)]  # fmt: skip
     assert seeds == [0, 1, 2] and inits == [0, 1, 2]
+    # the defaults vary the members' inputs, composition statistics first
+    configs = [json.loads((out / f"member-{m}" / "config.json").read_text()) for m in (1, 2, 3)]
+    assert [(c["species_features"], c["composition"]) for c in configs] == [
+        ("elemental", True), ("elemental", False), ("both", True)]  # fmt: skip
+    assert "ensemble member 2" in configs[1]["provenance"]["composition"]
+    assert all(c["r_cut"] == TINY["r_cut"] for c in configs)
     # no bagging by default: every member trains on all of the training split
     logs = [(out / f"member-{m}" / "train.log").read_text() for m in (1, 2, 3)]
     assert not any(x.startswith("bootstrap:") for log in logs for x in log.splitlines())
@@ -69,6 +77,15 @@ def test_load_gives_the_mean_and_the_scaled_spread_of_the_members(ensemble_run, 
     # a log target: the geometric mean of the members' moduli
     np.testing.assert_allclose(pred["K_wien2k"], 10 ** np.log10(members).mean(0), rtol=1e-12)
     np.testing.assert_allclose(pred["K_wien2k.std"], members.std(0) * scale, rtol=1e-12)
+
+
+def test_members_must_share_their_targets_and_graph_geometry(ensemble_run):
+    out, _ = ensemble_run
+    nets = [xtalnet.load(out / f"member-{m}" / "best.pt") for m in (1, 2)]
+    Ensemble(nets)  # inputs differ (composition statistics): allowed
+    other = NetworkConfig.from_dict({**nets[1].config.to_dict(), "r_cut": 4.0})
+    with pytest.raises(ValueError, match=r"member 2 differs from member 1 in \['r_cut'\]"):
+        Ensemble([nets[0], Network(other)])
 
 
 def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdft40):
@@ -101,7 +118,11 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     # member 3 had not started: it starts as member 1 did (bagged), with its own seed
     third = json.loads((out / "member-3" / "options.json").read_text())
     assert (third["seed"], third["split_seed"], third["bootstrap"]) == (2, 0, True)
-    assert json.loads((out / "member-3" / "config.json").read_text())["seed"] == 2
+    cfg3 = json.loads((out / "member-3" / "config.json").read_text())
+    assert cfg3["seed"] == 2
+    # ... and takes its own inputs: what the rule chose for member 1 is not passed on as given
+    assert (cfg3["species_features"], cfg3["composition"]) == ("both", True)
+    assert cfg3["provenance"]["species_features"].startswith("rule:")
 
 
 def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):

@@ -98,8 +98,8 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
         "--ensemble",
         type=_count,
         metavar="K",
-        help="train K members (seeds differ, same split) in --out/member-1..K; predictions "
-        "are their mean with their spread as '<target>.std'",
+        help="train K members (seeds and, where not given, inputs differ; same split) in "
+        "--out/member-1..K; predictions are their mean with their spread as '<target>.std'",
     )
     _network_flags(t)
     _training_flags(t)

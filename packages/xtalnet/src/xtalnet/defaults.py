@@ -43,7 +43,15 @@ from typing import Any
 
 from xtalnet.heads import TargetSpec
 
-__all__ = ["IEEE_TENSOR_COLUMNS", "Choice", "choose", "option_choices", "provenance"]
+__all__ = [
+    "IEEE_TENSOR_COLUMNS",
+    "Choice",
+    "choose",
+    "input_values",
+    "member_inputs",
+    "option_choices",
+    "provenance",
+]
 
 #: Tensor columns the Materials Project stores in the IEEE 176 standard orientation.
 IEEE_TENSOR_COLUMNS = frozenset(
@@ -54,6 +62,35 @@ IEEE_TENSOR_COLUMNS = frozenset(
         "piezoelectric_tensor",
     }
 )
+
+
+def input_values(specs: Sequence[TargetSpec]) -> dict[str, tuple[Any, ...]]:
+    """The values the rule allows each input field, best first: a run of its own takes the
+    first; the members of an ensemble take the combinations in turn (:func:`member_inputs`).
+
+    A band gap keeps one species embedding (a free row per element beside its descriptors:
+    MP-20 band gap, 4 min, 0.33 eV vs 0.42 with the descriptors alone); elsewhere both
+    embeddings scored alike and the members vary them.
+    """
+    gaps = any(s.kind == "band_gap" for s in specs)
+    return {
+        "composition": (True, False),
+        "species_features": ("both",) if gaps else ("elemental", "both"),
+    }
+
+
+def member_inputs(
+    member: int, given: Mapping[str, Any], specs: Sequence[TargetSpec]
+) -> dict[str, Any]:
+    """The input fields of ensemble member ``member`` (1 … K; 0: a run of its own) that
+    ``given`` leaves open: combination ``(member - 1) mod n`` of :func:`input_values`, the
+    first field varying fastest (member 1 and a run of its own take the first values)."""
+    k, out = max(member - 1, 0), {}
+    for f, values in input_values(specs).items():
+        if f not in given:
+            out[f] = values[k % len(values)]
+            k //= len(values)
+    return out
 
 
 @dataclass(frozen=True)
@@ -75,6 +112,7 @@ def choose(
     recommendation: Mapping[str, Any] | None,
     given_config: Mapping[str, Any],
     sources: Mapping[str, Any] | None = None,
+    member: int = 0,
 ) -> list[Choice]:
     """The rule's choices of the NetworkConfig fields absent from ``given_config``.
 
@@ -90,10 +128,13 @@ def choose(
         The NetworkConfig fields the user gave (they are kept).
     sources : mapping, optional
         Unused by the network choices (see :func:`option_choices`).
+    member : int
+        The run's place in an ensemble (1 … K; 0: a run of its own): members 2 … K vary
+        their inputs (:func:`member_inputs`).
     """
     specs = [TargetSpec.parse(t) for t in targets]
     tensors = [s for s in specs if s.kind == "tensor"]
-    return _network(specs, tensors, n_train, recommendation, given_config)
+    return _network(specs, tensors, n_train, recommendation, given_config, member)
 
 
 def option_choices(
@@ -114,16 +155,25 @@ def _network(
     n_train: int,
     rec: Mapping[str, Any] | None,
     given: Mapping[str, Any],
+    member: int,
 ) -> list[Choice]:
     from xtalnet.config import NetworkConfig
     from xtalnet.network import layers_needed
 
-    out = [
-        Choice("species_features", "elemental", "elements enter through their physical "
-               "descriptors (rare elements borrow from alike ones)", "config"),
-        Choice("composition", True, "composition statistics join the pooled scalars",
-               "config"),
-    ]  # fmt: skip
+    reasons = {
+        ("species_features", "elemental"): "elements enter through their physical "
+        "descriptors (rare elements borrow from alike ones)",
+        ("species_features", "both"): "elements enter through their physical descriptors "
+        "and a free row each",
+        ("composition", True): "composition statistics join the pooled scalars",
+        ("composition", False): "the pooled scalars come from the structure alone",
+    }
+    out = []
+    for f, v in member_inputs(member, given, specs).items():
+        reason = reasons[f, v]
+        if member > 1:  # members that differ in their inputs err less alike than seeds
+            reason += f" (ensemble member {member}: the members vary their inputs)"
+        out.append(Choice(f, v, reason, "config"))
     ieee = sorted(s.column for s in tensors if s.column in IEEE_TENSOR_COLUMNS)
     frame = "ieee" if ieee else "as_given"
     why = (

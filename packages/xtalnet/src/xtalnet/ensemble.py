@@ -1,5 +1,5 @@
-"""Deep ensembles: K networks trained alike from different seeds; their mean is the
-prediction and their spread its uncertainty.
+"""Deep ensembles: K networks trained on the same data from different seeds (and, by
+default, different inputs); their mean is the prediction and their spread its uncertainty.
 
 An ensemble run folder (``xtalnet train --ensemble K``) holds ``ensemble.json`` and one run
 folder per member, ``member-1/ … member-K/``. :func:`xtalnet.load` of such a folder returns an
@@ -28,6 +28,7 @@ from xtalnet.prediction import decode, forward_graphs, outputs_with_notes
 __all__ = [
     "ENSEMBLE_FILE",
     "MAX_MEMBERS",
+    "SHARED_FIELDS",
     "Ensemble",
     "combine",
     "member_dirs",
@@ -39,6 +40,9 @@ __all__ = [
 ENSEMBLE_FILE = "ensemble.json"
 #: The most members an ensemble may have.
 MAX_MEMBERS = 64
+#: The config fields every member shares: the targets and what their graphs are built from
+#: (the graphs of a structure are built once for all members); the rest may differ.
+SHARED_FIELDS = ("targets", "r_cut", "tensor_frame", "dtype", "max_edges")
 
 
 def member_dirs(root: str | os.PathLike[str], k: int) -> list[Path]:
@@ -72,7 +76,8 @@ class Ensemble(nn.Module):
     Parameters
     ----------
     members : sequence of Network
-        Trained alike (same config but the seed, same data and split).
+        Trained on the same data and split, sharing :data:`SHARED_FIELDS` of their config
+        (their seeds and inputs may differ).
     sigma_scale : mapping column -> float, optional
         Factor of every target's spread (fitted on the validation split; default 1).
     """
@@ -83,13 +88,22 @@ class Ensemble(nn.Module):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        first = members[0].config
+        for m, net in enumerate(members[1:], start=2):
+            differ = [f for f in SHARED_FIELDS if getattr(net.config, f) != getattr(first, f)]
+            if differ:
+                raise ValueError(
+                    f"ensemble member {m} differs from member 1 in {differ}: the members of an "
+                    f"ensemble share their targets and the geometry of their graphs"
+                )
         self.members = nn.ModuleList(members)
         self.sigma_scale = dict(sigma_scale or {})
         self.checkpoint_path: str | None = None
 
     @property
     def config(self) -> Any:
-        """The first member's :class:`xtalnet.NetworkConfig` (all share it but the seed)."""
+        """The first member's :class:`xtalnet.NetworkConfig` (all share its
+        :data:`SHARED_FIELDS`)."""
         return self.first.config
 
     @property

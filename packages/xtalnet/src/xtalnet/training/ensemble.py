@@ -2,8 +2,10 @@
 
 Every member is an ordinary run (:func:`xtalnet.train`) on the same data and the same split
 (``split_seed``), its network initialised and its batches ordered from its own seed (the base
-seed + m - 1). ``--resume`` continues the member that was interrupted, starts the ones not
-started and leaves the finished ones. At the end the ensemble is scored on the test split:
+seed + m - 1); where the user left them open, the defaults vary the members' inputs
+(species features, composition statistics: :func:`xtalnet.defaults.member_inputs`).
+``--resume`` continues the member that was interrupted, starts the ones not started and
+leaves the finished ones. At the end the ensemble is scored on the test split:
 the MAE of the members' mean beside each member's, and how well the members' spread σ
 describes the errors (the fractions of |error| <= σ and <= 2σ, Spearman's correlation of
 |error| with σ, ``calibration_<target>.png``), σ being scaled by one factor per target fitted
@@ -78,6 +80,9 @@ def train_ensemble(
                              f"--ensemble {k} given")  # fmt: skip
         k = k_saved
         seed, cfg_seed = int(info["seeds"][0]), int(info["init_seeds"][0])
+        # an ensemble started before the members varied their inputs keeps them alike
+        first = root / "member-1" / "options.json"
+        vary = not first.is_file() or "member" in json.loads(first.read_text())
         if not targets:  # `train --resume DIR` names none: a member not started needs them
             targets = json.loads((root / "member-1" / "config.json").read_text())["targets"]
     else:
@@ -87,6 +92,7 @@ def train_ensemble(
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
         seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+        vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()
     # finds it initialised (a group destroyed and initialised again hung at member 2)
     dist = setup_dist(kw.get("device"))
@@ -100,8 +106,8 @@ def train_ensemble(
                                if (folder / "test_metrics.json").is_file() else {})  # fmt: skip
                 continue
             say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
-            member_opts, member_cfg = _member_settings(root, m, status, resume, seed, cfg_seed,
-                                                       opts, cfg)  # fmt: skip
+            member_opts, member_cfg = _member_settings(root, m, vary, status, resume, seed,
+                                                       cfg_seed, opts, cfg)  # fmt: skip
             rec = kw.pop("recommendation", None) or _saved_recommendation(root)
             try:
                 results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
@@ -123,6 +129,7 @@ def train_ensemble(
 def _member_settings(
     root: Path,
     m: int,
+    vary: bool,
     status: str,
     resume: bool,
     seed: int,
@@ -130,10 +137,11 @@ def _member_settings(
     opts: Mapping[str, Any],
     cfg: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Options and config of member ``m``: its own seeds on the ensemble's split. On
+    """Options and config of member ``m``: its own seeds on the ensemble's split and, if
+    ``vary``, its place (the defaults vary the inputs of members 2 … K). On
     ``resume`` a member interrupted (``status`` ``"partial"``) keeps those of its checkpoint
     and a member not started (``"new"``) starts as member 1 did."""
-    member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed}
+    member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed, "member": m if vary else 0}
     member_cfg = {**cfg, "seed": cfg_seed + m - 1}
     if resume and status == "partial":
         return {k: v for k, v in opts.items() if k != "seed"}, {}
@@ -152,9 +160,11 @@ def _member_status(folder: Path) -> str:
 
 
 def _saved(root: Path, name: str) -> dict[str, Any]:
-    """Member 1's options or config as given to the next members (their seeds apart)."""
+    """What member 1 was given (options or config), as given to the next members: not its
+    seeds, nor what the defaults chose for it (they choose again for each member)."""
     saved = json.loads((root / "member-1" / name).read_text())
-    skip = ("provenance", "schema", "seed", "targets")  # targets go as train()'s argument
+    ruled = {k for k, why in saved.get("provenance", {}).items() if why != "given"}
+    skip = {"provenance", "schema", "seed", "targets", "member", *ruled}  # targets: train()'s
     return {k: v for k, v in saved.items() if k not in skip}
 
 

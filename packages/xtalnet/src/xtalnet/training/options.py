@@ -92,6 +92,9 @@ class TrainOptions:
         starts from (fine-tuning, :mod:`xtalnet.training.finetune`); new heads are fitted.
     freeze_trunk : bool
         With ``init``: keep the copied trunk fixed and train only what is new.
+    member : int
+        This run's place in an ensemble (1 … K; 0 for a run of its own): the defaults vary
+        the inputs of members 2 … K (:func:`xtalnet.defaults.member_inputs`).
     """
 
     epochs: int = 100
@@ -118,12 +121,14 @@ class TrainOptions:
     select: str = "loss"
     init: str | None = None
     freeze_trunk: bool = False
+    member: int = 0
 
     def __post_init__(self) -> None:
         _, delta = check_loss(self.loss, self.huber_delta)
         object.__setattr__(self, "huber_delta", delta)
         for name, lo in (("epochs", 1), ("batch_size", 1), ("patience", 1),
-                         ("plateau_patience", 1), ("warmup_steps", 0), ("seed", 0)):  # fmt: skip
+                         ("plateau_patience", 1), ("warmup_steps", 0), ("seed", 0),
+                         ("member", 0)):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")

@@ -281,7 +281,7 @@ def network_config(
         prior = recommended_fields(rec).get("band_gap_prior")
         if prior is not None and "band_gap_prior" not in given:
             fields["band_gap_prior"] = prior
-    choices = choose(targets, len(train.ids), rec, given, {})
+    choices = choose(targets, len(train.ids), rec, given, {}, member=plan.opts.member)
     for c in choices:
         log(c.line())
         fields[c.field] = c.value
