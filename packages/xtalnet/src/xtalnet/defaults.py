@@ -13,6 +13,8 @@ The rule and the measurements behind it (A/B runs on the files of ``XTAL_SHARED_
 - species features ``elemental``: elements described by their physical properties, so an
   element seen a few times borrows from its neighbours in the periodic table (MP-20
   formation energy, 5 min: test MAE 0.137 eV/atom vs 0.224 with a free row per element);
+  for band gaps ``both``, the descriptors and a free row per element (MP-20 band gap, 4
+  min: 0.33 and 0.35 eV vs 0.39-0.43 with the descriptors alone);
 - ``composition`` on: composition statistics join the pooled scalars (MP-20 formation
   energy, 5 min: 0.132 vs 0.143; de Jong elastic tensor, 10 min: see RESULTS.md);
 - ``tensor_frame`` ``ieee`` for the tensor columns the Materials Project stores in the
@@ -32,7 +34,13 @@ The rule and the measurements behind it (A/B runs on the files of ``XTAL_SHARED_
   vs 8.55 GPa with MSE; e_total 2.91 vs 3.80; MP-20 band gap 0.420 vs 0.439 eV), MSE
   otherwise; for band gaps ``best.pt`` chosen by the validation MAE (0.420 vs 0.444 eV by
   the loss); an EMA of 0.99, patience 100 epochs; with a time limit the epochs are not
-  bounded (the time decides), without one 300.
+  bounded (the time decides), without one 300;
+- ensemble members (``--ensemble K``) vary the inputs left open: member 1 takes the run's
+  defaults, the next ones drop the composition statistics and (but for band gaps) take both
+  species embeddings in turn (:func:`member_inputs`). Members that see a crystal through
+  different inputs err less alike than members that differ in their seed only (MP-20
+  formation energy, 4-min members: the four input combinations 0.106 eV/atom, four seeds
+  0.132; the A/B runs and the ``--ensemble 5`` rows are in RESULTS.md).
 """
 
 from __future__ import annotations
