@@ -168,11 +168,13 @@ def _network(
     from xtalnet.config import NetworkConfig
     from xtalnet.network import layers_needed
 
+    gaps = any(s.kind == "band_gap" for s in specs)
     reasons = {
         ("species_features", "elemental"): "elements enter through their physical "
         "descriptors (rare elements borrow from alike ones)",
         ("species_features", "both"): "elements enter through their physical descriptors "
-        "and a free row each",
+        "and a free row each"
+        + (" (a band gap depends on the element beyond its descriptors)" if gaps else ""),
         ("composition", True): "composition statistics join the pooled scalars",
         ("composition", False): "the pooled scalars come from the structure alone",
     }
