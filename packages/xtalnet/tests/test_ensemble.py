@@ -79,6 +79,28 @@ def test_load_gives_the_mean_and_the_scaled_spread_of_the_members(ensemble_run, 
     np.testing.assert_allclose(pred["K_wien2k.std"], members.std(0) * scale, rtol=1e-12)
 
 
+def test_an_ensemble_started_before_members_varied_keeps_them_alike(
+    ensemble_run, tmp_path, dcdft40
+):
+    out, _ = ensemble_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    shutil.rmtree(old / "member-3")  # not started yet when it was interrupted
+    for m in (1, 2):  # as written before TrainOptions.member existed, members alike
+        opts = json.loads((old / f"member-{m}" / "options.json").read_text())
+        del opts["member"]
+        (old / f"member-{m}" / "options.json").write_text(json.dumps(opts))
+    # ... by an older rule, which chose another embedding than today's would
+    first = json.loads((old / "member-1" / "config.json").read_text())
+    first["species_features"] = "onehot"
+    assert first["provenance"]["species_features"].startswith("rule:")
+    (old / "member-1" / "config.json").write_text(json.dumps(first))
+    xtalnet.train(dcdft40, [], old, resume=True, progress=False, quiet=True)
+    third = json.loads((old / "member-3" / "config.json").read_text())
+    assert (third["species_features"], third["composition"]) == ("onehot", first["composition"])
+    assert json.loads((old / "member-3" / "options.json").read_text())["member"] == 0
+
+
 def test_members_must_share_their_targets_and_graph_geometry(ensemble_run):
     out, _ = ensemble_run
     nets = [xtalnet.load(out / f"member-{m}" / "best.pt") for m in (1, 2)]

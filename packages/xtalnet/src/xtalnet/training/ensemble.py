@@ -146,8 +146,8 @@ def _member_settings(
     if resume and status == "partial":
         return {k: v for k, v in opts.items() if k != "seed"}, {}
     if resume:
-        member_opts = {**_saved(root, "options.json"), **member_opts}
-        member_cfg = {**_saved(root, "config.json"), **member_cfg}
+        member_opts = {**_saved(root, "options.json", vary), **member_opts}
+        member_cfg = {**_saved(root, "config.json", vary), **member_cfg}
     return member_opts, member_cfg
 
 
@@ -159,11 +159,13 @@ def _member_status(folder: Path) -> str:
     return "done" if state.get("done") and (folder / "best.pt").is_file() else "partial"
 
 
-def _saved(root: Path, name: str) -> dict[str, Any]:
+def _saved(root: Path, name: str, vary: bool) -> dict[str, Any]:
     """What member 1 was given (options or config), as given to the next members: not its
-    seeds, nor what the defaults chose for it (they choose again for each member)."""
+    seeds and, if ``vary``, not what the defaults chose for it (they choose again for each
+    member); an ensemble whose members do not vary passes on all of it."""
     saved = json.loads((root / "member-1" / name).read_text())
-    ruled = {k for k, why in saved.get("provenance", {}).items() if why != "given"}
+    provenance = saved.get("provenance", {}) if vary else {}
+    ruled = {k for k, why in provenance.items() if why != "given"}
     skip = {"provenance", "schema", "seed", "targets", "member", *ruled}  # targets: train()'s
     return {k: v for k, v in saved.items() if k not in skip}
 
