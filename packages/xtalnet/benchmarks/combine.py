@@ -64,9 +64,11 @@ def main() -> None:
         err = mean - true
         cal = calibration(err, spread * scale)
         member_mae = ", ".join(f"{np.abs(m - true).mean():.4f}" for m in members)
-        print(f"{column}: mean's test MAE {np.abs(err).mean():.4f} (runs {member_mae}); "
-              f"|error| <= σ {cal['within_1sigma']:.2f}, <= 2σ {cal['within_2sigma']:.2f}, "
-              f"Spearman {cal['spearman']:.2f}; σ scale {scale:.3g}; n = {true.shape[0]}")
+        print(
+            f"{column}: mean's test MAE {np.abs(err).mean():.4f} (runs {member_mae}); "
+            f"|error| <= σ {cal['within_1sigma']:.2f}, <= 2σ {cal['within_2sigma']:.2f}, "
+            f"Spearman {cal['spearman']:.2f}; σ scale {scale:.3g}; n = {true.shape[0]}"
+        )
 
 
 if __name__ == "__main__":
