@@ -88,7 +88,7 @@ def train_ensemble(
     else:
         k = check_members(k)
         check_out(root, resume=False, overwrite=overwrite)  # a run or an ensemble is refused
-        # members differ in seed only, not in data: bagging (--bootstrap) cost MAE on the
+        # members see all of the training split: bagging (--bootstrap) cost MAE on the
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
         seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
