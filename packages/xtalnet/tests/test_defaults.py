@@ -52,11 +52,19 @@ def test_band_gaps_get_both_species_embeddings():
 @pytest.mark.parametrize(
     ("target", "given", "members"),
     [
-        ("formation_energy_per_atom", {}, [("elemental", True), ("elemental", False),
-                                           ("both", True), ("both", False), ("elemental", True)]),
+        ("formation_energy_per_atom", {}, [("elemental", True), ("both", True),
+                                           ("elemental", False), ("elemental", True)]),
         ("band_gap", {}, [("both", True), ("both", False), ("both", True)]),
-        ("formation_energy_per_atom", {"composition": False},
+        ("formation_energy_per_atom", {"composition": True},
          [("elemental", None), ("both", None), ("elemental", None)]),
+        # both embeddings without composition statistics is no member: descriptors only
+        ("formation_energy_per_atom", {"composition": False}, [("elemental", None)] * 3),
+        ("formation_energy_per_atom", {"species_features": "elemental"},
+         [(None, True), (None, False), (None, True)]),
+        # a value no combination has: the open field still varies
+        ("formation_energy_per_atom", {"species_features": "onehot"},
+         [(None, True), (None, False), (None, True)]),
+        ("band_gap", {"species_features": "elemental"}, [(None, True), (None, False)]),
         ("formation_energy_per_atom", {"species_features": "onehot", "composition": True},
          [(None, None)] * 3),
     ],

@@ -46,11 +46,11 @@ def test_members_share_the_split_and_differ_in_seed(ensemble_run):
     inits = [json.loads((out / f"member-{m}" / "config.json").read_text())["seed"]
              for m in (1, 2, 3)]  # fmt: skip
     assert seeds == [0, 1, 2] and inits == [0, 1, 2]
-    # the defaults vary the members' inputs, composition statistics first
+    # the defaults vary the members' inputs: both embeddings, then no composition statistics
     configs = [json.loads((out / f"member-{m}" / "config.json").read_text()) for m in (1, 2, 3)]
     assert [(c["species_features"], c["composition"]) for c in configs] == [
-        ("elemental", True), ("elemental", False), ("both", True)]  # fmt: skip
-    assert "ensemble member 2" in configs[1]["provenance"]["composition"]
+        ("elemental", True), ("both", True), ("elemental", False)]  # fmt: skip
+    assert "ensemble member 2" in configs[1]["provenance"]["species_features"]
     assert all(c["r_cut"] == TINY["r_cut"] for c in configs)
     # no bagging by default: every member trains on all of the training split
     logs = [(out / f"member-{m}" / "train.log").read_text() for m in (1, 2, 3)]
@@ -104,7 +104,7 @@ def test_an_ensemble_started_before_members_varied_keeps_them_alike(
 def test_members_must_share_their_targets_and_graph_geometry(ensemble_run):
     out, _ = ensemble_run
     nets = [xtalnet.load(out / f"member-{m}" / "best.pt") for m in (1, 2)]
-    Ensemble(nets)  # inputs differ (composition statistics): allowed
+    Ensemble(nets)  # inputs differ (species embedding): allowed
     other = NetworkConfig.from_dict({**nets[1].config.to_dict(), "r_cut": 4.0})
     with pytest.raises(ValueError, match=r"member 2 differs from member 1 in \['r_cut'\]"):
         Ensemble([nets[0], Network(other)])
@@ -143,8 +143,8 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     cfg3 = json.loads((out / "member-3" / "config.json").read_text())
     assert cfg3["seed"] == 2
     # ... and takes its own inputs: what the rule chose for member 1 is not passed on as given
-    assert (cfg3["species_features"], cfg3["composition"]) == ("both", True)
-    assert cfg3["provenance"]["species_features"].startswith("rule:")
+    assert (cfg3["species_features"], cfg3["composition"]) == ("elemental", False)
+    assert cfg3["provenance"]["composition"].startswith("rule:")
 
 
 def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):
