@@ -275,6 +275,9 @@ def test_8_leakage_between_splits_warns_naming_ids_and_strict_refuses(tmp_path, 
     assert _train(dup, run2, cfg, "--split", "0.5", "0.25", "0.25", "--seed", "3") == 0
     log = (run2 / "train.log").read_text()
     assert "identical structure" in log or "id(s) in both" in log
+    # --seed seeds the initialisation too: another seed is another run, not another batch order
+    assert json.loads((run2 / "config.json").read_text())["seed"] == 3
+    assert json.loads((run2 / "options.json").read_text())["seed"] == 3
 
 
 def test_9_absurd_and_non_finite_targets_and_a_diverged_run_fail_clearly(tmp_path, cfg, capsys):

@@ -152,7 +152,11 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
     o.add_argument("--clip", type=float, help="max gradient norm (inf: off)")
     o.add_argument("--ema-decay", dest="ema_decay", type=float)
     o.add_argument("--patience", type=_count, help="early-stopping patience, epochs")
-    o.add_argument("--seed", type=int)
+    o.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the split, the batch order and the initialisation (default 0)",
+    )
     o.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
     o.add_argument("--max-steps", dest="max_steps", type=_count)
     o.add_argument("--noise", type=float, help="Gaussian position noise, Å (augmentation)")
@@ -310,6 +314,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     targets = list(args.target) or list(config.get("targets", []))
     config.pop("targets", None)
     options = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k) is not None}
+    if args.seed is not None and not args.resume:
+        # another --seed is another run: it seeds the initialisation too (unless --config does)
+        config.setdefault("seed", args.seed)
     if "clip" in options and math.isinf(options["clip"]):
         options["clip"] = math.inf
     if not targets and not args.resume:
