@@ -162,6 +162,25 @@ def test_overwrite_replaces_a_run_and_resume_needs_one(tmp_path, dcdft24):
     assert len(json.loads((tmp_path / "o" / "split.json").read_text())["train"]) > 0
 
 
+def test_the_options_seed_initialises_the_network_unless_the_config_gives_one(tmp_path, dcdft24):
+    # another seed is another run (its own initial weights), through the API as on the CLI
+    opts = {**OPTS, "epochs": 1, "max_steps": 1}
+    for name, config, want in (("own", TINY, 3), ("given", {**TINY, "seed": 7}, 7)):
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / name, config=config, options=opts,
+                      progress=False, quiet=True)  # fmt: skip
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["seed"] == want and saved["provenance"]["seed"] == "given"
+    xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "ens", config=TINY, options=opts, ensemble=2,
+                  progress=False, quiet=True)  # fmt: skip
+    inits = [json.loads((tmp_path / "ens" / f"member-{m}" / "config.json").read_text())["seed"]
+             for m in (1, 2)]  # fmt: skip
+    assert inits == [3, 4]
+    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["init_seeds"] == [3, 4]
+    first = ckpt_mod.read(tmp_path / "own" / "last.pt")["model"]
+    other = ckpt_mod.read(tmp_path / "given" / "last.pt")["model"]
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
 # ------------------------------------------------------------------------------ checkpoints
 def test_checkpoint_contents_and_load_round_trip(tmp_path, dcdft24):
     res = xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "c", config=TINY,

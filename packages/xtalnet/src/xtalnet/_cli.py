@@ -314,9 +314,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     targets = list(args.target) or list(config.get("targets", []))
     config.pop("targets", None)
     options = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k) is not None}
-    if args.seed is not None and not args.resume:
-        # another --seed is another run: it seeds the initialisation too (unless --config does)
-        config.setdefault("seed", args.seed)
     if "clip" in options and math.isinf(options["clip"]):
         options["clip"] = math.inf
     if not targets and not args.resume:

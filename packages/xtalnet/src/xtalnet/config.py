@@ -143,7 +143,8 @@ class NetworkConfig:
         Eq. 2.1 parameters from a recommendation (p = P(gap > 0), mu and sigma of
         sqrt(gap) over non-zero gaps, sqrt(eV)); heads fitted on train data override them.
     seed : int
-        Seed of the parameter initialisation.
+        Seed of the parameter initialisation (:func:`xtalnet.train` takes the options'
+        ``seed`` when the config does not give this field).
     """
 
     targets: tuple[str, ...] = ("formation_energy_per_atom",)

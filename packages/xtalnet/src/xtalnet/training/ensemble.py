@@ -91,7 +91,8 @@ def train_ensemble(
         # members see all of the training split: bagging (--bootstrap) cost MAE on the
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
-        seed, cfg_seed = int(opts.get("seed", 0)), int(cfg.get("seed", 0))
+        seed = int(opts.get("seed", 0))
+        cfg_seed = int(cfg.get("seed", seed))  # as for a run of its own (plan_run)
         vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()
     # finds it initialised (a group destroyed and initialised again hung at member 2)

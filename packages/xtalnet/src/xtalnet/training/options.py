@@ -51,7 +51,8 @@ class TrainOptions:
         Early stopping: stop when the validation loss has not improved for this many epochs.
     seed : int
         Seed of the batch order and the augmentation noise (and of the split, unless
-        ``split_seed`` is given).
+        ``split_seed`` is given); a new run given ``seed`` also initialises its network
+        from it, unless the config gives its own ``seed``.
     split_seed : int or None
         Seed of the train / validation / test split (None: ``seed``); the members of an
         ensemble share it while their ``seed`` differs.

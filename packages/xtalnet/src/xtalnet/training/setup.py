@@ -144,6 +144,10 @@ def plan_run(
     opts_given = options.to_dict() if isinstance(options, TrainOptions) else dict(options or {})
     opts_given.pop("provenance", None)
     if not resume:
+        if "seed" in opts_given and "seed" not in given:
+            # another seed is another run: it seeds the initialisation too, not only the
+            # split and the batch order (unless the config gives its own)
+            given["seed"] = opts_given["seed"]
         choices = option_choices(targets, opts_given, sources or {})
         for c in choices:
             log(c.line())
