@@ -36,7 +36,7 @@ def test_scalar_targets_get_one_layer_the_audits_cutoff_and_the_elemental_embedd
     )
     opts = _by_field(option_choices(["formation_energy_per_atom"], {"time_limit": 5.0}, {}))
     assert (opts["weight_decay"].value, opts["loss"].value, opts["batch_size"].value) == (
-        0.2, "mse", 16)  # fmt: skip
+        0.2, "l1", 16)  # fmt: skip
     assert opts["epochs"].value >= 10_000  # the time decides
     assert _by_field(option_choices(["y"], {}, {}))["epochs"].value == 300
     gap = _by_field(option_choices(["band_gap"], {}, {}))

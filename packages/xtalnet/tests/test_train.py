@@ -126,12 +126,12 @@ def test_checkpoint_without_the_newer_fields_loads_and_resumes(tmp_path, dcdft24
         if status["step"] == 6:  # inside epoch 2: best.pt and last.pt exist
             raise KeyboardInterrupt
 
-    # what a 0.1 run was: a one-hot embedding, no composition statistics, the input frame
+    # what a 0.1 run was: a one-hot embedding, no composition statistics, the input frame, MSE
     old = {**TINY, "species_features": "onehot", "composition": False,
            "tensor_frame": "as_given"}  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "old", config=old,
-                 options={**OPTS, "epochs": 2}, callback=stop, progress=False,
+                 options={**OPTS, "epochs": 2, "loss": "mse"}, callback=stop, progress=False,
                  quiet=True)  # fmt: skip
     for name in ("last.pt", "best.pt"):
         ck = ckpt_mod.read(tmp_path / "old" / name)

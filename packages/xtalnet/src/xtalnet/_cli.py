@@ -163,7 +163,7 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--loss",
         choices=("mse", "l1", "huber"),
-        help="regression loss of every standardised irrep copy (default mse)",
+        help="regression loss of every standardised irrep copy (default l1)",
     )
     o.add_argument(
         "--huber-delta",
