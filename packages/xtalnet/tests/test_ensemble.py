@@ -65,18 +65,55 @@ def test_members_share_the_split_and_differ_in_seed(ensemble_run):
     assert res["test"]["K_wien2k"]["n"] == len(splits[0]["test"])
 
 
-def test_load_gives_the_mean_and_the_scaled_spread_of_the_members(ensemble_run, dcdft40):
+def test_load_gives_the_mean_and_sigma_from_the_spread_and_the_composition_distance(
+    ensemble_run, dcdft40
+):
     out, _ = ensemble_run
     ens = xtalnet.load(out)
     assert isinstance(ens, Ensemble) and len(ens.networks) == 3
-    atoms = [dcdft[s] for s in ("Cu", "Si", "Al")]
-    pred, _ = ens.predict_with_notes(atoms)
-    members = np.stack([xtalnet.load(out / f"member-{m}" / "best.pt").predict(atoms)["K_wien2k"]
-                        for m in (1, 2, 3)])  # fmt: skip
-    scale = json.loads((out / "ensemble.json").read_text())["sigma_scale"]["K_wien2k"]
+    split = json.loads((out / "member-1" / "split.json").read_text())
+    trained = {i.split(":", 1)[1] for i in split["train"]}
+    names = ["Cu", "Si", "Al", "Xe"]
+    atoms = [dcdft[s] for s in names]
+    pred, notes = ens.predict_with_notes(atoms)
+    assert "Xe absent from the training data" in notes[-1]
+    with pytest.warns(UserWarning, match="Xe absent from the training data"):
+        members = np.stack([xtalnet.load(out / f"member-{m}" / "best.pt").predict(atoms)
+                            ["K_wien2k"] for m in (1, 2, 3)])  # fmt: skip
+    info = json.loads((out / "ensemble.json").read_text())
+    k, w = info["sigma_scale"]["K_wien2k"], info["sigma_distance_weight"]["K_wien2k"]
+    assert k > 0 and w >= 0
+    # elemental crystals: distance 0 to a training crystal of the same element, 2 otherwise
+    d = np.array([0.0 if n in trained else 2.0 for n in names])
+    assert d[-1] == 2.0  # Xe was left out of the data
     # a log target: the geometric mean of the members' moduli
     np.testing.assert_allclose(pred["K_wien2k"], 10 ** np.log10(members).mean(0), rtol=1e-12)
-    np.testing.assert_allclose(pred["K_wien2k.std"], members.std(0) * scale, rtol=1e-12)
+    sigma = k * np.sqrt(members.std(0) ** 2 + w * d**2)
+    np.testing.assert_allclose(pred["K_wien2k.std"], sigma, rtol=1e-12)
+
+
+def test_sigma_of_an_older_ensemble_and_a_lost_composition_file(ensemble_run, tmp_path):
+    """An ensemble scored before the distance term: σ = k x spread, as then; one whose
+    train_compositions.npz is gone: a clear error naming it and the way back."""
+    out = tmp_path / "ens"
+    shutil.copytree(ensemble_run[0], out)
+    info = json.loads((out / "ensemble.json").read_text())
+    assert (out / "train_compositions.npz").is_file()
+    if info["sigma_distance_weight"]["K_wien2k"] == 0:  # the term must be on to be lost
+        info["sigma_distance_weight"]["K_wien2k"] = 100.0
+        (out / "ensemble.json").write_text(json.dumps(info))
+    (out / "train_compositions.npz").unlink()
+    with pytest.raises(ValueError, match=r"train_compositions.npz is missing.*--resume"):
+        xtalnet.load(out)
+    del info["sigma_distance_weight"]
+    (out / "ensemble.json").write_text(json.dumps(info))
+    atoms = [dcdft[s] for s in ("Cu", "Si", "Xe")]
+    with pytest.warns(UserWarning, match="Xe absent from the training data"):
+        members = np.stack([xtalnet.load(out / f"member-{m}" / "best.pt").predict(atoms)
+                            ["K_wien2k"] for m in (1, 2, 3)])  # fmt: skip
+        sigma = xtalnet.load(out).predict(atoms)["K_wien2k.std"]
+    np.testing.assert_allclose(sigma, members.std(0) * info["sigma_scale"]["K_wien2k"],
+                               rtol=1e-12)  # fmt: skip
 
 
 def test_an_ensemble_started_before_members_varied_keeps_them_alike(
@@ -188,6 +225,7 @@ def test_an_ensemble_folder_is_a_run_that_only_overwrite_replaces(ensemble_run, 
     assert main([*args, "--overwrite"]) == 0
     assert not (out / "ensemble.json").exists() and not (out / "member-1").exists()
     assert not list(out.glob("calibration_*.png"))
+    assert not (out / "train_compositions.npz").exists()
     assert isinstance(xtalnet.load(out), xtalnet.Network)
     xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=2,
                   overwrite=True, progress=False, quiet=True)  # fmt: skip

@@ -29,6 +29,7 @@ __all__ = [
     "rmse",
     "roc_auc",
     "scalar_metrics",
+    "sigma_fit",
     "sigma_scale",
     "spearman",
     "target_metrics",
@@ -127,6 +128,51 @@ def sigma_scale(error: Any, sigma: Any) -> float:
     s = np.asarray(sigma, dtype=np.float64).ravel()
     ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
     return float(np.sqrt(np.mean((e[ok] / s[ok]) ** 2))) if ok.any() else 1.0
+
+
+def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
+    """The scale k and distance weight w of ``sigma = k sqrt(spread^2 + w distance^2)`` that
+    maximise the likelihood of normal errors.
+
+    ``distance`` (one per structure, the leading axis of ``error`` and ``spread``) is
+    broadcast over the entries of tensor targets; entries with ``spread > 0`` count. For each
+    w of a log grid around ``mean(spread^2) / mean(distance^2)`` (and w = 0) the best k is
+    ``sqrt(mean(error^2 / (spread^2 + w distance^2)))``; the pair with the smallest negative
+    log-likelihood wins, its w refined between the grid's neighbours. (1, 0) if no entry
+    counts or every error is zero.
+    """
+    e = np.asarray(error, dtype=np.float64)
+    s = np.asarray(spread, dtype=np.float64)
+    d = np.asarray(distance, dtype=np.float64).reshape((-1,) + (1,) * (e.ndim - 1))
+    d = np.broadcast_to(d, e.shape)
+    ok = np.isfinite(e) & np.isfinite(s) & np.isfinite(d) & (s > 0)
+    e2, s2, d2 = e[ok] ** 2, s[ok] ** 2, d[ok] ** 2
+    if not e2.size:
+        return 1.0, 0.0
+    weights = [0.0]
+    if d2.mean() > 0:
+        weights += list(s2.mean() / d2.mean() * np.logspace(-3, 3, 61))
+
+    def fit(w: float) -> tuple[float, float]:  # (negative log-likelihood, k)
+        v = s2 + w * d2
+        k2 = float(np.mean(e2 / v))
+        if not k2 > 0:  # every error zero: no scale is the likeliest
+            return math.inf, 1.0
+        return 0.5 * float(np.sum(np.log(k2 * v))) + 0.5 * e2.size, math.sqrt(k2)
+
+    nll, k, w = min((*fit(w), w) for w in weights)
+    if w > 0:  # refine log w between the grid's neighbours (golden section)
+        lo, hi = math.log(w) - 0.1 * math.log(10), math.log(w) + 0.1 * math.log(10)
+        for _ in range(40):
+            a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+            if fit(math.exp(a))[0] < fit(math.exp(b))[0]:
+                hi = b
+            else:
+                lo = a
+        w_fine = math.exp(0.5 * (lo + hi))
+        if fit(w_fine)[0] < nll:
+            nll, k, w = *fit(w_fine), w_fine
+    return k, float(w)
 
 
 def scalar_metrics(pred: Any, true: Any) -> dict[str, float]:

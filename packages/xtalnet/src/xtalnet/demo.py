@@ -98,9 +98,10 @@ def _summary(
     say(f"{line}, mean predictor {base['mae']:.1f} GPa; log10 MAE {test['mae_log10']:.3f} "
         f"(mean predictor {base['mae_log10']:.3f}); n = {test['n']} test crystals")  # fmt: skip
     if k > 1:
-        say(f"σ (the members' spread x {cal['sigma_scale']:.2f}, scaled on the validation "
-            f"split): |error| <= σ for {cal['within_1sigma']:.0%} of the test crystals, "
-            f"<= 2σ for {cal['within_2sigma']:.0%}")  # fmt: skip
+        say("σ (the members' spread, widened with the composition's distance to the training "
+            f"data; fitted on the validation split): |error| <= σ for "
+            f"{cal['within_1sigma']:.0%} of the test crystals, <= 2σ for "
+            f"{cal['within_2sigma']:.0%}")  # fmt: skip
     model = load(run)
     split_dir = run / "member-1" if k > 1 else run
     split = json.loads((split_dir / "split.json").read_text())

@@ -5,8 +5,11 @@ An ensemble run folder (``xtalnet train --ensemble K``) holds ``ensemble.json`` 
 folder per member, ``member-1/ … member-K/``. :func:`xtalnet.load` of such a folder returns an
 :class:`Ensemble`, whose ``predict`` gives the mean of the members under every target's name
 and the spread under ``"<target>.std"`` (scalars ``[n]``, tensors per entry with the same
-shape), times the scale factor fitted on the validation split when the ensemble was
-trained (``ensemble.json``: ``sigma_scale``, the maximum-likelihood factor of normal errors).
+shape). σ = k sqrt(spread² + w d²) adds to the spread the distance d of the crystal's
+composition to the nearest training crystal's (:mod:`xtalnet.composition_distance`, the
+ensemble's ``train_compositions.npz``); k and w are fitted on the validation split when the
+ensemble is trained (``ensemble.json``: ``sigma_scale`` and ``sigma_distance_weight``, the
+maximum-likelihood values for normal errors). Ensembles without them: σ = the spread.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from xtalnet.composition_distance import TrainingCompositions
 from xtalnet.network import Network
 from xtalnet.prediction import decode, forward_graphs, outputs_with_notes
 
 __all__ = [
+    "COMPOSITIONS_FILE",
     "ENSEMBLE_FILE",
     "MAX_MEMBERS",
     "SHARED_FIELDS",
@@ -38,6 +43,8 @@ __all__ = [
 
 #: The file that makes a folder an ensemble run.
 ENSEMBLE_FILE = "ensemble.json"
+#: The training crystals' compositions, for the distance term of σ.
+COMPOSITIONS_FILE = "train_compositions.npz"
 #: The most members an ensemble may have.
 MAX_MEMBERS = 64
 #: The config fields every member shares: the targets and what their graphs are built from
@@ -54,19 +61,32 @@ def combine(
     decoded: Sequence[Mapping[str, np.ndarray]],
     heads: Mapping[str, Any],
     scale: Mapping[str, float] | None = None,
+    distance: np.ndarray | None = None,
+    weight: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """The members' decoded predictions -> the ensemble's: every target through its head's
-    :meth:`~xtalnet.heads.Head.average` (the mean; geometric for log targets), its spread,
-    the standard deviation over the members times ``scale[column]`` (default 1), under
-    ``"<column>.std"``, and every extra output averaged."""
+    :meth:`~xtalnet.heads.Head.average` (the mean; geometric for log targets), its σ under
+    ``"<column>.std"`` and every extra output averaged.
+
+    σ = k sqrt(spread² + w d²): the spread is the members' standard deviation, k =
+    ``scale[column]`` (default 1), w = ``weight[column]`` (default 0) and d = ``distance``
+    (one per structure, broadcast over a tensor's entries; needed where w > 0).
+    """
     out: dict[str, np.ndarray] = {}
     for key in decoded[0]:
         stack = np.stack([np.asarray(d[key], dtype=np.float64) for d in decoded])
-        if key in heads:
-            out[key] = heads[key].average(stack)
-            out[f"{key}.std"] = stack.std(0) * float((scale or {}).get(key, 1.0))
-        else:
+        if key not in heads:
             out[key] = stack.mean(0)
+            continue
+        out[key] = heads[key].average(stack)
+        spread = stack.std(0)
+        w = float((weight or {}).get(key, 0.0))
+        if w > 0:
+            if distance is None:
+                raise ValueError(f"σ of {key!r} has a distance term: the distances are needed")
+            d = np.asarray(distance, dtype=np.float64).reshape((-1,) + (1,) * (spread.ndim - 1))
+            spread = np.sqrt(spread**2 + w * d**2)
+        out[f"{key}.std"] = spread * float((scale or {}).get(key, 1.0))
     return out
 
 
@@ -79,11 +99,20 @@ class Ensemble(nn.Module):
         Trained on the same data and split, sharing :data:`SHARED_FIELDS` of their config
         (their seeds and inputs may differ).
     sigma_scale : mapping column -> float, optional
-        Factor of every target's spread (fitted on the validation split; default 1).
+        k of every target's σ (fitted on the validation split; default 1).
+    sigma_distance_weight : mapping column -> float, optional
+        w of every target's σ (fitted on the validation split; default 0), in the target's
+        units squared.
+    compositions : TrainingCompositions, optional
+        The training crystals' compositions (needed where a weight is > 0).
     """
 
     def __init__(
-        self, members: Sequence[Network], sigma_scale: Mapping[str, float] | None = None
+        self,
+        members: Sequence[Network],
+        sigma_scale: Mapping[str, float] | None = None,
+        sigma_distance_weight: Mapping[str, float] | None = None,
+        compositions: TrainingCompositions | None = None,
     ) -> None:
         super().__init__()
         if not members:
@@ -98,6 +127,10 @@ class Ensemble(nn.Module):
                 )
         self.members = nn.ModuleList(members)
         self.sigma_scale = dict(sigma_scale or {})
+        self.sigma_distance_weight = dict(sigma_distance_weight or {})
+        if compositions is None and any(w > 0 for w in self.sigma_distance_weight.values()):
+            raise ValueError("sigma_distance_weight > 0 needs the training compositions")
+        self.compositions = compositions
         self.checkpoint_path: str | None = None
 
     @property
@@ -130,9 +163,25 @@ class Ensemble(nn.Module):
         """Mean, ``.std`` and the notes of :func:`xtalnet.prediction.predict_with_notes`
         (the graphs of every structure are built once for all members)."""
         nets = self.networks
-        outputs, notes = outputs_with_notes(nets, structures, batch_size, catch=catch)
+        numbers: list[Any] = []
+        outputs, notes = outputs_with_notes(
+            nets, structures, batch_size, catch=catch, numbers=numbers
+        )
         decoded = [decode(net, std) for net, std in zip(nets, outputs)]
-        return combine(decoded, self.target_heads, self.sigma_scale), notes
+        return self.combine(decoded, numbers), notes
+
+    def distance(self, numbers: Sequence[Any]) -> np.ndarray | None:
+        """Composition distance to the training data of crystals given by their atomic
+        numbers (None without training compositions)."""
+        return None if self.compositions is None else self.compositions.distance(numbers)
+
+    def combine(
+        self, decoded: Sequence[Mapping[str, np.ndarray]], numbers: Sequence[Any]
+    ) -> dict[str, np.ndarray]:
+        """:func:`combine` with this ensemble's σ (``numbers``: each crystal's atoms)."""
+        distance = self.distance(numbers) if self.sigma_distance_weight else None
+        return combine(decoded, self.target_heads, self.sigma_scale, distance,
+                       self.sigma_distance_weight)  # fmt: skip
 
     def predict(self, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Mean prediction of the members in physical units, and ``"<target>.std"``."""
@@ -168,5 +217,5 @@ def predict_graphs(
     ``.std``)."""
     if isinstance(model, Ensemble):
         decoded = [decode(n, forward_graphs(n, graphs, ids, batch_size)) for n in model.networks]
-        return combine(decoded, model.target_heads, model.sigma_scale)
+        return model.combine(decoded, [g.numbers for g in graphs])
     return decode(model, forward_graphs(model, graphs, ids, batch_size))

@@ -15,8 +15,16 @@ from typing import Any
 from xtalnet import _checkpoint
 from xtalnet._device import resolve_device
 from xtalnet._metrics import calibration, metrics_of
+from xtalnet.composition_distance import TrainingCompositions
 from xtalnet.dataset import build_samples, load_source
-from xtalnet.ensemble import ENSEMBLE_FILE, Ensemble, member_dirs, predict_graphs, read_ensemble
+from xtalnet.ensemble import (
+    COMPOSITIONS_FILE,
+    ENSEMBLE_FILE,
+    Ensemble,
+    member_dirs,
+    predict_graphs,
+    read_ensemble,
+)
 from xtalnet.network import Network
 from xtalnet.plots import parity_plot
 from xtalnet.prediction import decode, forward_graphs, predict, predict_with_notes
@@ -93,7 +101,18 @@ def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
             f"--resume {root}"
         )
     nets = [load(d / "best.pt", weights=weights, device=device) for d in members]
-    ensemble = Ensemble(nets, info.get("sigma_scale"))
+    weight = info.get("sigma_distance_weight") or {}
+    compositions = None
+    if any(w > 0 for w in weight.values()):
+        path = root / COMPOSITIONS_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"ensemble {str(root)!r}: {COMPOSITIONS_FILE} is missing; its σ needs the "
+                f"training compositions (copy it back, or rescore with xtalnet train --resume "
+                f"{root})"
+            )
+        compositions = TrainingCompositions.load(path)
+    ensemble = Ensemble(nets, info.get("sigma_scale"), weight, compositions)
     ensemble.checkpoint_path = str(root)
     return ensemble
 

@@ -119,17 +119,25 @@ def predict_with_notes(
 
 @torch.no_grad()
 def outputs_with_notes(
-    nets: Sequence[Network], structures: Any, batch_size: int = 64, *, catch: bool = False
+    nets: Sequence[Network],
+    structures: Any,
+    batch_size: int = 64,
+    *,
+    catch: bool = False,
+    numbers: list[Any] | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """Standardised outputs of every network of ``nets`` (which share their geometry: r_cut,
     frame, dtype, edge budget, as the members of an ensemble do) for structures whose graphs
     are built once, NaN rows where not predicted; and the notes of
-    :func:`predict_with_notes`."""
+    :func:`predict_with_notes`. A list ``numbers`` receives every structure's atomic numbers
+    (None where its graph could not be built)."""
     items = as_sequence(structures, allow_empty=catch)  # a chunk whose rows all failed
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     first = nets[0]
     notes = [""] * len(items)
+    if numbers is not None:
+        numbers[:] = [None] * len(items)
     std = [
         {c: np.full((len(items), h.irreps_in.dim), np.nan) for c, h in n.target_heads.items()}
         for n in nets
@@ -144,6 +152,8 @@ def outputs_with_notes(
                     raise
                 notes[k] = f"not predicted: {exc}"
                 continue
+            if numbers is not None:
+                numbers[k] = g.numbers
             notes[k] = structure_note(first, g)
             if not notes[k].startswith("not predicted"):
                 yield k, g

@@ -8,8 +8,10 @@ seed + m - 1); where the user left them open, the defaults vary the members' inp
 leaves the finished ones. At the end the ensemble is scored on the test split:
 the MAE of the members' mean beside each member's, and how well the members' spread σ
 describes the errors (the fractions of |error| <= σ and <= 2σ, Spearman's correlation of
-|error| with σ, ``calibration_<target>.png``), σ being scaled by one factor per target fitted
-on the validation split (``ensemble.json``: ``sigma_scale``; the output says so).
+|error| with σ, ``calibration_<target>.png``). σ = k sqrt(spread² + w d²) (the members'
+spread, the composition's distance to the training data: :mod:`xtalnet.ensemble`), k and w
+per target fitted on the validation split (``ensemble.json``: ``sigma_scale``,
+``sigma_distance_weight``; the output says so).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from typing import Any
 import torch
 
 from xtalnet import _checkpoint
-from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_scale
+from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_fit
+from xtalnet.composition_distance import TrainingCompositions
 from xtalnet.config import NetworkConfig
 from xtalnet.dataset import Sample, build_samples, load_source
 from xtalnet.ensemble import (
+    COMPOSITIONS_FILE,
     ENSEMBLE_FILE,
     MAX_MEMBERS,
     Ensemble,
@@ -42,6 +46,13 @@ from xtalnet.training.distributed import setup_dist
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
 
 __all__ = ["check_members", "split_samples", "train_ensemble"]
+
+#: How σ is made, as test_metrics.json states it.
+SIGMA_RULE = (
+    "sigma_scale x sqrt(spread^2 + sigma_distance_weight x d^2); spread: the members' standard "
+    "deviation; d: L1 distance of the fractional composition to the nearest training crystal's "
+    "(0-2); both factors fitted on the validation split (maximum likelihood, normal errors)"
+)
 
 
 def check_members(k: Any) -> int:
@@ -237,18 +248,27 @@ def score_ensemble(
     ``test_metrics.json``, ``test_predictions.csv`` and ``calibration_<target>.png``."""
     ensemble, train, val, test = _samples(root, sources)
     columns = list(ensemble.target_heads)
+    compositions = TrainingCompositions.from_numbers([s.graph.numbers for s in train])
+    compositions.save(root / COMPOSITIONS_FILE)
+    ensemble.compositions = compositions
     dec_val = predict_graphs(ensemble, [s.graph for s in val], [s.id for s in val], 64)
-    scale = {}
+    distance = compositions.distance([s.graph.numbers for s in val])
+    scale, weight = {}, {}
     for c, head in ensemble.target_heads.items():
         true, ok = head.true_values([s.values.get(c) for s in val])
-        scale[c] = sigma_scale(dec_val[c][ok] - true[ok], dec_val[f"{c}.std"][ok])
-    ensemble.sigma_scale = scale
+        scale[c], weight[c] = sigma_fit(dec_val[c][ok] - true[ok], dec_val[f"{c}.std"][ok],
+                                        distance[ok])  # fmt: skip
+    ensemble.sigma_scale, ensemble.sigma_distance_weight = scale, weight
     info = read_ensemble(root)
-    write_json(root / ENSEMBLE_FILE, {**info, "sigma_scale": scale})
+    write_json(root / ENSEMBLE_FILE,
+               {**info, "sigma_scale": scale, "sigma_distance_weight": weight})  # fmt: skip
     result: dict[str, Any] = {"out": str(root), "members": len(ensemble.networks),
-                              "sigma_scale": scale}  # fmt: skip
+                              "sigma_scale": scale, "sigma_distance_weight": weight}  # fmt: skip
     if not test:
-        say(f"ensemble of {len(ensemble.networks)}: σ scale {scale} (validation split)")
+        say(
+            f"ensemble of {len(ensemble.networks)}: σ scale {scale}, distance weight {weight} "
+            "(validation split)"
+        )
         return result
     dec = predict_graphs(ensemble, [s.graph for s in test], [s.id for s in test], 64)
     metrics = metrics_of(ensemble, dec, test)
@@ -260,6 +280,7 @@ def score_ensemble(
         true, ok = head.true_values([s.values.get(c) for s in test])
         err, sigma = dec[c][ok] - true[ok], dec[f"{c}.std"][ok]
         report[c] = {**calibration(err, sigma), "sigma_scale": scale[c],
+                     "sigma_distance_weight": weight[c],
                      "member_mae": [m[c]["mae"] for m in members if c in m]}  # fmt: skip
         calibration_plot(err, sigma, f"{c}: ensemble of {len(ensemble.networks)} (test)",
                          unit_label(ensemble, c), root / f"calibration_{c}.png")  # fmt: skip
@@ -268,7 +289,7 @@ def score_ensemble(
         "checkpoint": f"mean of {len(ensemble.networks)} members' best.pt (EMA weights)",
         "n_test": len(test), "test": metrics, "calibration": report,
         "baseline_mean_predictor": base,
-        "sigma": "members' standard deviation x sigma_scale (fitted on the validation split)",
+        "sigma": SIGMA_RULE,
     })  # fmt: skip
     write_predictions(root / "test_predictions.csv", ensemble, dec, test)
     for c, m in metrics.items():
@@ -277,7 +298,9 @@ def score_ensemble(
             f"{', '.join(f'{x:.4g}' for x in r['member_mae'])}; mean predictor "
             f"{base.get(c, {}).get('mae', math.nan):.4g}); |error| <= σ "
             f"{r['within_1sigma']:.2f}, <= 2σ {r['within_2sigma']:.2f}, Spearman(|error|, σ) "
-            f"{r['spearman']:.2f}; σ = members' spread x {r['sigma_scale']:.3g} (fitted on "
-            "the validation split)")  # fmt: skip
+            f"{r['spearman']:.2f}; σ = {r['sigma_scale']:.3g} sqrt(spread² + "
+            f"{r['sigma_distance_weight']:.3g} d²), spread: the members' standard deviation, "
+            "d: the composition's distance to the nearest training crystal's (fitted on the "
+            "validation split)")  # fmt: skip
     result.update(test=metrics, baseline=base, calibration=report)
     return result

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xtalnet.ensemble import ENSEMBLE_FILE
+from xtalnet.ensemble import COMPOSITIONS_FILE, ENSEMBLE_FILE
 
 __all__ = [
     "CHECKPOINTS",
@@ -164,9 +164,10 @@ def start_run_folder(out: Path, replace: bool) -> list[str]:
 
 def remove_run(out: Path, keep: Sequence[str] = ()) -> None:
     """Remove the run or the ensemble ``out`` holds (what ``--overwrite`` replaces): its
-    files, and an ensemble's ``ensemble.json``, ``calibration_*.png`` and the ``member-N``
-    folders that hold run files (except the names in ``keep``). Nothing else is touched."""
-    for f in (*RUN_FILES, ENSEMBLE_FILE):
+    files, and an ensemble's ``ensemble.json``, ``train_compositions.npz``,
+    ``calibration_*.png`` and the ``member-N`` folders that hold run files (except the names
+    in ``keep``). Nothing else is touched."""
+    for f in (*RUN_FILES, ENSEMBLE_FILE, COMPOSITIONS_FILE):
         (out / f).unlink(missing_ok=True)
     for p in out.glob("calibration_*.png"):
         p.unlink(missing_ok=True)

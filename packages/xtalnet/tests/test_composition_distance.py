@@ -1,0 +1,114 @@
+"""The composition distance to the training data (xtalnet.composition_distance) against
+pymatgen's fractional compositions, its invariances, its file round trip, and the fit of the
+σ model k sqrt(spread² + w d²) (xtalnet._metrics.sigma_fit) on errors drawn from it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pymatgen.core import Composition, Element
+from xtalnet._metrics import sigma_fit, sigma_scale
+from xtalnet.composition_distance import TrainingCompositions
+
+cells = st.lists(st.integers(1, 94), min_size=1, max_size=12)
+
+
+def pymatgen_distance(cell: list[int], train: list[list[int]]) -> float:
+    """min over the training cells of sum_el |x_el - t_el| on pymatgen's fractional
+    compositions (an independent reference)."""
+
+    def frac(zs: list[int]) -> dict[str, float]:
+        comp = Composition(Counter(Element.from_Z(z).symbol for z in zs)).fractional_composition
+        return {str(e): float(x) for e, x in comp.items()}
+
+    x = frac(cell)
+    dist = []
+    for t in map(frac, train):
+        dist.append(sum(abs(x.get(e, 0.0) - t.get(e, 0.0)) for e in set(x) | set(t)))
+    return min(dist)
+
+
+@settings(max_examples=40, deadline=None)
+@given(train=st.lists(cells, min_size=1, max_size=8), queries=st.lists(cells, min_size=1,
+                                                                        max_size=6))  # fmt: skip
+def test_the_distance_is_pymatgens_nearest_l1_distance(train, queries):
+    comps = TrainingCompositions.from_numbers(train)
+    got = comps.distance(queries)
+    want = [pymatgen_distance(q, train) for q in queries]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert ((got >= 0) & (got <= 2)).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(train=st.lists(cells, min_size=1, max_size=8), pick=st.integers(0, 7),
+       repeat=st.integers(2, 4), seed=st.integers(0, 2**16))  # fmt: skip
+def test_a_training_composition_is_at_distance_zero_in_any_cell(train, pick, repeat, seed):
+    """Supercells and reorderings of a training crystal's atoms: distance 0."""
+    cell = train[pick % len(train)]
+    shuffled = np.random.default_rng(seed).permutation(np.tile(cell, repeat))
+    comps = TrainingCompositions.from_numbers(train)
+    np.testing.assert_allclose(comps.distance([cell, shuffled]), 0.0, atol=1e-12)
+
+
+def test_unknown_elements_disjoint_compositions_and_unread_rows():
+    comps = TrainingCompositions.from_numbers([[8, 8, 12], [14]])  # MgO2 ... MgO, Si
+    d = comps.distance([[94, 94], [1, 2], None, [12, 8]])
+    assert d[0] == 2.0 and d[1] == 2.0 and np.isnan(d[2])
+    # Mg1 O1 vs Mg1/3 O2/3: |1/2 - 1/3| + |1/2 - 2/3| = 1/3
+    np.testing.assert_allclose(d[3], 1 / 3, atol=1e-12)
+
+
+def test_many_queries_against_many_training_cells_are_chunked_exactly(monkeypatch):
+    import xtalnet.composition_distance as cd
+
+    g = np.random.default_rng(3)
+    train = [g.integers(1, 60, size=g.integers(1, 6)).tolist() for _ in range(300)]
+    queries = [g.integers(1, 60, size=g.integers(1, 6)).tolist() for _ in range(50)]
+    whole = TrainingCompositions.from_numbers(train).distance(queries)
+    monkeypatch.setattr(cd, "_BLOCK", 1000)  # smaller than one query's block: one at a time
+    np.testing.assert_array_equal(TrainingCompositions.from_numbers(train).distance(queries),
+                                  whole)  # fmt: skip
+    assert whole[0] == pytest.approx(pymatgen_distance(queries[0], train), abs=1e-12)
+
+
+def test_the_file_round_trip_and_a_broken_file(tmp_path):
+    comps = TrainingCompositions.from_numbers([[8, 8, 12], [14], [26, 26, 8, 8, 8]])
+    path = tmp_path / "train_compositions.npz"
+    comps.save(path)
+    back = TrainingCompositions.load(path)
+    queries = [[8, 12], [26, 8], [1]]
+    np.testing.assert_allclose(back.distance(queries), comps.distance(queries), atol=1e-6)
+    path.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=r"train_compositions\.npz.*cannot be read"):
+        TrainingCompositions.load(path)
+    with pytest.raises(ValueError, match="no training crystals"):
+        TrainingCompositions.from_numbers([])
+
+
+@pytest.mark.parametrize("k, w", [(1.7, 0.02), (0.6, 0.3), (2.0, 0.0)])
+def test_sigma_fit_recovers_the_scale_and_weight_errors_were_drawn_with(k, w):
+    g = np.random.default_rng(0)
+    n = 40_000
+    spread = g.uniform(0.01, 0.2, n)
+    distance = g.uniform(0.0, 2.0, n)
+    error = g.normal(size=n) * k * np.sqrt(spread**2 + w * distance**2)
+    k_fit, w_fit = sigma_fit(error, spread, distance)
+    assert k_fit == pytest.approx(k, rel=0.05)
+    if w == 0:
+        # the smallest weight on the grid is 1e-3 of mean(spread^2) / mean(distance^2)
+        assert w_fit <= 0.01 * np.mean(spread**2) / np.mean(distance**2)
+    else:
+        assert w_fit == pytest.approx(w, rel=0.15)
+
+
+def test_sigma_fit_without_distances_is_the_scale_alone():
+    g = np.random.default_rng(1)
+    spread = g.uniform(0.1, 1.0, (50, 3, 3))  # a tensor target: distance per structure
+    error = g.normal(size=spread.shape) * spread
+    k, w = sigma_fit(error, spread, np.zeros(50))
+    assert w == 0.0 and k == pytest.approx(sigma_scale(error, spread), rel=1e-12)
+    assert sigma_fit(np.zeros(4), np.ones(4), np.ones(4)) == (1.0, 0.0)
