@@ -51,7 +51,8 @@ def test_a_training_composition_is_at_distance_zero_in_any_cell(train, pick, rep
     cell = train[pick % len(train)]
     shuffled = np.random.default_rng(seed).permutation(np.tile(cell, repeat))
     comps = TrainingCompositions.from_numbers(train)
-    np.testing.assert_allclose(comps.distance([cell, shuffled]), 0.0, atol=1e-12)
+    # exactly 0, not rounding (a w fitted on distances of 1e-16 would blow σ up)
+    assert (comps.distance([cell, shuffled]) == 0.0).all()
 
 
 def test_unknown_elements_disjoint_compositions_and_unread_rows():
@@ -80,8 +81,9 @@ def test_the_file_round_trip_and_a_broken_file(tmp_path):
     path = tmp_path / "train_compositions.npz"
     comps.save(path)
     back = TrainingCompositions.load(path)
-    queries = [[8, 12], [26, 8], [1]]
-    np.testing.assert_allclose(back.distance(queries), comps.distance(queries), atol=1e-6)
+    queries = [[8, 12], [26, 8], [1], [12, 8, 8], [14, 14]]
+    np.testing.assert_array_equal(back.distance(queries), comps.distance(queries))
+    assert (back.distance(queries)[-2:] == 0.0).all()
     path.write_bytes(b"not an npz")
     with pytest.raises(ValueError, match=r"train_compositions\.npz.*cannot be read"):
         TrainingCompositions.load(path)
@@ -112,3 +114,27 @@ def test_sigma_fit_without_distances_is_the_scale_alone():
     k, w = sigma_fit(error, spread, np.zeros(50))
     assert w == 0.0 and k == pytest.approx(sigma_scale(error, spread), rel=1e-12)
     assert sigma_fit(np.zeros(4), np.ones(4), np.ones(4)) == (1.0, 0.0)
+
+
+def test_sigma_fit_ignores_distances_that_are_all_zero_or_too_few():
+    """Validation compositions all seen in training (d = 0) or fewer than 3 unseen: w = 0 and
+    k the scale alone, never a weight fitted on noise."""
+    g = np.random.default_rng(2)
+    spread = g.uniform(0.1, 1.0, 200)
+    error = g.normal(size=200) * 2.0 * spread
+    for d in (np.zeros(200), np.r_[np.zeros(198), 0.5, 1.0]):
+        k, w = sigma_fit(error, spread, d)
+        assert w == 0.0 and k == pytest.approx(sigma_scale(error, spread), rel=1e-12)
+
+
+def test_sigma_fit_leaves_out_entries_whose_members_agree_exactly():
+    """Spread 0 (band gaps every member decodes as a metal, error mostly exactly 0): not a
+    normal error, left out of the fit as the scale alone always left them out."""
+    g = np.random.default_rng(4)
+    spread = g.uniform(0.1, 1.0, 300)
+    distance = g.uniform(0.0, 2.0, 300)
+    error = g.normal(size=300) * 1.5 * np.sqrt(spread**2 + 0.1 * distance**2)
+    fitted = sigma_fit(error, spread, distance)
+    agree = (np.r_[error, np.zeros(20), np.ones(5)], np.r_[spread, np.zeros(25)],
+             np.r_[distance, np.full(25, 1.5)])  # fmt: skip
+    assert sigma_fit(*agree) == fitted and fitted[1] > 0

@@ -135,11 +135,13 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
     maximise the likelihood of normal errors.
 
     ``distance`` (one per structure, the leading axis of ``error`` and ``spread``) is
-    broadcast over the entries of tensor targets; entries with ``spread > 0`` count. For each
-    w of a log grid around ``mean(spread^2) / mean(distance^2)`` (and w = 0) the best k is
+    broadcast over the entries of tensor targets; the entries with ``spread > 0`` count
+    (where the members agree exactly, as on band gaps they all decode as metals, the error
+    is mostly exactly 0 too: no normal error). For each w of a log grid around
+    ``mean(spread^2) / mean(distance^2 | distance > 0)`` (and w = 0) the best k is
     ``sqrt(mean(error^2 / (spread^2 + w distance^2)))``; the pair with the smallest negative
-    log-likelihood wins, its w refined between the grid's neighbours. (1, 0) if no entry
-    counts or every error is zero.
+    log-likelihood wins, its w refined between the grid's neighbours. w stays 0 where fewer
+    than 3 entries have ``distance > 0``; (1, 0) if no entry counts or every error is zero.
     """
     e = np.asarray(error, dtype=np.float64)
     s = np.asarray(spread, dtype=np.float64)
@@ -150,8 +152,9 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
     if not e2.size:
         return 1.0, 0.0
     weights = [0.0]
-    if d2.mean() > 0:
-        weights += list(s2.mean() / d2.mean() * np.logspace(-3, 3, 61))
+    if int((d2 > 0).sum()) >= 3:
+        scale = max(float(s2.mean()), 1e-300) / float(d2[d2 > 0].mean())
+        weights += list(scale * np.logspace(-3, 3, 61))
 
     def fit(w: float) -> tuple[float, float]:  # (negative log-likelihood, k)
         v = s2 + w * d2

@@ -21,6 +21,8 @@ __all__ = ["TrainingCompositions", "fractional_composition"]
 
 #: Entries of the [queries, training crystals, elements] block compared at once.
 _BLOCK = 1 << 22
+#: Distances below this are rounding of a composition seen in training: 0.
+_SEEN = 1e-9
 
 
 def fractional_composition(numbers: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +63,14 @@ class TrainingCompositions:
                 "training compositions need offsets [0, ..., n_entries] with every crystal "
                 "owning at least one entry, and one fraction per element entry"
             )
-        # dense [crystals, max Z + 1]: at 150 k crystals and Z <= 118 about 140 MB in float64
-        self._dense = np.zeros((n, int(self.elements.max()) + 1))
+        # dense [distinct compositions, max Z + 1] (polymorphs share a row): at most about
+        # 140 MB in float64 for 150 k crystals and Z <= 118
+        dense = np.zeros((n, int(self.elements.max()) + 1))
         rows = np.repeat(np.arange(n), np.diff(self.offsets))
-        self._dense[rows, self.elements] = self.fractions
+        dense[rows, self.elements] = self.fractions
+        # one row per distinct composition (rows compared as bytes: faster than axis=0)
+        as_bytes = dense.view(np.dtype((np.void, dense.dtype.itemsize * dense.shape[1])))
+        self._dense = dense[np.sort(np.unique(as_bytes.ravel(), return_index=True)[1])]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -83,8 +89,7 @@ class TrainingCompositions:
         """Write an ``.npz`` file (``elements``, ``fractions``, ``offsets``)."""
         with open(path, "wb") as fh:  # np.savez would append ".npz" to other names
             np.savez_compressed(fh, elements=self.elements.astype(np.int16),
-                                fractions=self.fractions.astype(np.float32),
-                                offsets=self.offsets)  # fmt: skip
+                                fractions=self.fractions, offsets=self.offsets)  # fmt: skip
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainingCompositions:
@@ -118,6 +123,7 @@ class TrainingCompositions:
             inside = col < width  # elements no training crystal holds share nothing
             train = self._dense[:, col[inside]]
             shared = np.minimum(query[:, None, inside], train[None]).sum(-1).max(1)
-            out[[k for k, _ in chunk]] = np.clip(2.0 - 2.0 * shared, 0.0, 2.0)
+            d = np.clip(2.0 - 2.0 * shared, 0.0, 2.0)
+            out[[k for k, _ in chunk]] = np.where(d < _SEEN, 0.0, d)
             start = end
         return out

@@ -9,7 +9,8 @@ shape). σ = k sqrt(spread² + w d²) adds to the spread the distance d of the c
 composition to the nearest training crystal's (:mod:`xtalnet.composition_distance`, the
 ensemble's ``train_compositions.npz``); k and w are fitted on the validation split when the
 ensemble is trained (``ensemble.json``: ``sigma_scale`` and ``sigma_distance_weight``, the
-maximum-likelihood values for normal errors). Ensembles without them: σ = the spread.
+maximum-likelihood values for normal errors). Ensembles scored before the distance term
+(no ``sigma_distance_weight``): σ = k x spread, as then.
 """
 
 from __future__ import annotations

@@ -243,8 +243,9 @@ def _samples(
 def score_ensemble(
     root: Path, sources: Mapping[str, Any], say: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Fit the σ scale of every target on the validation split, score the ensemble on the
-    test split (mean vs members, calibration) and write ``ensemble.json``,
+    """Save the training compositions (``train_compositions.npz``), fit every target's σ
+    (k and w of σ = k sqrt(spread² + w d²)) on the validation split, score the ensemble on
+    the test split (mean vs members, calibration) and write ``ensemble.json``,
     ``test_metrics.json``, ``test_predictions.csv`` and ``calibration_<target>.png``."""
     ensemble, train, val, test = _samples(root, sources)
     columns = list(ensemble.target_heads)
