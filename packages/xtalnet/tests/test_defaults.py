@@ -27,9 +27,14 @@ def _by_field(choices):
     return {c.field: c for c in choices}
 
 
-def test_scalar_targets_get_one_layer_the_audits_cutoff_and_the_elemental_embedding():
+def test_scalar_targets_get_one_layer_the_audits_cutoff_and_both_embeddings():
     got = _by_field(choose(["formation_energy_per_atom"], 846, REC, {}))
-    assert got["species_features"].value == "elemental" and got["composition"].value is True
+    assert got["species_features"].value == "both" and got["composition"].value is True
+    # log targets (the moduli) and tensors keep the descriptors alone, as does any run
+    # with one of them among its targets
+    for targets in (["K_VRH"], ["elastic_tensor"], ["formation_energy_per_atom", "K_VRH"]):
+        other = _by_field(choose(targets, 846, REC, {}))
+        assert other["species_features"].value == "elemental", targets
     assert got["tensor_frame"].value == "as_given" and got["r_cut"].value == 5.0
     assert (
         got["num_layers"].value == 1 and "audit's 3 is the upper bound" in got["num_layers"].reason
@@ -52,11 +57,13 @@ def test_band_gaps_get_both_species_embeddings():
 @pytest.mark.parametrize(
     ("target", "given", "members"),
     [
-        ("formation_energy_per_atom", {}, [("elemental", True), ("both", True),
-                                           ("elemental", False), ("elemental", True)]),
+        ("formation_energy_per_atom", {}, [("both", True), ("elemental", True),
+                                           ("elemental", False), ("both", True)]),
+        ("K_VRH", {}, [("elemental", True), ("both", True), ("elemental", False),
+                       ("elemental", True)]),
         ("band_gap", {}, [("both", True), ("both", False), ("both", True)]),
         ("formation_energy_per_atom", {"composition": True},
-         [("elemental", None), ("both", None), ("elemental", None)]),
+         [("both", None), ("elemental", None), ("both", None)]),
         # both embeddings without composition statistics is no member: descriptors only
         ("formation_energy_per_atom", {"composition": False}, [("elemental", None)] * 3),
         ("formation_energy_per_atom", {"species_features": "elemental"},
