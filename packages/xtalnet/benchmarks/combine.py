@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import xtalnet
-from xtalnet._metrics import calibration, sigma_fit
+from xtalnet._metrics import calibration, sigma_fit, widened_sigma
 from xtalnet.composition_distance import TrainingCompositions
 from xtalnet.ensemble import combine, predict_graphs
 from xtalnet.training.ensemble import split_samples
@@ -70,8 +70,7 @@ def main() -> None:
         members, mean, spread, true, d = _combined([p[1] for p in per_run], "test", column,
                                                    heads)  # fmt: skip
         err = mean - true
-        d = d.reshape((-1,) + (1,) * (spread.ndim - 1))
-        cal = calibration(err, scale * np.sqrt(spread**2 + w * d**2))
+        cal = calibration(err, widened_sigma(spread, scale, w, d))
         member_mae = ", ".join(f"{np.abs(m - true).mean():.4f}" for m in members)
         print(
             f"{column}: mean's test MAE {np.abs(err).mean():.4f} (runs {member_mae}); "

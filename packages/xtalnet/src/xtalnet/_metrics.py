@@ -34,6 +34,7 @@ __all__ = [
     "spearman",
     "target_metrics",
     "vrh_moduli",
+    "widened_sigma",
 ]
 
 
@@ -130,6 +131,24 @@ def sigma_scale(error: Any, sigma: Any) -> float:
     return float(np.sqrt(np.mean((e[ok] / s[ok]) ** 2))) if ok.any() else 1.0
 
 
+def _per_entry(distance: Any, ndim: int) -> np.ndarray:
+    """One distance per structure [n] -> [n, 1, ...] with ``ndim`` axes, to broadcast over a
+    tensor target's entries."""
+    return np.asarray(distance, dtype=np.float64).reshape((-1,) + (1,) * (ndim - 1))
+
+
+def widened_sigma(spread: Any, scale: float, weight: float, distance: Any) -> np.ndarray:
+    """``scale sqrt(spread^2 + weight distance^2)``: the members' spread [n, ...] widened by
+    each structure's distance [n] to the training data (``distance`` may be None where
+    ``weight`` is 0)."""
+    s = np.asarray(spread, dtype=np.float64)
+    if weight > 0:
+        if distance is None:
+            raise ValueError("σ has a distance term: the distances are needed")
+        s = np.sqrt(s**2 + weight * _per_entry(distance, s.ndim) ** 2)
+    return s * scale
+
+
 def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
     """The scale k and distance weight w of ``sigma = k sqrt(spread^2 + w distance^2)`` that
     maximise the likelihood of normal errors.
@@ -145,8 +164,7 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
     """
     e = np.asarray(error, dtype=np.float64)
     s = np.asarray(spread, dtype=np.float64)
-    d = np.asarray(distance, dtype=np.float64).reshape((-1,) + (1,) * (e.ndim - 1))
-    d = np.broadcast_to(d, e.shape)
+    d = np.broadcast_to(_per_entry(distance, e.ndim), e.shape)
     ok = np.isfinite(e) & np.isfinite(s) & np.isfinite(d) & (s > 0)
     e2, s2, d2 = e[ok] ** 2, s[ok] ** 2, d[ok] ** 2
     if not e2.size:

@@ -72,9 +72,6 @@ class TrainingCompositions:
         as_bytes = dense.view(np.dtype((np.void, dense.dtype.itemsize * dense.shape[1])))
         self._dense = dense[np.sort(np.unique(as_bytes.ravel(), return_index=True)[1])]
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
     @classmethod
     def from_numbers(cls, numbers: Sequence[Any]) -> TrainingCompositions:
         """From every training crystal's atomic numbers (e.g. its graph's ``numbers``)."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xtalnet._metrics import widened_sigma
 from xtalnet.composition_distance import TrainingCompositions
 from xtalnet.network import Network
 from xtalnet.prediction import decode, forward_graphs, outputs_with_notes
@@ -80,14 +81,8 @@ def combine(
             out[key] = stack.mean(0)
             continue
         out[key] = heads[key].average(stack)
-        spread = stack.std(0)
-        w = float((weight or {}).get(key, 0.0))
-        if w > 0:
-            if distance is None:
-                raise ValueError(f"σ of {key!r} has a distance term: the distances are needed")
-            d = np.asarray(distance, dtype=np.float64).reshape((-1,) + (1,) * (spread.ndim - 1))
-            spread = np.sqrt(spread**2 + w * d**2)
-        out[f"{key}.std"] = spread * float((scale or {}).get(key, 1.0))
+        k, w = float((scale or {}).get(key, 1.0)), float((weight or {}).get(key, 0.0))
+        out[f"{key}.std"] = widened_sigma(stack.std(0), k, w, distance)
     return out
 
 
@@ -171,16 +166,13 @@ class Ensemble(nn.Module):
         decoded = [decode(net, std) for net, std in zip(nets, outputs)]
         return self.combine(decoded, numbers), notes
 
-    def distance(self, numbers: Sequence[Any]) -> np.ndarray | None:
-        """Composition distance to the training data of crystals given by their atomic
-        numbers (None without training compositions)."""
-        return None if self.compositions is None else self.compositions.distance(numbers)
-
     def combine(
         self, decoded: Sequence[Mapping[str, np.ndarray]], numbers: Sequence[Any]
     ) -> dict[str, np.ndarray]:
         """:func:`combine` with this ensemble's σ (``numbers``: each crystal's atoms)."""
-        distance = self.distance(numbers) if self.sigma_distance_weight else None
+        distance = None
+        if self.compositions is not None and any(self.sigma_distance_weight.values()):
+            distance = self.compositions.distance(numbers)
         return combine(decoded, self.target_heads, self.sigma_scale, distance,
                        self.sigma_distance_weight)  # fmt: skip
 
