@@ -84,7 +84,14 @@ def test_the_file_round_trip_and_a_broken_file(tmp_path):
     queries = [[8, 12], [26, 8], [1], [12, 8, 8], [14, 14]]
     np.testing.assert_array_equal(back.distance(queries), comps.distance(queries))
     assert (back.distance(queries)[-2:] == 0.0).all()
+    good = path.read_bytes()
     path.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=r"train_compositions\.npz.*cannot be read.*not an \.npz"):
+        TrainingCompositions.load(path)
+    path.write_bytes(good[: len(good) // 2])  # cut short: the archive's directory is gone
+    with pytest.raises(ValueError, match=r"train_compositions\.npz.*cannot be read"):
+        TrainingCompositions.load(path)
+    path.unlink()
     with pytest.raises(ValueError, match=r"train_compositions\.npz.*cannot be read"):
         TrainingCompositions.load(path)
     with pytest.raises(ValueError, match="no training crystals"):

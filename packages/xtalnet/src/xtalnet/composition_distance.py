@@ -11,6 +11,7 @@ members agree on a composition unlike any they were trained on, their agreement 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,16 @@ class TrainingCompositions:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainingCompositions:
         """Read what :meth:`save` wrote (``ValueError`` naming the file if it cannot)."""
+        why = f"{str(path)!r}: training compositions cannot be read"
         try:
+            with open(path, "rb") as fh:  # np.load would call any other file "pickled data"
+                is_npz = fh.read(4) == b"PK\x03\x04"
+            if not is_npz:
+                raise ValueError("not an .npz archive (xtalnet train writes it)")
             with np.load(Path(path)) as z:
                 return cls(z["elements"], z["fractions"], z["offsets"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{str(path)!r}: training compositions cannot be read: {exc}") from exc
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{why}: {exc}") from exc
 
     def distance(self, numbers: Sequence[Any]) -> np.ndarray:
         """L1 distance in [0, 2] of every crystal's fractional composition to the nearest
