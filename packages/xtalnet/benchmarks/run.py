@@ -1,7 +1,7 @@
 """Benchmark of xtalnet: training-step throughput and peak memory against an e3nn twin,
 and the time of one epoch over the MP-20 training structures.
 
-    nox -s bench -- xtalnet [--quick] [--only twin|epoch] [--cases ...] [--compile off,on]
+    nox -s bench -- xtalnet [--quick] [--only twin|epoch|distance] [--cases ...] [--compile off,on]
 
 Twin: the same network (config, embedding, Bessel radial MLPs, BlockRMSNorm, pooling,
 readouts, heads) in which every layer's fused ``PeriodicConvolution`` is replaced by e3nn's
@@ -21,7 +21,9 @@ XTAL_SHARED_DATA, else 32 ASE dcdft crystals), default config; ``thesis f64``: o
 cell at r_cut 3.7 Å (about 12 neighbours), hidden 16x l = 0..4 (natural parities), filter
 l <= 8, 2 layers, float64. Epoch: the 847 MP-20 training structures, default config (float32),
 targets formation energy + band gap, batch size 32: graph building and one training epoch.
-Medians over repeats; tables printed last.
+Medians over repeats; tables printed last. Distance: the composition distance of an
+ensemble's σ against scikit-learn's nearest neighbours (``benchmarks/composition_distance.py``,
+its table printed as it comes).
 """
 
 from __future__ import annotations
@@ -309,7 +311,7 @@ def _spawn(args: list[str], memory: bool = False) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", choices=["twin", "epoch"], default=None)
+    ap.add_argument("--only", choices=["twin", "epoch", "distance"], default=None)
     ap.add_argument("--quick", action="store_true", help="1 repeat, MP-20 float32 case only")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--compile", default="off,on", help="off, on or off,on")
@@ -361,6 +363,10 @@ def main() -> None:
     if a.only in (None, "epoch"):
         epoch = _spawn(["--epoch-child", "--batch-size", str(a.batch_size)])
         print(json.dumps(epoch), flush=True)
+    if a.only in (None, "distance"):
+        script = Path(__file__).with_name("composition_distance.py")
+        subprocess.run([sys.executable, str(script), *(["--quick"] if a.quick else [])],
+                       check=True)  # fmt: skip
     if rows:
         print("\n| case | compile | impl | step (s) | structures/s | speed-up vs e3nn | peak (MiB) "
               "| peak / e3nn | params (ours / twin) |")  # fmt: skip

@@ -63,17 +63,23 @@ def test_unknown_elements_disjoint_compositions_and_unread_rows():
     np.testing.assert_allclose(d[3], 1 / 3, atol=1e-12)
 
 
-def test_many_queries_against_many_training_cells_are_chunked_exactly(monkeypatch):
-    import xtalnet.composition_distance as cd
-
+def test_many_queries_against_many_training_cells_match_a_dense_brute_force():
+    """Queries with elements no training cell holds (Z >= 60) and repeated training rows."""
     g = np.random.default_rng(3)
     train = [g.integers(1, 60, size=g.integers(1, 6)).tolist() for _ in range(300)]
-    queries = [g.integers(1, 60, size=g.integers(1, 6)).tolist() for _ in range(50)]
-    whole = TrainingCompositions.from_numbers(train).distance(queries)
-    monkeypatch.setattr(cd, "_BLOCK", 1000)  # smaller than one query's block: one at a time
-    np.testing.assert_array_equal(TrainingCompositions.from_numbers(train).distance(queries),
-                                  whole)  # fmt: skip
-    assert whole[0] == pytest.approx(pymatgen_distance(queries[0], train), abs=1e-12)
+    train += train[:40]  # polymorphs: one distinct composition each
+    queries = [g.integers(1, 90, size=g.integers(1, 6)).tolist() for _ in range(200)]
+
+    def dense(cells: list[list[int]]) -> np.ndarray:
+        x = np.zeros((len(cells), 95))
+        for r, z in enumerate(cells):
+            np.add.at(x[r], z, 1.0 / len(z))
+        return x
+
+    want = np.abs(dense(queries)[:, None, :] - dense(train)[None]).sum(-1).min(1)
+    got = TrainingCompositions.from_numbers(train).distance(queries)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert got[0] == pytest.approx(pymatgen_distance(queries[0], train), abs=1e-12)
 
 
 def test_the_file_round_trip_and_a_broken_file(tmp_path):

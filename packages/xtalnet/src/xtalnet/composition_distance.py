@@ -20,8 +20,6 @@ import numpy as np
 
 __all__ = ["TrainingCompositions", "fractional_composition"]
 
-#: Entries of the [queries, training crystals, elements] block compared at once.
-_BLOCK = 1 << 22
 #: Distances below this are rounding of a composition seen in training: 0.
 _SEEN = 1e-9
 
@@ -71,7 +69,9 @@ class TrainingCompositions:
         dense[rows, self.elements] = self.fractions
         # one row per distinct composition (rows compared as bytes: faster than axis=0)
         as_bytes = dense.view(np.dtype((np.void, dense.dtype.itemsize * dense.shape[1])))
-        self._dense = dense[np.sort(np.unique(as_bytes.ravel(), return_index=True)[1])]
+        distinct = dense[np.sort(np.unique(as_bytes.ravel(), return_index=True)[1])]
+        # column-major: a query reads the columns of its own elements
+        self._columns = np.asfortranarray(distinct)
 
     @classmethod
     def from_numbers(cls, numbers: Sequence[Any]) -> TrainingCompositions:
@@ -107,26 +107,15 @@ class TrainingCompositions:
         """L1 distance in [0, 2] of every crystal's fractional composition to the nearest
         training crystal's; ``numbers[i]`` its atomic numbers (None: NaN)."""
         out = np.full(len(numbers), np.nan)
-        known = [(i, fractional_composition(z)) for i, z in enumerate(numbers) if z is not None]
-        n_train, width = self._dense.shape
-        start = 0
-        while start < len(known):
-            # a chunk of queries against every training crystal, on the elements they hold
-            end, cols = start + 1, set(known[start][1][0].tolist())
-            while end < len(known):
-                grown = cols | set(known[end][1][0].tolist())
-                if (end - start + 1) * n_train * len(grown) > _BLOCK:
-                    break
-                end, cols = end + 1, grown
-            chunk = known[start:end]
-            col = np.array(sorted(cols))
-            query = np.zeros((len(chunk), len(col)))
-            for r, (_, (e, f)) in enumerate(chunk):
-                query[r, np.searchsorted(col, e)] = f
-            inside = col < width  # elements no training crystal holds share nothing
-            train = self._dense[:, col[inside]]
-            shared = np.minimum(query[:, None, inside], train[None]).sum(-1).max(1)
-            d = np.clip(2.0 - 2.0 * shared, 0.0, 2.0)
-            out[[k for k, _ in chunk]] = np.where(d < _SEEN, 0.0, d)
-            start = end
+        width = self._columns.shape[1]
+        for i, z in enumerate(numbers):
+            if z is None:
+                continue
+            elements, x = fractional_composition(z)
+            inside = elements < width  # elements no training crystal holds: t = 0 there
+            t = self._columns[:, elements[inside]]
+            # sum_j |x_j - t_j| over all elements = 1 + sum over the query's own elements of
+            # (|x_j - t_j| - t_j), as t sums to 1: a few columns instead of every element
+            d = 1.0 + (np.abs(t - x[inside]) - t).sum(1).min() + x[~inside].sum()
+            out[i] = 0.0 if d < _SEEN else min(d, 2.0)
         return out
