@@ -75,7 +75,8 @@ def main() -> None:
         print(
             f"{column}: mean's test MAE {np.abs(err).mean():.4f} (runs {member_mae}); "
             f"|error| <= σ {cal['within_1sigma']:.2f}, <= 2σ {cal['within_2sigma']:.2f}, "
-            f"Spearman {cal['spearman']:.2f}; σ = {scale:.3g} sqrt(spread² + {w:.3g} d²); "
+            f"Spearman {cal['spearman']:.2f} (exact σ: {cal['spearman_if_exact']:.2f}); "
+            f"σ = {scale:.3g} sqrt(spread² + {w:.3g} d²); "
             f"n = {true.shape[0]}"
         )
 

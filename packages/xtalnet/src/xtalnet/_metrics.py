@@ -32,6 +32,7 @@ __all__ = [
     "sigma_fit",
     "sigma_scale",
     "spearman",
+    "spearman_if_exact",
     "target_metrics",
     "vrh_moduli",
     "widened_sigma",
@@ -105,20 +106,40 @@ def spearman(a: Any, b: Any) -> float:
     return float((ra * rb).sum() / denominator) if denominator > 0 else math.nan
 
 
+def spearman_if_exact(sigma: Any, draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """The Spearman correlation of |error| with ``sigma`` that errors drawn normal with exactly
+    this σ would give on these entries: the mean (``spearman_if_exact``) and the 5th and 95th
+    percentiles (``..._p05``, ``..._p95``) over seeded draws. It is the most a σ with this
+    spread of values can reach on this many entries (NaN where σ is constant): a Spearman
+    near it says σ ranks the errors as well as an exact σ would."""
+    s = np.asarray(sigma, dtype=np.float64).ravel()
+    s = s[np.isfinite(s)]
+    keys = ("spearman_if_exact", "spearman_if_exact_p05", "spearman_if_exact_p95")
+    if s.size < 3 or not float(np.ptp(s)) > 0:
+        return dict.fromkeys(keys, math.nan)
+    draws = max(20, min(draws, 2_000_000 // s.size))  # large sets: fewer draws suffice
+    rng = np.random.default_rng(seed)
+    rho = np.array([spearman(np.abs(rng.standard_normal(s.size)) * s, s) for _ in range(draws)])
+    return dict(zip(keys, (float(rho.mean()), *map(float, np.percentile(rho, [5, 95])))))
+
+
 def calibration(error: Any, sigma: Any) -> dict[str, float]:
     """How well a predicted standard deviation ``sigma`` describes the absolute ``error``
     (same shape; every entry counts): the fractions of |error| <= sigma and <= 2 sigma (a
-    normal error: 0.683 and 0.954) and Spearman's correlation of |error| with sigma."""
+    normal error: 0.683 and 0.954), Spearman's correlation of |error| with sigma and what an
+    exact σ would reach (:func:`spearman_if_exact`)."""
     e = np.abs(np.asarray(error, dtype=np.float64)).ravel()
     s = np.asarray(sigma, dtype=np.float64).ravel()
     ok = np.isfinite(e) & np.isfinite(s)
     e, s = e[ok], s[ok]
     if not e.size:
-        return {"within_1sigma": math.nan, "within_2sigma": math.nan, "spearman": math.nan}
+        return {"within_1sigma": math.nan, "within_2sigma": math.nan, "spearman": math.nan,
+                **spearman_if_exact(s)}  # fmt: skip
     return {
         "within_1sigma": float((e <= s).mean()),
         "within_2sigma": float((e <= 2 * s).mean()),
         "spearman": spearman(e, s),
+        **spearman_if_exact(s),
     }
 
 

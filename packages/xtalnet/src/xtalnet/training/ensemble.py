@@ -299,7 +299,9 @@ def score_ensemble(
             f"{', '.join(f'{x:.4g}' for x in r['member_mae'])}; mean predictor "
             f"{base.get(c, {}).get('mae', math.nan):.4g}); |error| <= σ "
             f"{r['within_1sigma']:.2f}, <= 2σ {r['within_2sigma']:.2f}, Spearman(|error|, σ) "
-            f"{r['spearman']:.2f}; σ = {r['sigma_scale']:.3g} sqrt(spread² + "
+            f"{r['spearman']:.2f} (normal errors of exactly this σ: {r['spearman_if_exact']:.2f}, "
+            f"5-95 % {r['spearman_if_exact_p05']:.2f}-{r['spearman_if_exact_p95']:.2f}); "
+            f"σ = {r['sigma_scale']:.3g} sqrt(spread² + "
             f"{r['sigma_distance_weight']:.3g} d²), spread: the members' standard deviation, "
             "d: the composition's distance to the nearest training crystal's (fitted on the "
             "validation split)")  # fmt: skip
