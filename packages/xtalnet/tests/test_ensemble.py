@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import mp_audit
 import numpy as np
@@ -16,6 +17,7 @@ from xtalnet._cli import main
 from xtalnet.config import NetworkConfig
 from xtalnet.ensemble import Ensemble
 from xtalnet.network import Network
+from xtalnet.training.setup import init_seed, plan_run
 
 TINY = {"dtype": "float64", "r_cut": 5.0, "num_layers": 1, "embed_dim": 8, "num_basis": 4,
         "hidden_irreps": "8x0e+2x1o", "l_filter_max": 1, "radial_hidden": 8}  # fmt: skip
@@ -35,6 +37,17 @@ def ensemble_run(tmp_path_factory, dcdft40):
     res = xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, options=OPTS, ensemble=3,
                         progress=False, quiet=True)  # fmt: skip
     return out, res
+
+
+def test_init_seed_rule_shared_by_a_run_and_an_ensemble():
+    # one rule for both (plan_run, train_ensemble): the config's seed, else the options'
+    assert init_seed({}, {}) == NetworkConfig().seed == 0
+    assert init_seed({}, {"seed": 7}) == 7
+    assert init_seed({"seed": 3}, {"seed": 7}) == 3
+    plan = plan_run(Path("unused"), ["K_wien2k"], None, {"seed": 7}, False, lambda msg: None)
+    assert plan.given["seed"] == 7
+    plan = plan_run(Path("unused"), ["K_wien2k"], {"seed": 3}, {"seed": 7}, False, lambda msg: None)
+    assert plan.given["seed"] == 3
 
 
 def test_members_share_the_split_and_differ_in_seed(ensemble_run):

@@ -44,6 +44,7 @@ from xtalnet.plots import calibration_plot
 from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.training.distributed import setup_dist
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
+from xtalnet.training.setup import init_seed
 
 __all__ = ["check_members", "split_samples", "train_ensemble"]
 
@@ -103,7 +104,7 @@ def train_ensemble(
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
         seed = int(opts.get("seed", 0))
-        cfg_seed = int(cfg.get("seed", seed))  # as for a run of its own (plan_run)
+        cfg_seed = init_seed(cfg, opts)  # member 1 starts as a run of its own would
         vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()
     # finds it initialised (a group destroyed and initialised again hung at member 2)

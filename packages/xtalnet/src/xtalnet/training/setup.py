@@ -31,6 +31,7 @@ __all__ = [
     "Samples",
     "check_same_samples",
     "given_fields",
+    "init_seed",
     "network_config",
     "plan_run",
     "prepare_samples",
@@ -124,6 +125,15 @@ def given_fields(config: Any) -> dict[str, Any]:
     return d
 
 
+def init_seed(given_config: Mapping[str, Any], given_options: Mapping[str, Any]) -> int:
+    """The seed that initialises a new run's network: the config's own ``seed`` if given,
+    else the options' ``seed`` (another seed is another run: it seeds the initialisation
+    too, not only the split and the batch order), else the config's default."""
+    if "seed" in given_config:
+        return int(given_config["seed"])
+    return int(given_options.get("seed", NetworkConfig.seed))
+
+
 def plan_run(
     out: Path,
     targets: Sequence[str],
@@ -144,10 +154,8 @@ def plan_run(
     opts_given = options.to_dict() if isinstance(options, TrainOptions) else dict(options or {})
     opts_given.pop("provenance", None)
     if not resume:
-        if "seed" in opts_given and "seed" not in given:
-            # another seed is another run: it seeds the initialisation too, not only the
-            # split and the batch order (unless the config gives its own)
-            given["seed"] = opts_given["seed"]
+        if "seed" in opts_given:
+            given["seed"] = init_seed(given, opts_given)
         choices = option_choices(targets, opts_given, sources or {})
         for c in choices:
             log(c.line())
