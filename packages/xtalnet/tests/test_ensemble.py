@@ -13,10 +13,13 @@ import pytest
 import torch
 import xtalnet
 from ase.collections import dcdft
+from hypothesis import given
+from hypothesis import strategies as st
 from xtalnet._cli import main
 from xtalnet.config import NetworkConfig
-from xtalnet.ensemble import Ensemble
+from xtalnet.ensemble import MAX_MEMBERS, Ensemble
 from xtalnet.network import Network
+from xtalnet.training.ensemble import member_seeds
 from xtalnet.training.setup import init_seed, plan_run
 
 TINY = {"dtype": "float64", "r_cut": 5.0, "num_layers": 1, "embed_dim": 8, "num_basis": 4,
@@ -48,6 +51,13 @@ def test_init_seed_rule_shared_by_a_run_and_an_ensemble():
     assert plan.given["seed"] == 7
     plan = plan_run(Path("unused"), ["K_wien2k"], {"seed": 3}, {"seed": 7}, False, lambda msg: None)
     assert plan.given["seed"] == 3
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, MAX_MEMBERS))
+def test_ensembles_of_one_size_share_no_member_seed(a, b, k):
+    seeds = member_seeds(a, k)
+    assert len(set(seeds)) == k and seeds[0] == a * k
+    assert a == b or not set(seeds) & set(member_seeds(b, k))
 
 
 def test_members_share_the_split_and_differ_in_seed(ensemble_run):
@@ -171,7 +181,7 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         xtalnet.train(dcdft40, ["K_wien2k"], out, config=TINY, ensemble=3, progress=False,
-                      options={**OPTS, "bootstrap": True}, quiet=True,
+                      options={**OPTS, "bootstrap": True, "seed": 1}, quiet=True,
                       callback=stop_in_member_two)  # fmt: skip
     first = (out / "member-1" / "best.pt").read_bytes()
     state = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
@@ -188,10 +198,13 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     assert done["done"] and done["global_step"] == OPTS["max_steps"]
     assert (out / "test_metrics.json").is_file()
     # member 3 had not started: it starts as member 1 did (bagged), with its own seed
+    # (--seed 1, 3 members: seeds 3, 4, 5) on the split of --seed 1
     third = json.loads((out / "member-3" / "options.json").read_text())
-    assert (third["seed"], third["split_seed"], third["bootstrap"]) == (2, 0, True)
+    assert (third["seed"], third["split_seed"], third["bootstrap"]) == (5, 1, True)
     cfg3 = json.loads((out / "member-3" / "config.json").read_text())
-    assert cfg3["seed"] == 2
+    assert cfg3["seed"] == 5
+    info = json.loads((out / "ensemble.json").read_text())
+    assert (info["seeds"], info["init_seeds"], info["split_seed"]) == ([3, 4, 5], [3, 4, 5], 1)
     # ... and takes its own inputs: what the rule chose for member 1 is not passed on as given
     assert (cfg3["species_features"], cfg3["composition"]) == ("elemental", False)
     assert cfg3["provenance"]["composition"].startswith("rule:")

@@ -174,8 +174,8 @@ def test_the_options_seed_initialises_the_network_unless_the_config_gives_one(tm
                   progress=False, quiet=True)  # fmt: skip
     inits = [json.loads((tmp_path / "ens" / f"member-{m}" / "config.json").read_text())["seed"]
              for m in (1, 2)]  # fmt: skip
-    assert inits == [3, 4]
-    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["init_seeds"] == [3, 4]
+    assert inits == [6, 7]  # --seed 3 of 2 members: seeds 6, 7 (member_seeds)
+    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["init_seeds"] == [6, 7]
     first = ckpt_mod.read(tmp_path / "own" / "last.pt")["model"]
     other = ckpt_mod.read(tmp_path / "given" / "last.pt")["model"]
     assert any(not torch.equal(first[k], other[k]) for k in first)

@@ -1,9 +1,10 @@
 """Training an ensemble: K members in one run folder, ``member-1/ … member-K/``.
 
 Every member is an ordinary run (:func:`xtalnet.train`) on the same data and the same split
-(``split_seed``), its network initialised and its batches ordered from its own seed (the base
-seed + m - 1); where the user left them open, the defaults vary the members' inputs
-(species features, composition statistics: :func:`xtalnet.defaults.member_inputs`).
+(``split_seed``), its network initialised and its batches ordered from its own seed (member
+m of ``--seed S --ensemble K``: S K + m - 1, :func:`member_seeds`); where the user left them
+open, the defaults vary the members' inputs (species features, composition statistics:
+:func:`xtalnet.defaults.member_inputs`).
 ``--resume`` continues the member that was interrupted, starts the ones not started and
 leaves the finished ones. At the end the ensemble is scored on the test split:
 the MAE of the members' mean beside each member's, and how well the members' spread σ
@@ -46,7 +47,7 @@ from xtalnet.training.distributed import setup_dist
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
 from xtalnet.training.setup import init_seed
 
-__all__ = ["check_members", "split_samples", "train_ensemble"]
+__all__ = ["check_members", "member_seeds", "split_samples", "train_ensemble"]
 
 #: How σ is made, as test_metrics.json states it.
 SIGMA_RULE = (
@@ -54,6 +55,14 @@ SIGMA_RULE = (
     "deviation; d: L1 distance of the fractional composition to the nearest training crystal's "
     "(0-2); both factors fitted on the validation split (maximum likelihood, normal errors)"
 )
+
+
+def member_seeds(base: int, k: int) -> list[int]:
+    """The seeds of the ``k`` members of an ensemble given ``base`` (``--seed``): ``base k``
+    … ``base k + k - 1``. The default ``--seed 0`` gives 0 … k - 1, and ensembles of the
+    same size with other seeds share no member's seed (with ``base + m - 1``, ``--seed 0``
+    and ``--seed 3`` shared two members: replicates that were not independent)."""
+    return [base * k + m for m in range(k)]
 
 
 def check_members(k: Any) -> int:
@@ -91,7 +100,8 @@ def train_ensemble(
             raise ValueError(f"--resume {str(root)!r}: the ensemble has {k_saved} members, "
                              f"--ensemble {k} given")  # fmt: skip
         k = k_saved
-        seed, cfg_seed = int(info["seeds"][0]), int(info["init_seeds"][0])
+        seeds, init_seeds = [int(x) for x in info["seeds"]], [int(x) for x in info["init_seeds"]]
+        split_seed = int(info.get("split_seed", seeds[0]))  # then: the base seed, member 1's
         # an ensemble started before the members varied their inputs keeps them alike
         first = root / "member-1" / "options.json"
         vary = not first.is_file() or "member" in json.loads(first.read_text())
@@ -103,8 +113,10 @@ def train_ensemble(
         # members see all of the training split: bagging (--bootstrap) cost MAE on the
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
-        seed = int(opts.get("seed", 0))
-        cfg_seed = init_seed(cfg, opts)  # member 1 starts as a run of its own would
+        seeds = member_seeds(int(opts.get("seed", 0)), k)
+        init_seeds = member_seeds(init_seed(cfg, opts), k)
+        given_split = opts.get("split_seed")
+        split_seed = int(opts.get("seed", 0)) if given_split is None else int(given_split)
         vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()
     # finds it initialised (a group destroyed and initialised again hung at member 2)
@@ -118,9 +130,12 @@ def train_ensemble(
                 results.append(json.loads((folder / "test_metrics.json").read_text())
                                if (folder / "test_metrics.json").is_file() else {})  # fmt: skip
                 continue
-            say(f"ensemble member {m}/{k} (seed {seed + m - 1}): {folder}")
-            member_opts, member_cfg = _member_settings(root, m, vary, status, resume, seed,
-                                                       cfg_seed, opts, cfg)  # fmt: skip
+            say(f"ensemble member {m}/{k} (seed {seeds[m - 1]}): {folder}")
+            member_opts = {**opts, "seed": seeds[m - 1], "split_seed": split_seed,
+                           "member": m if vary else 0}  # fmt: skip
+            member_cfg = {**cfg, "seed": init_seeds[m - 1]}
+            member_opts, member_cfg = _member_settings(root, m, vary, status, resume, member_opts,
+                                                       member_cfg, opts)  # fmt: skip
             rec = kw.pop("recommendation", None) or _saved_recommendation(root)
             try:
                 results.append(train(data, targets, folder, config=member_cfg, options=member_opts,
@@ -128,7 +143,7 @@ def train_ensemble(
                                      quiet=quiet, recommendation=rec, **kw))  # fmt: skip
             finally:  # interrupted or not: once member 1 has started, the folder is an ensemble
                 if m == 1 and not resume and dist.main:
-                    _write_description(root, k, seed, cfg_seed, data, kw)
+                    _write_description(root, seeds, init_seeds, split_seed, data, kw)
             dist.barrier()  # every rank starts the next member together
     finally:
         if dist.initialised and torch.distributed.is_initialized():
@@ -145,17 +160,15 @@ def _member_settings(
     vary: bool,
     status: str,
     resume: bool,
-    seed: int,
-    cfg_seed: int,
+    member_opts: dict[str, Any],
+    member_cfg: dict[str, Any],
     opts: Mapping[str, Any],
-    cfg: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Options and config of member ``m``: its own seeds on the ensemble's split and, if
-    ``vary``, its place (the defaults vary the inputs of members 2 … K). On
-    ``resume`` a member interrupted (``status`` ``"partial"``) keeps those of its checkpoint
-    and a member not started (``"new"``) starts as member 1 did."""
-    member_opts = {**opts, "seed": seed + m - 1, "split_seed": seed, "member": m if vary else 0}
-    member_cfg = {**cfg, "seed": cfg_seed + m - 1}
+    """Options and config of member ``m`` (``member_opts`` / ``member_cfg``: what was given,
+    with the member's seeds, split seed and, if ``vary``, its place: the defaults vary the
+    inputs of members 2 … K). On ``resume`` a member interrupted (``status``
+    ``"partial"``) keeps those of its checkpoint and a member not started (``"new"``)
+    starts as member 1 did."""
     if resume and status == "partial":
         return {k: v for k, v in opts.items() if k != "seed"}, {}
     if resume:
@@ -190,15 +203,20 @@ def _saved_recommendation(root: Path) -> dict[str, Any] | None:
 
 
 def _write_description(
-    root: Path, k: int, seed: int, cfg_seed: int, data: Any, kw: Mapping[str, Any]
+    root: Path,
+    seeds: Sequence[int],
+    init_seeds: Sequence[int],
+    split_seed: int,
+    data: Any,
+    kw: Mapping[str, Any],
 ) -> None:
     if not any((root / "member-1" / c).is_file() for c in CHECKPOINTS):
         return  # member 1 never started: no ensemble yet
     remove_run(root, keep=("member-1",))  # what --overwrite replaces, now that it started
     write_json(root / ENSEMBLE_FILE, {
-        "kind": "xtalnet-ensemble", "members": k,
+        "kind": "xtalnet-ensemble", "members": len(seeds),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "seeds": [seed + m for m in range(k)], "init_seeds": [cfg_seed + m for m in range(k)],
+        "seeds": list(seeds), "init_seeds": list(init_seeds), "split_seed": split_seed,
         "data": str(data), "val": _text(kw.get("val")), "test": _text(kw.get("test")),
     })  # fmt: skip
 
