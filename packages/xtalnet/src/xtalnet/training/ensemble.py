@@ -134,7 +134,7 @@ def train_ensemble(
             member_opts = {**opts, "seed": seeds[m - 1], "split_seed": split_seed,
                            "member": m if vary else 0}  # fmt: skip
             member_cfg = {**cfg, "seed": init_seeds[m - 1]}
-            member_opts, member_cfg = _member_settings(root, m, vary, status, resume, member_opts,
+            member_opts, member_cfg = _member_settings(root, vary, status, resume, member_opts,
                                                        member_cfg, opts)  # fmt: skip
             rec = kw.pop("recommendation", None) or _saved_recommendation(root)
             try:
@@ -156,7 +156,6 @@ def train_ensemble(
 
 def _member_settings(
     root: Path,
-    m: int,
     vary: bool,
     status: str,
     resume: bool,
@@ -164,7 +163,7 @@ def _member_settings(
     member_cfg: dict[str, Any],
     opts: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Options and config of member ``m`` (``member_opts`` / ``member_cfg``: what was given,
+    """Options and config of a member (``member_opts`` / ``member_cfg``: what was given,
     with the member's seeds, split seed and, if ``vary``, its place: the defaults vary the
     inputs of members 2 … K). On ``resume`` a member interrupted (``status``
     ``"partial"``) keeps those of its checkpoint and a member not started (``"new"``)
