@@ -44,6 +44,7 @@ from xtalnet.ensemble import (
 from xtalnet.plots import calibration_plot
 from xtalnet.tables import unit_label, write_json, write_predictions
 from xtalnet.training.distributed import setup_dist
+from xtalnet.training.options import TrainOptions
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
 from xtalnet.training.setup import init_seed
 
@@ -113,10 +114,10 @@ def train_ensemble(
         # members see all of the training split: bagging (--bootstrap) cost MAE on the
         # MP-20 subset (formation energy 0.143 vs 0.129, band gap 0.418 vs 0.407 eV) for
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
-        seeds = member_seeds(int(opts.get("seed", 0)), k)
+        given = TrainOptions.from_dict(opts)  # unknown or bad options: refused before member 1
+        seeds = member_seeds(given.seed, k)
         init_seeds = member_seeds(init_seed(cfg, opts), k)
-        given_split = opts.get("split_seed")
-        split_seed = int(opts.get("seed", 0)) if given_split is None else int(given_split)
+        split_seed = given.data_seed
         vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()
     # finds it initialised (a group destroyed and initialised again hung at member 2)
