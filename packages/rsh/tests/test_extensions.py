@@ -219,3 +219,35 @@ def test_builds_wait_for_the_file_lock(built):
             fcntl.flock(handle, fcntl.LOCK_UN)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and out.strip() == str(ext.path)
+
+
+def test_a_killed_build_does_not_block_the_next_one(tmp_path):
+    # A build killed while compiling (a job's time limit during the first, minute-long build)
+    # leaves torch's marker ``lock`` in its build directory; the next build waited for it
+    # forever. Now the next process builds and loads the extension.
+    import signal
+    import time
+
+    src = _write(tmp_path, "stale.cpp", CPP.replace("xtal_ext_test", "xtal_ext_stale"))
+    code = (
+        "from rsh import extensions; "
+        f"e = extensions.load_extension('xtal_ext_stale', [{str(src)!r}], with_cuda=False); "
+        "print(e.path)"
+    )
+    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp_path / "cache")})
+    env.pop(extensions.DISABLE_ENV, None)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    first = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    markers: list = []
+    deadline = time.time() + 120
+    while not markers and first.poll() is None and time.time() < deadline:
+        markers = list((tmp_path / "cache").glob("*/xtal_ext_stale-cpu-*/lock"))
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # the compiler too
+    first.wait()
+    assert markers and markers[0].is_file(), "the first build was not caught compiling"
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=240)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().endswith(".so")

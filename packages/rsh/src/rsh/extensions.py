@@ -206,6 +206,11 @@ def _build_one(
         from torch.utils import cpp_extension
 
         directory.mkdir(parents=True, exist_ok=True)
+        # torch's own marker of a build in progress (``lock`` in the build directory) outlives
+        # a build that was killed (a job's time limit during the minute-long first build), and
+        # every later build then waits for it forever; the file lock held here keeps builds
+        # apart already, so a marker found now is stale
+        (directory / "lock").unlink(missing_ok=True)
         try:
             cpp_extension.load(
                 name=libname,
