@@ -16,7 +16,7 @@ from ase.collections import dcdft
 from hypothesis import given
 from hypothesis import strategies as st
 from xtalnet._cli import main
-from xtalnet.config import NetworkConfig
+from xtalnet.config import MAX_SEED, NetworkConfig
 from xtalnet.ensemble import MAX_MEMBERS, Ensemble
 from xtalnet.network import Network
 from xtalnet.training.ensemble import member_seeds
@@ -58,6 +58,30 @@ def test_ensembles_of_one_size_share_no_member_seed(a, b, k):
     seeds = member_seeds(a, k)
     assert len(set(seeds)) == k and seeds[0] == a * k
     assert a == b or not set(seeds) & set(member_seeds(b, k))
+
+
+@given(st.integers(1, MAX_MEMBERS))
+def test_member_seeds_stay_within_max_seed(k):
+    # the largest --seed allowed for k members gives member seeds up to MAX_SEED, one more is
+    # refused by name (before: an overflow in torch's batch-order seed at the first epoch)
+    largest = (MAX_SEED - k + 1) // k
+    assert max(member_seeds(largest, k)) <= MAX_SEED < (largest + 1) * k + k - 1
+    with pytest.raises(ValueError, match=rf"--seed must be an int in \[0, {largest}\]"):
+        member_seeds(largest + 1, k)
+
+
+def test_seeds_beyond_max_seed_are_refused_by_name(tmp_path, capsys):
+    big = str(MAX_SEED + 1)
+    for extra in ([], ["--ensemble", "3"]):
+        assert main(["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--out",
+                     str(tmp_path / "r"), "--seed", big, *extra]) == 2  # fmt: skip
+        assert "seed must be an int in [0, " in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="split_seed must be an int in"):
+        xtalnet.train("builtin:dcdft", ["K_wien2k"], tmp_path / "s", options={"split_seed": -1})
+    with pytest.raises(ValueError, match="seed must be in"):
+        NetworkConfig(seed=MAX_SEED + 1)
+    NetworkConfig(seed=MAX_SEED)
 
 
 def test_members_share_the_split_and_differ_in_seed(ensemble_run):

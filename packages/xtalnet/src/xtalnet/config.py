@@ -50,6 +50,11 @@ def _check_irreps(value: Any, name: str) -> str:
     return str(irreps)
 
 
+#: The largest seed (of the initialisation, the split and the batch order): the batch order's
+#: generator takes seed x 1,000,003 + epoch, which must stay a 64-bit integer.
+MAX_SEED = 2**32 - 1
+
+
 def _check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -143,8 +148,8 @@ class NetworkConfig:
         Eq. 2.1 parameters from a recommendation (p = P(gap > 0), mu and sigma of
         sqrt(gap) over non-zero gaps, sqrt(eV)); heads fitted on train data override them.
     seed : int
-        Seed of the parameter initialisation (:func:`xtalnet.train` takes the options'
-        ``seed`` when the config does not give this field).
+        Seed of the parameter initialisation, 0 … :data:`MAX_SEED` (:func:`xtalnet.train`
+        takes the options' ``seed`` when the config does not give this field).
     """
 
     targets: tuple[str, ...] = ("formation_energy_per_atom",)
@@ -224,7 +229,7 @@ class NetworkConfig:
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
             raise ValueError(f"norm_eps must be a number in (0, 1), got {eps!r}")
         object.__setattr__(self, "norm_eps", float(eps))
-        _check_int(self.seed, "seed", 0)
+        _check_int(self.seed, "seed", 0, MAX_SEED)
         prior = self.band_gap_prior
         if prior is not None:
             try:

@@ -30,7 +30,7 @@ import torch
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, calibration, metrics_of, sigma_fit
 from xtalnet.composition_distance import TrainingCompositions
-from xtalnet.config import NetworkConfig
+from xtalnet.config import MAX_SEED, NetworkConfig
 from xtalnet.dataset import Sample, build_samples, load_source
 from xtalnet.ensemble import (
     COMPOSITIONS_FILE,
@@ -58,11 +58,19 @@ SIGMA_RULE = (
 )
 
 
-def member_seeds(base: int, k: int) -> list[int]:
+def member_seeds(base: int, k: int, what: str = "--seed") -> list[int]:
     """The seeds of the ``k`` members of an ensemble given ``base`` (``--seed``): ``base k``
     … ``base k + k - 1``. The default ``--seed 0`` gives 0 … k - 1, and ensembles of the
     same size with other seeds share no member's seed (with ``base + m - 1``, ``--seed 0``
-    and ``--seed 3`` shared two members: replicates that were not independent)."""
+    and ``--seed 3`` shared two members: replicates that were not independent). Every
+    member's seed must stay within :data:`xtalnet.config.MAX_SEED`: a larger ``base`` is a
+    ``ValueError`` naming ``what`` and its largest value for ``k`` members."""
+    largest = (MAX_SEED - (k - 1)) // k
+    if isinstance(base, bool) or not isinstance(base, int) or not 0 <= base <= largest:
+        raise ValueError(
+            f"{what} must be an int in [0, {largest}] with --ensemble {k} (member m takes "
+            f"seed {k} x seed + m - 1, at most {MAX_SEED}), got {base!r}"
+        )
     return [base * k + m for m in range(k)]
 
 
@@ -116,7 +124,9 @@ def train_ensemble(
         # little better ranking (Spearman 0.19 vs 0.17, 0.94 vs 0.90; docs/RESULTS.md)
         given = TrainOptions.from_dict(opts)  # unknown or bad options: refused before member 1
         seeds = member_seeds(given.seed, k)
-        init_seeds = member_seeds(init_seed(cfg, opts), k)
+        init_seeds = member_seeds(
+            init_seed(cfg, opts), k, "the config's seed" if "seed" in cfg else "--seed"
+        )
         split_seed = given.data_seed
         vary = True
     # under torchrun the process group lives as long as the ensemble: every member's train()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xtalnet.config import MAX_SEED
 from xtalnet.heads.base import check_loss
 
 __all__ = ["SCHEDULES", "SELECTIONS", "TrainOptions"]
@@ -51,11 +52,12 @@ class TrainOptions:
         Early stopping: stop when the validation loss has not improved for this many epochs.
     seed : int
         Seed of the batch order and the augmentation noise (and of the split, unless
-        ``split_seed`` is given); a new run given ``seed`` also initialises its network
-        from it, unless the config gives its own ``seed``.
+        ``split_seed`` is given), 0 … :data:`xtalnet.config.MAX_SEED`; a new run given
+        ``seed`` also initialises its network from it, unless the config gives its own
+        ``seed``.
     split_seed : int or None
-        Seed of the train / validation / test split (None: ``seed``); the members of an
-        ensemble share it while their ``seed`` differs.
+        Seed of the train / validation / test split, 0 … ``MAX_SEED`` (None: ``seed``); the
+        members of an ensemble share it while their ``seed`` differs.
     split : (train, val, test) fractions
         Seeded split used when no ``val`` / ``test`` source is given.
     time_limit : float or None
@@ -133,6 +135,8 @@ class TrainOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {self.seed!r}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "clip", "ema_decay", "noise"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
@@ -172,9 +176,11 @@ class TrainOptions:
             raise ValueError("freeze_trunk needs init: the trunk to freeze comes from --init CKPT")
         if self.split_seed is not None and (
             isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
-            or self.split_seed < 0
+            or not 0 <= self.split_seed <= MAX_SEED
         ):  # fmt: skip
-            raise ValueError(f"split_seed must be an int >= 0 or None, got {self.split_seed!r}")
+            raise ValueError(
+                f"split_seed must be an int in [0, {MAX_SEED}] or None, got {self.split_seed!r}"
+            )
         if self.max_steps is not None and (
             isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
             or self.max_steps < 1
