@@ -143,7 +143,11 @@ def test_2_resume_with_other_data_is_refused(tmp_path, data, cfg, finished, caps
     assert "differ" in _err(capsys)
 
 
-def test_3_demo_refuses_a_folder_holding_a_run(tmp_path, finished, capsys):
+def test_3_demo_refuses_a_folder_holding_a_run(tmp_path, finished, capsys, monkeypatch):
+    # what the demo sets in its own process, undone after this test (it outlived it)
+    monkeypatch.setenv("XTAL_DISABLE_EXTENSIONS", "1")
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / ".matplotlib"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / ".torchinductor"))
     (tmp_path / "run").mkdir()
     for p in finished.iterdir():
         (tmp_path / "run" / p.name).write_bytes(p.read_bytes())
