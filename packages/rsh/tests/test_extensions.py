@@ -29,6 +29,23 @@ def _write(tmp, name, text):
     return path
 
 
+def _new_process_env(cache):
+    """The environment of a new process that builds into ``cache`` (extensions enabled)."""
+    env = dict(os.environ, **{extensions.DIR_ENV: str(cache)})
+    env.pop(extensions.DISABLE_ENV, None)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    return env
+
+
+def _load_command(name, src, option):
+    """A new process that loads extension ``name`` built from ``src`` and prints its path."""
+    code = (
+        "from rsh import extensions; "
+        f"e = extensions.load_extension({name!r}, [{str(src)!r}], {option}); print(e.path)"
+    )
+    return [sys.executable, "-c", code]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Build once per module with a forced (failing) CUDA build; record the warnings."""
@@ -98,9 +115,7 @@ def test_new_process_reuses_cache_and_remembers_cuda_failure(built):
         print(torch.ops.xtal_ext_test.twice(torch.ones(1)).item(), time.perf_counter() - t)
         """
     )
-    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp / "cache")})
-    env.pop(extensions.DISABLE_ENV, None)
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    env = _new_process_env(tmp / "cache")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     first, second = done.stdout.split("\n")[:2]
@@ -199,19 +214,11 @@ def test_builds_wait_for_the_file_lock(built):
     tmp, src, _, ext, _ = built
     lock = ext.path.parent.with_name(ext.path.parent.name + ".lock")
     assert lock.is_file()
-    code = (
-        "from rsh import extensions; "
-        f"e = extensions.load_extension('xtal_ext_test', [{str(src)!r}], extra_ldflags=['-lm']); "
-        "print(e.path)"
-    )
-    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp / "cache")})
-    env.pop(extensions.DISABLE_ENV, None)
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    cmd = _load_command("xtal_ext_test", src, "extra_ldflags=['-lm']")
+    env = _new_process_env(tmp / "cache")
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
-        )
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
         try:
             time.sleep(8)  # long enough to import torch and reach the lock
             assert proc.poll() is None, "load_extension did not wait for the lock"
@@ -229,15 +236,9 @@ def test_a_killed_build_does_not_block_the_next_one(tmp_path):
     import time
 
     src = _write(tmp_path, "stale.cpp", CPP.replace("xtal_ext_test", "xtal_ext_stale"))
-    code = (
-        "from rsh import extensions; "
-        f"e = extensions.load_extension('xtal_ext_stale', [{str(src)!r}], with_cuda=False); "
-        "print(e.path)"
-    )
-    env = dict(os.environ, **{extensions.DIR_ENV: str(tmp_path / "cache")})
-    env.pop(extensions.DISABLE_ENV, None)
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    first = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+    cmd = _load_command("xtal_ext_stale", src, "with_cuda=False")
+    env = _new_process_env(tmp_path / "cache")
+    first = subprocess.Popen(cmd, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     markers: list = []
     deadline = time.time() + 120
@@ -247,7 +248,7 @@ def test_a_killed_build_does_not_block_the_next_one(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)  # the compiler too
     first.wait()
     assert markers and markers[0].is_file(), "the first build was not caught compiling"
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    second = subprocess.run(cmd, env=env, capture_output=True,
                             text=True, timeout=240)  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip().endswith(".so")
