@@ -46,6 +46,7 @@ __all__ = [
     "DISABLE_ENV",
     "Extension",
     "cuda_toolkit",
+    "disabled",
     "extensions_dir",
     "load_extension",
 ]
@@ -102,6 +103,11 @@ class Extension:
 
 def _env_flag(var: str) -> bool:
     return os.environ.get(var, "").strip() not in ("", "0")
+
+
+def disabled() -> bool:
+    """True when ``XTAL_DISABLE_EXTENSIONS`` asks for the plain-torch backends only."""
+    return _env_flag(DISABLE_ENV)
 
 
 def extensions_dir() -> Path:
@@ -294,7 +300,7 @@ def load_extension(
     if not cpu_src:
         raise ValueError(f"extension {name!r}: sources must name at least one C++ file")
     includes = [str(Path(p).resolve()) for p in extra_include_paths]
-    if _env_flag(DISABLE_ENV):
+    if disabled():
         return None
     key = (name, repr((cpu_src, cuda_src, deps, extra_cflags, extra_cuda_cflags, with_cuda)))
     if key in _loaded:

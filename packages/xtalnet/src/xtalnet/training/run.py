@@ -186,9 +186,9 @@ def load_operators(backend: str, log: Callable[[str], None]) -> None:
     import periodic_conv
     import rsh
     from periodic_conv._build import extension_ready
-    from rsh.extensions import DISABLE_ENV
+    from rsh import extensions
 
-    if os.environ.get(DISABLE_ENV, "").strip() in ("", "0") and not extension_ready():
+    if not extensions.disabled() and not extension_ready():
         log("compiling the C++ operators (once per machine and version, about a minute; "
             "not counted in the time limit)")  # fmt: skip
     periodic_conv.build_extension()
