@@ -9,10 +9,11 @@ and out, filter l <= 8, float64), the same in float32, and a 444-atom cell. Impl
 ``cpp``, ``torch`` (fused), ``reference`` (K materialised) and e3nn (TensorProduct with per-edge
 weights + scatter, the same maths); ``cpp+factors`` / ``torch+factors`` take R as
 ``RadialFactors(hidden [E, 32], weight)`` (gradients of both factors) instead of R
-itself. Neighbour list: our wrapper (default path, and the
-slower paths it falls back to) vs bare vesin, called in turn in each round (ratios are medians
-of per-round ratios), and pymatgen ``get_all_neighbors``, in this process. Medians over
-repeats; tables printed last.
+itself, formed per edge chunk (``order="edges"``); ``nodes`` takes the same factors with
+the weight matrix applied per atom first (``order="nodes"``, plain torch). Neighbour
+list: our wrapper (default path, and the slower paths it falls back to) vs bare vesin,
+called in turn in each round (ratios are medians of per-round ratios), and pymatgen
+``get_all_neighbors``, in this process. Medians over repeats; tables printed last.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ CASES = {
     "thesis f64": dict(n=100, dtype="float64"),
     "thesis f32": dict(n=100, dtype="float32"),
     "444 atoms f64": dict(n=444, dtype="float64"),
-}
+    # xtalnet's first layer: the species embedding (scalars) in, its default hidden irreps
+    # before the gate out, filter l <= 2, r_cut 5 Å (about 30 neighbours)
+    "scalars in f32": dict(n=100, dtype="float32", irreps_in="16x0e",
+                           irreps_out="16x0e+6x0e+4x1o+2x2e", l_filter=2, r_cut=5.0),
+}  # fmt: skip
 
 
 def structure(n: int, seed: int = 0):
@@ -64,30 +69,35 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     dtype = getattr(torch, CASES[case]["dtype"])
-    pos, cell = structure(CASES[case]["n"])
-    g = pc.neighbor_list(torch.tensor(pos, dtype=dtype), torch.tensor(cell, dtype=dtype), R_CUT)
-    factored = impl.endswith("+factors")  # R given as RadialFactors(hidden [E, 32], weight)
-    backend = impl.removesuffix("+factors")
-    conv = pc.PeriodicConvolution(IRREPS, IRREPS, L_FILTER, convention="e3nn",
-                                  backend=backend if backend != "e3nn" else "torch")  # fmt: skip
-    hub = pc.DataHub(g, L_FILTER, convention="e3nn")
+    spec = CASES[case]
+    irreps_in, irreps_out = spec.get("irreps_in", IRREPS), spec.get("irreps_out", IRREPS)
+    l_filter = spec.get("l_filter", L_FILTER)
+    pos, cell = structure(spec["n"])
+    g = pc.neighbor_list(torch.tensor(pos, dtype=dtype), torch.tensor(cell, dtype=dtype),
+                         spec.get("r_cut", R_CUT))  # fmt: skip
+    # R given as RadialFactors(hidden [E, 32], weight), per edge chunk or per atom first
+    factored = impl.endswith("+factors") or impl == "nodes"
+    backend = {"e3nn": "torch", "nodes": "torch"}.get(impl, impl.removesuffix("+factors"))
+    order = "nodes" if impl == "nodes" else "edges"
+    conv = pc.PeriodicConvolution(irreps_in, irreps_out, l_filter, convention="e3nn",
+                                  backend=backend, order=order)  # fmt: skip
+    hub = pc.DataHub(g, l_filter, convention="e3nn")
     gen = torch.Generator().manual_seed(0)
-    dim = pc.Irreps(IRREPS).dim
+    dim, dim_out = pc.Irreps(irreps_in).dim, pc.Irreps(irreps_out).dim
     F = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
     R = torch.randn(g.num_edges, conv.weight_numel, generator=gen, dtype=dtype)
-    G = torch.randn(g.num_nodes, dim, generator=gen, dtype=dtype)
+    G = torch.randn(g.num_nodes, dim_out, generator=gen, dtype=dtype)
     hidden = torch.randn(g.num_edges, 32, generator=gen, dtype=dtype)
     weight = torch.randn(conv.weight_numel, 32, generator=gen, dtype=dtype) / 32**0.5
     if impl == "e3nn":
         from e3nn import o3
 
-        irr = IRREPS
-        sh = o3.Irreps.spherical_harmonics(L_FILTER)
+        sh = o3.Irreps.spherical_harmonics(l_filter)
         # the same paths as ours, each e3nn 'uvw' instruction with per-edge weights
         instr = [(p.i, p.l, p.k, "uvw", True) for p in conv.paths]
         old = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
-        tp = o3.TensorProduct(irr, sh, irr, instr, irrep_normalization="none",
+        tp = o3.TensorProduct(irreps_in, sh, irreps_out, instr, irrep_normalization="none",
                               path_normalization="none", shared_weights=False,
                               internal_weights=False)  # fmt: skip
         torch.set_default_dtype(old)
@@ -97,7 +107,7 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
 
         def call(F, R):
             msg = tp(F[hub.src], Y, R) * scale
-            return torch.zeros(F.shape[0], dim, dtype=dtype).index_add(0, hub.dst, msg)
+            return torch.zeros(F.shape[0], dim_out, dtype=dtype).index_add(0, hub.dst, msg)
     else:
 
         def call(F, R):
@@ -133,7 +143,7 @@ def run_variant(case: str, impl: str, mode: str, repeats: int) -> dict:
     peak = peak_bytes() - base if ok else float("nan")
     return dict(case=case, impl=impl, mode=mode, time_s=float(np.median(times)),
                 peak_bytes=peak, r_bytes=R.numel() * R.element_size(),
-                k_bytes=g.num_edges * dim * dim * R.element_size(), edges=g.num_edges,
+                k_bytes=g.num_edges * dim * dim_out * R.element_size(), edges=g.num_edges,
                 mean_neighbors=g.num_edges / g.num_nodes)  # fmt: skip
 
 
@@ -222,8 +232,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="thesis f64 case only, fewer repeats")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
-    ap.add_argument("--impls", default="cpp,cpp+factors,torch,torch+factors,reference,e3nn",
-                    help="+factors: R passed as RadialFactors(hidden [E, 32], weight)")  # fmt: skip
+    ap.add_argument("--impls", default="cpp,cpp+factors,nodes,torch,torch+factors,reference,e3nn",
+                    help="+factors: R passed as RadialFactors(hidden [E, 32], weight); "
+                    "nodes: the same, order='nodes'")  # fmt: skip
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--repeats", type=int, default=3)

@@ -1,4 +1,5 @@
-"""R given as RadialFactors(hidden, weight): same results as R = hidden @ weight.T, R not saved."""
+"""R given as RadialFactors(hidden, weight): same results as R = hidden @ weight.T, R not saved,
+in both contraction orders (R per edge chunk, or the weight matrix per atom first)."""
 
 import periodic_conv as pc
 import pytest
@@ -27,14 +28,15 @@ def case(skewed_graph):
     return make
 
 
-def _run(g, conv, F, h, w, backend, factored, chunk=None):
+def _run(g, conv, F, h, w, backend, factored, chunk=None, order="edges"):
     """Output and gradients with respect to F, hidden, weight and the positions (through Y)."""
     pos = g.positions.clone().requires_grad_(True)
     F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
     hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
     R = pc.RadialFactors(h, w) if factored else h @ w.T
     out = pc.periodic_convolution(F, hub, R, conv.irreps_in, conv.irreps_out, L_F,
-                                  convention="e3nn", backend=backend, chunk=chunk)  # fmt: skip
+                                  convention="e3nn", backend=backend, chunk=chunk,
+                                  order=order)  # fmt: skip
     G = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
     return (out, *torch.autograd.grad(out, [F, h, w, pos], G))
 
@@ -55,6 +57,72 @@ def test_factors_equal_materialised_R(case, backend, chunk):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0, msg=name)
 
 
+def _graph_with_isolated_atom() -> pc.Graph:
+    """Four atoms within 2 Å of each other and one 6 Å away, r_cut 3 Å, no self edges."""
+    pos = torch.tensor([[1.0, 1, 1], [2.2, 1.3, 1], [1.4, 2.5, 1.2], [1.1, 1.2, 2.6], [7, 7, 7]],
+                       dtype=torch.float64)  # fmt: skip
+    return pc.neighbor_list(pos, 12.0 * torch.eye(3, dtype=torch.float64), 3.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nodes_first_equals_materialised_R(case, dtype):
+    """The per-atom order: a table with l_in up to 2 ("auto" would not pick it there), and a
+    graph with an isolated atom (zero output and gradient)."""
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    _, conv, *_ = case()
+    gen = torch.Generator().manual_seed(3)
+    for g in (case()[0], _graph_with_isolated_atom()):
+        F = torch.randn(g.num_nodes, conv.table.irreps_in.dim, generator=gen, dtype=dtype)
+        h = torch.randn(g.num_edges, H, generator=gen, dtype=dtype)
+        w = torch.randn(conv.weight_numel, H, generator=gen, dtype=dtype)
+        g = g if dtype == torch.float64 else pc.Graph(**{
+            k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+            for k, v in g.__dict__.items()})  # fmt: skip
+        plain = _run(g, conv, F, h, w, "reference", factored=False)
+        nodes = _run(g, conv, F, h, w, "torch", factored=True, order="nodes")
+        for name, a, b in zip(("out", "dF", "dhidden", "dweight", "dpos"), plain, nodes):
+            torch.testing.assert_close(b, a, atol=tol, rtol=tol, msg=name)
+    assert g.counts[-1] == 0 and plain[0][-1].abs().max() == 0 == nodes[0][-1].abs().max()
+
+
+def test_nodes_first_gradcheck_and_double_backward(case):
+    """Finite differences of the per-atom order, first and second derivatives (plain torch
+    ops: double backward works, as training on forces needs)."""
+    g, _, F, h, w = case()
+    pos0 = g.positions.clone().requires_grad_(True)
+    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
+
+    def f(F, h, w, pos):
+        hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
+        return pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
+                                       convention="e3nn", order="nodes")  # fmt: skip
+
+    assert torch.autograd.gradcheck(f, (F, h, w, pos0), atol=1e-8)
+    assert torch.autograd.gradgradcheck(f, (F, h, w, pos0), atol=1e-7)
+
+
+def test_auto_order_takes_nodes_first_for_scalar_inputs_on_cpu(case, monkeypatch):
+    """ "auto": the per-atom order on CPU where every input block is a scalar (xtalnet's first
+    layer), R per edge chunk elsewhere."""
+    import periodic_conv._conv as conv_module
+
+    calls = []
+    real = conv_module.conv_nodes_first
+    monkeypatch.setattr(conv_module, "conv_nodes_first", lambda *a: calls.append(1) or real(*a))
+    g = case()[0]
+    hub = pc.DataHub(g, 2, convention="e3nn")
+    for irreps_in, expect in (("3x0e+2x0o", True), ("3x0e+1x1o", False)):
+        conv = pc.PeriodicConvolution(irreps_in, "2x0e+1x1o+1x2e", 2, convention="e3nn")
+        F = torch.randn(g.num_nodes, conv.table.irreps_in.dim, dtype=torch.float64)
+        h = torch.randn(g.num_edges, H, dtype=torch.float64)
+        w = torch.randn(conv.weight_numel, H, dtype=torch.float64)
+        calls.clear()
+        out = conv(F, hub, pc.RadialFactors(h, w))
+        assert bool(calls) is expect, irreps_in
+        conv.order = "edges" if expect else "nodes"
+        torch.testing.assert_close(conv(F, hub, pc.RadialFactors(h, w)), out, atol=1e-12, rtol=0)
+
+
 @pytest.mark.skipif(not _build.cpp_available(), reason="C++ extension did not build")
 def test_factors_gradcheck(case):
     """Finite differences of the compiled path in chunks of 5 edges (the torch path and
@@ -72,8 +140,9 @@ def test_factors_gradcheck(case):
     assert torch.autograd.gradcheck(f, (F, h, w, pos0), atol=1e-8)
 
 
+@pytest.mark.parametrize("order", ["edges", "nodes"])
 @pytest.mark.parametrize("backend", [b for b in _backends() if b != "reference"])
-def test_R_is_not_saved_for_backward(case, backend):
+def test_R_is_not_saved_for_backward(case, backend, order):
     """The point of the factors: nothing of shape [E, weight_numel] waits for the backward."""
     g, conv, F, h, w = case()
     F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
@@ -88,7 +157,7 @@ def test_R_is_not_saved_for_backward(case, backend):
         saved.clear()
         R = pc.RadialFactors(h, w) if factored else h @ w.T
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            conv.backend = backend
+            conv.backend, conv.order = backend, (order if factored else "auto")
             conv(F, hub, R)
         assert ((g.num_edges, conv.weight_numel) in saved) is expect
 
@@ -97,7 +166,7 @@ def test_factors_double_backward_raises(case):
     g, conv, F, h, w = case()
     F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
     hub = pc.DataHub(g, L_F, convention="e3nn")
-    conv.backend = "torch"
+    conv.backend, conv.order = "torch", "edges"
     out = conv(F, hub, pc.RadialFactors(h, w))
     (dF,) = torch.autograd.grad(out.square().sum(), F, create_graph=True)
     with pytest.raises(RuntimeError, match=r"once_differentiable|differentiate"):
@@ -107,6 +176,11 @@ def test_factors_double_backward_raises(case):
 def test_bad_factors_raise(case):
     g, conv, F, h, w = case()
     hub = pc.DataHub(g, L_F, convention="e3nn")
+    with pytest.raises(ValueError, match=r"order must be one of \('auto', 'edges', 'nodes'\)"):
+        pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, order="atoms")
+    with pytest.raises(ValueError, match=r"order='nodes' needs R given as RadialFactors"):
+        pc.periodic_convolution(F, hub, h @ w.T, IR_IN, IR_OUT, L_F, convention="e3nn",
+                                order="nodes")  # fmt: skip
     with pytest.raises(ValueError, match=r"R.weight must have shape \[weight_numel, H\]"):
         conv(F, hub, pc.RadialFactors(h, w[:, :3]))
     with pytest.raises(ValueError, match=r"R.hidden must have shape \[E, H\]"):

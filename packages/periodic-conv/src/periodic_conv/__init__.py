@@ -1,8 +1,9 @@
 """Periodic neighbour lists, a data hub and the fused Kernel + PeriodicConvolution operator.
 
 The cell guard (:func:`check_cell`, :func:`check_r_cut`, :func:`cell_heights` and their
-constants) and the backend names (:data:`BACKENDS`) need only numpy: ``from periodic_conv
-import check_cell`` does not import torch. Everything else is loaded on first access.
+constants) and the backend and order names (:data:`BACKENDS`, :data:`ORDERS`) need only
+numpy: ``from periodic_conv import check_cell`` does not import torch.
+Everything else is loaded on first access.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from periodic_conv._cell import (
     check_pbc,
     check_r_cut,
 )
-from periodic_conv._choices import BACKENDS
+from periodic_conv._choices import BACKENDS, ORDERS
 
 if TYPE_CHECKING:
     from gaunt_elastic import coupling
@@ -91,6 +92,7 @@ __all__ = [
     "MAX_R_CUT",
     "MIN_R_CUT",
     "MIN_VOLUME_PER_ATOM",
+    "ORDERS",
     "CellCheck",
     "DataHub",
     "Graph",

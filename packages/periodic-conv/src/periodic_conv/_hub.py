@@ -124,6 +124,9 @@ class DataHub:
         )
         self._scale_cache: dict = {}
         self._csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._by_source: (
+            tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int] | None
+        ) = None
 
     def csr(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(row_ptr by center, edge order by neighbour, row_ptr by neighbour), built once.
@@ -141,6 +144,25 @@ class DataHub:
             src_ptr[1:] = torch.bincount(self.src, minlength=n).cumsum(0)
             self._csr = (row_ptr, src_perm, src_ptr)
         return self._csr
+
+    def by_source(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Edges grouped by source atom, for padded per-atom products; built once.
+
+        Returns (perm, src_sorted, slot, inverse, width): ``perm`` orders the edges by
+        source (stable), ``src_sorted = src[perm]``, ``slot`` is each of those edges' place
+        within its source's group, ``inverse`` undoes ``perm`` and ``width`` is the largest
+        group (one host sync).
+        """
+        if self._by_source is None:
+            _, perm, src_ptr = self.csr()
+            src_sorted = self.src[perm]
+            order = torch.arange(self.num_edges, device=self.src.device)
+            slot = order - src_ptr[src_sorted]
+            inverse = torch.empty_like(perm)
+            inverse[perm] = order
+            width = int((src_ptr[1:] - src_ptr[:-1]).max()) if self.num_nodes else 0
+            self._by_source = (perm, src_sorted, slot, inverse, width)
+        return self._by_source
 
     @property
     def num_nodes(self) -> int:
