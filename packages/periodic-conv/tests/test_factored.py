@@ -41,6 +41,20 @@ def _run(g, conv, F, h, w, backend, factored, chunk=None, order="edges"):
     return (out, *torch.autograd.grad(out, [F, h, w, pos], G))
 
 
+def _factored_conv_of(case, **kwargs):
+    """(f, inputs): the convolution with R as factors as a function f(F, hidden, weight,
+    positions) of leaf tensors ``inputs``, for gradcheck; ``kwargs`` go to the convolution."""
+    g, _, F, h, w = case()
+    inputs = tuple(t.clone().requires_grad_(True) for t in (F, h, w, g.positions))
+
+    def f(F, h, w, pos):
+        hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
+        return pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
+                                       convention="e3nn", **kwargs)  # fmt: skip
+
+    return f, inputs
+
+
 def _backends():
     names = ["reference", "torch"]
     return names + (["cpp"] if _build.cpp_available() else [])
@@ -88,17 +102,9 @@ def test_nodes_first_equals_materialised_R(case, dtype):
 def test_nodes_first_gradcheck_and_double_backward(case):
     """Finite differences of the per-atom order, first and second derivatives (plain torch
     ops: double backward works, as training on forces needs)."""
-    g, _, F, h, w = case()
-    pos0 = g.positions.clone().requires_grad_(True)
-    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
-
-    def f(F, h, w, pos):
-        hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
-        return pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
-                                       convention="e3nn", order="nodes")  # fmt: skip
-
-    assert torch.autograd.gradcheck(f, (F, h, w, pos0), atol=1e-8)
-    assert torch.autograd.gradgradcheck(f, (F, h, w, pos0), atol=1e-7)
+    f, inputs = _factored_conv_of(case, order="nodes")
+    assert torch.autograd.gradcheck(f, inputs, atol=1e-8)
+    assert torch.autograd.gradgradcheck(f, inputs, atol=1e-7)
 
 
 def test_auto_order_takes_nodes_first_for_scalar_inputs_on_cpu(case, monkeypatch):
@@ -127,17 +133,8 @@ def test_auto_order_takes_nodes_first_for_scalar_inputs_on_cpu(case, monkeypatch
 def test_factors_gradcheck(case):
     """Finite differences of the compiled path in chunks of 5 edges (the torch path and
     other chunk sizes equal it: test above)."""
-    backend, chunk = "cpp", 5
-    g, _, F, h, w = case()
-    pos0 = g.positions.clone().requires_grad_(True)
-    F, h, w = (t.clone().requires_grad_(True) for t in (F, h, w))
-
-    def f(F, h, w, pos):
-        hub = pc.DataHub(g.recompute_vectors(pos), L_F, convention="e3nn")
-        return pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
-                                       convention="e3nn", backend=backend, chunk=chunk)  # fmt: skip
-
-    assert torch.autograd.gradcheck(f, (F, h, w, pos0), atol=1e-8)
+    f, inputs = _factored_conv_of(case, backend="cpp", chunk=5, order="edges")
+    assert torch.autograd.gradcheck(f, inputs, atol=1e-8)
 
 
 @pytest.mark.parametrize("order", ["edges", "nodes"])
