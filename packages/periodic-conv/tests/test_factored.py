@@ -127,6 +127,29 @@ def test_auto_order_takes_nodes_first_for_scalar_inputs_on_cpu(case, monkeypatch
         assert bool(calls) is expect, irreps_in
         conv.order = "edges" if expect else "nodes"
         torch.testing.assert_close(conv(F, hub, pc.RadialFactors(h, w)), out, atol=1e-12, rtol=0)
+    if _build.cpp_available():  # an explicit compiled backend keeps its kernels
+        conv = pc.PeriodicConvolution("3x0e", "2x0e+1x1o", 2, convention="e3nn", backend="cpp")
+        calls.clear()
+        F = torch.randn(g.num_nodes, 3, dtype=torch.float64)
+        conv(F, hub, pc.RadialFactors(h, torch.randn(conv.weight_numel, H, dtype=torch.float64)))
+        assert not calls
+
+
+def test_nodes_first_trains_after_an_inference_call(skewed_graph):
+    """Nothing made under inference_mode (here the float32 couplings) is kept for later calls
+    that need gradients."""
+    g = skewed_graph(4, 7)
+    g = pc.Graph(**{k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+                    for k, v in g.__dict__.items()})  # fmt: skip
+    conv = pc.PeriodicConvolution("3x0e", "2x0e+1x1o+1x2e", 2, convention="e3nn", order="nodes")
+    F, h = torch.randn(g.num_nodes, 3), torch.randn(g.num_edges, H)
+    w = torch.randn(conv.weight_numel, H)
+    with torch.inference_mode():
+        conv(F, pc.DataHub(g, 2, convention="e3nn"), pc.RadialFactors(h, w))
+    pos = g.positions.clone().requires_grad_(True)
+    hub = pc.DataHub(g.recompute_vectors(pos), 2, convention="e3nn")
+    conv(F, hub, pc.RadialFactors(h, w.requires_grad_(True))).square().sum().backward()
+    assert pos.grad is not None and w.grad is not None
 
 
 @pytest.mark.skipif(not _build.cpp_available(), reason="C++ extension did not build")
@@ -175,6 +198,12 @@ def test_bad_factors_raise(case):
     hub = pc.DataHub(g, L_F, convention="e3nn")
     with pytest.raises(ValueError, match=r"order must be one of \('auto', 'edges', 'nodes'\)"):
         pc.PeriodicConvolution(IR_IN, IR_OUT, L_F, order="atoms")
+    with pytest.raises(ValueError, match=r"order='nodes' cannot run with backend='reference'"):
+        pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
+                                convention="e3nn", backend="reference", order="nodes")  # fmt: skip
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        pc.periodic_convolution(F, hub, pc.RadialFactors(h, w), IR_IN, IR_OUT, L_F,
+                                convention="e3nn", backend="gpu", order="nodes")  # fmt: skip
     with pytest.raises(ValueError, match=r"order='nodes' needs R given as RadialFactors"):
         pc.periodic_convolution(F, hub, h @ w.T, IR_IN, IR_OUT, L_F, convention="e3nn",
                                 order="nodes")  # fmt: skip

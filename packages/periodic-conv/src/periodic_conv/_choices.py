@@ -24,7 +24,8 @@ def check_backend(backend: object) -> str:
 #: Accepted values of ``order=`` (radial factors only): "edges" forms R per edge chunk for the
 #: backend's kernels, "nodes" applies the radial weight matrix per atom first
 #: (:mod:`periodic_conv._nodes_first`), "auto" picks "nodes" for CPU tensors when the input
-#: features are scalars only (where it measured faster) and "edges" elsewhere.
+#: features are scalars only (where it measured faster) and the backend is "auto" or
+#: "torch", and "edges" elsewhere.
 ORDERS: tuple[str, ...] = ("auto", "edges", "nodes")
 
 

@@ -12,21 +12,21 @@ crystal graph has tens of edges per atom, so the per-atom work is cheap.
 
 It pays where the input features are scalars (every path has l_in = 0: the first layer of a
 network, whose input is the species embedding): few paths, and each message an outer
-product. Measured (``benchmarks/run.py``, 1 thread): 16x0e -> 16x0e+6x0e+4x1o+2x2e, an
-MP-20 batch of 16 crystals (3764 edges, H = 33), forward + backward 6.2 ms against 17.7 ms
-for R per edge chunk with the compiled kernels. With l_in up to 4 (the thesis case, 85
+product. Measured (``benchmarks/run.py``, case "scalars in f32", 1 thread): 16x0e ->
+16x0e+6x0e+4x1o+2x2e, 100 atoms, 2808 edges, H = 32, forward + backward 7.9 ms against
+14.9 ms for R per edge chunk with the compiled kernels. With l_in up to 4 (the thesis case, 85
 paths) it was 3-4 times slower than that and kept 8 times the memory (autograd saves each
 path's temporaries), so :func:`nodes_first_pays` says no there.
 
 The per-edge product hidden[e] @ A[src e] is one batched matrix product: edges grouped by
-their source atom (the hub's ``csr``), padded to the largest group. Everything is plain,
-differentiable torch: autograd gives the backward (and double backward), on any device, and
-nothing of shape [E, weight_numel] exists at any time.
+their source atom (:meth:`DataHub.by_source`), padded to the largest group, so its
+temporaries grow with the busiest atom's number of edges times the number of atoms.
+Everything is plain, differentiable torch: autograd gives the backward (and double
+backward), on any device, and nothing of shape [E, weight_numel] exists at any time.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,11 +44,6 @@ def nodes_first_pays(table: PathTable) -> bool:
     """True where ``order="auto"`` takes the per-atom order on CPU: scalar input features
     only (every path has l_in = 0; module docstring)."""
     return all(p.l_in == 0 for p in table.paths)
-
-
-@functools.lru_cache(maxsize=64)
-def _couplings(table: PathTable, dtype: torch.dtype, device: torch.device) -> tuple:
-    return tuple(c.to(dtype=dtype, device=device) for c in table.couplings)
 
 
 def _per_atom(F: torch.Tensor, weight: torch.Tensor, table: PathTable) -> torch.Tensor:
@@ -85,7 +80,9 @@ def conv_nodes_first(
     hidden, weight = factors
     E, N = hidden.shape[0], F.shape[0]
     B = _per_edge(hidden, _per_atom(F, weight, table), hub)
-    Cs = _couplings(table, F.dtype, F.device)
+    # converted per call, not cached: a cache filled under inference_mode would hold tensors
+    # that a later call with gradients cannot save
+    Cs = [c.to(dtype=F.dtype, device=F.device) for c in table.couplings]
     msgs: list[torch.Tensor | None] = [None] * len(table.irreps_out)
     column = 0
     for p, C in zip(table.paths, Cs):

@@ -246,7 +246,8 @@ def _options(specs: Sequence[TargetSpec], given: Mapping[str, Any]) -> list[Choi
                "the validation MAE" if gaps else "best.pt by the validation loss", "options"),
         Choice("ema_decay", 0.99, "the EMA of the weights is validated and saved", "options"),
         Choice("patience", 100_000 if timed else 100,
-               "no early stopping: the cosine schedule anneals to the time limit" if timed
+               "no early stopping: the time limit ends the run (a cosine schedule is planned "
+               "to anneal there)" if timed
                else "early stopping after 100 epochs without improvement", "options"),
         Choice("epochs", 100_000 if timed else 300,
                "the time limit decides" if timed else "no time limit given", "options"),
