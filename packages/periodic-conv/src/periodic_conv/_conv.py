@@ -11,7 +11,7 @@ from periodic_conv._backends import get_backend, resolve_backend
 from periodic_conv._choices import check_backend, check_order
 from periodic_conv._factored import RadialFactors, conv_factored
 from periodic_conv._hub import DataHub
-from periodic_conv._nodes_first import conv_nodes_first, nodes_first_pays
+from periodic_conv._nodes_first import conv_nodes_first, takes_nodes_first
 from periodic_conv._paths import PathTable, path_table
 
 __all__ = ["SCALINGS", "PeriodicConvolution", "RadialFactors", "periodic_convolution"]
@@ -179,10 +179,7 @@ def periodic_convolution(
                          "materialises R and K); use backend='auto' or 'torch'")  # fmt: skip
     Y = hub.Y[:, : (l_filter_max + 1) ** 2]
     scale = hub.edge_scale(table, scaling)
-    if isinstance(R, RadialFactors) and (order == "nodes" or (
-        order == "auto" and backend in ("auto", "torch") and features.device.type == "cpu"
-        and nodes_first_pays(table)
-    )):  # fmt: skip
+    if isinstance(R, RadialFactors) and takes_nodes_first(order, backend, features.device, table):
         return conv_nodes_first(features, Y, R, hub, scale, table)
     name = resolve_backend(backend, features.device)
     fn = get_backend(name, features.device)

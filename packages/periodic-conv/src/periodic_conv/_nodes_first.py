@@ -16,7 +16,7 @@ product. Measured (``benchmarks/run.py``, case "scalars in f32", 1 thread): 16x0
 16x0e+6x0e+4x1o+2x2e, 100 atoms, 2808 edges, H = 32, forward + backward 7.9 ms against
 14.9 ms for R per edge chunk with the compiled kernels. With l_in up to 4 (the thesis case, 85
 paths) it was 3-4 times slower than that and kept 8 times the memory (autograd saves each
-path's temporaries), so :func:`nodes_first_pays` says no there.
+path's temporaries), so :func:`takes_nodes_first` says no there.
 
 The per-edge product hidden[e] @ A[src e] is one batched matrix product: edges grouped by
 their source atom (:meth:`DataHub.by_source`), padded to the largest group, so its
@@ -31,19 +31,27 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from periodic_conv._fused_torch import _couplings
 from periodic_conv._paths import PathTable
 
 if TYPE_CHECKING:
     from periodic_conv._factored import RadialFactors
     from periodic_conv._hub import DataHub
 
-__all__ = ["conv_nodes_first", "nodes_first_pays"]
+__all__ = ["conv_nodes_first", "takes_nodes_first"]
 
 
-def nodes_first_pays(table: PathTable) -> bool:
-    """True where ``order="auto"`` takes the per-atom order on CPU: scalar input features
-    only (every path has l_in = 0; module docstring)."""
-    return all(p.l_in == 0 for p in table.paths)
+def takes_nodes_first(order: str, backend: str, device: torch.device, table: PathTable) -> bool:
+    """Whether ``order`` runs the per-atom order: always for "nodes"; for "auto" on CPU with
+    backend "auto" or "torch" (an explicit compiled backend keeps its kernels) where every
+    path has l_in = 0 (scalar inputs; module docstring)."""
+    if order != "auto":
+        return order == "nodes"
+    return (
+        backend in ("auto", "torch")
+        and device.type == "cpu"
+        and all(p.l_in == 0 for p in table.paths)
+    )
 
 
 def _per_atom(F: torch.Tensor, weight: torch.Tensor, table: PathTable) -> torch.Tensor:
@@ -82,15 +90,18 @@ def conv_nodes_first(
     B = _per_edge(hidden, _per_atom(F, weight, table), hub)
     # converted per call, not cached: a cache filled under inference_mode would hold tensors
     # that a later call with gradients cannot save
-    Cs = [c.to(dtype=F.dtype, device=F.device) for c in table.couplings]
+    Cs = _couplings(table, F)
+    CYs: dict[tuple[int, int, int], torch.Tensor] = {}  # paths of one (l_out, l_in, l) share it
     msgs: list[torch.Tensor | None] = [None] * len(table.irreps_out)
     column = 0
     for p, C in zip(table.paths, Cs):
         J = 2 * p.l_in + 1
         Bp = B[:, column : column + p.u * J].reshape(E, p.u, J)
         column += p.u * J
-        CY = torch.einsum("ijm,em->eij", C, Y[:, p.l * p.l : (p.l + 1) ** 2])
-        m = torch.bmm(Bp, CY.transpose(1, 2))  # [E, u, 2 l_out + 1]
+        key = (p.l_out, p.l_in, p.l)
+        if key not in CYs:
+            CYs[key] = torch.einsum("ijm,em->eij", C, Y[:, p.l * p.l : (p.l + 1) ** 2])
+        m = torch.bmm(Bp, CYs[key].transpose(1, 2))  # [E, u, 2 l_out + 1]
         prev = msgs[p.k]
         msgs[p.k] = m if prev is None else prev + m
     blocks = [
