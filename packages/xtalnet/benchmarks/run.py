@@ -19,8 +19,11 @@ the step; ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed blocks leave the reside
 Cases: ``mp20 f32`` / ``mp20 f64``: 32 MP-20 structures (<= 20 atoms, r_cut 5 Å; from
 XTAL_SHARED_DATA, else 32 ASE dcdft crystals), default config; ``thesis f64``: one 100-atom
 cell at r_cut 3.7 Å (about 12 neighbours), hidden 16x l = 0..4 (natural parities), filter
-l <= 8, 2 layers, float64. Epoch: the 847 MP-20 training structures, default config (float32),
-targets formation energy + band gap, batch size 32: graph building and one training epoch.
+l <= 8, 2 layers, float64. Epoch: the 847 MP-20 training structures, the network the defaults
+rule builds for the formation energy (1 layer, float32), batches of ``--batch-size``: graph
+building and one training epoch,
+from the same weights with periodic-conv's default ``order`` and with ``order="edges"`` in
+every layer (the anchor).
 Medians over repeats; tables printed last. Distance: the composition distance of an
 ensemble's σ against scikit-learn's nearest neighbours (``benchmarks/composition_distance.py``,
 its table printed as it comes).
@@ -262,15 +265,23 @@ def run_variant(case: str, impl: str, compile_: str, repeats: int) -> dict:
 
 
 def epoch_bench(batch_size: int) -> dict:
+    import copy
+
     import torch
     import xtalnet
+    from periodic_conv import PeriodicConvolution
+    from xtalnet.defaults import choose
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     got = mp20_structures(None)
     if got is None:
         return {"skipped": "set XTAL_SHARED_DATA to time an epoch over MP-20"}
     structures, df = got
-    cfg = xtalnet.NetworkConfig(targets=["formation_energy_per_atom", "band_gap"])
+    # the network the defaults rule builds for these structures and this target (1 layer)
+    targets = ["formation_energy_per_atom"]
+    rule = choose(targets, len(structures), {"r_cut": 5.0, "layers": 3}, {})
+    chosen = {c.field: c.value for c in rule if c.kind == "config"}
+    cfg = xtalnet.NetworkConfig(targets=targets, **chosen)
     net = xtalnet.Network(cfg)
     for col in net.heads:
         net.heads[col].fit(df[col].to_numpy())
@@ -281,18 +292,29 @@ def epoch_bench(batch_size: int) -> dict:
         col: [net.heads[col].encode(df[col].to_numpy()[idx]) for idx, _ in batches]
         for col in net.heads
     }
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    t0 = time.perf_counter()
-    losses = []
-    for k, (_, b) in enumerate(batches):
-        opt.zero_grad(set_to_none=True)
-        loss = net.loss(net(b), {c: enc[c][k] for c in enc})
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    t_train = time.perf_counter() - t0
+    # the anchor: the same epoch from the same weights with every layer's convolution in
+    # periodic-conv's per-edge order (R formed per edge chunk), then in its default order
+    init = copy.deepcopy(net.state_dict())
+    times = {}
+    for order in ("edges", "auto"):
+        net.load_state_dict(init)
+        for m in net.modules():
+            if isinstance(m, PeriodicConvolution):
+                m.order = order
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        t0 = time.perf_counter()
+        losses = []
+        for k, (_, b) in enumerate(batches):
+            opt.zero_grad(set_to_none=True)
+            loss = net.loss(net(b), {c: enc[c][k] for c in enc})
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        times[order] = time.perf_counter() - t0
+    t_train = times["auto"]
     return dict(structures=len(structures), batches=len(batches), graph_s=t_graph,
-                epoch_s=t_train, params=xtalnet.count_parameters(net),
+                epoch_s=t_train, epoch_edges_s=times["edges"],
+                params=xtalnet.count_parameters(net),
                 edges=sum(b.num_edges for _, b in batches), first_loss=losses[0],
                 last_loss=losses[-1], threads=torch.get_num_threads())  # fmt: skip
 
@@ -388,7 +410,9 @@ def main() -> None:
         print(f"\nEpoch over {epoch['structures']} MP-20 training structures "
               f"({epoch['batches']} batches of <= {a.batch_size}, {epoch['edges']} edges, "
               f"{epoch['params']} parameters, {epoch['threads']} threads): graphs "
-              f"{epoch['graph_s']:.1f} s, training epoch {epoch['epoch_s']:.1f} s")  # fmt: skip
+              f"{epoch['graph_s']:.1f} s, training epoch {epoch['epoch_s']:.1f} s; with "
+              f"order='edges' in every layer (the anchor, same run) {epoch['epoch_edges_s']:.1f} "
+              f"s: {epoch['epoch_edges_s'] / epoch['epoch_s']:.2f}x")  # fmt: skip
     elif epoch is not None:
         print(f"\nEpoch: {epoch}")
 
