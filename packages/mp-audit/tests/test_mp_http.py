@@ -117,9 +117,20 @@ class _Stub(ThreadingHTTPServer):
         return sum(1 for p, q in self.requests if p.endswith("/summary/") and "material_ids" in q)
 
 
+def _stub_server() -> _Stub:
+    """A stub on a free port whose number holds neither "414" nor "422": mp-api looks for those
+    codes anywhere in an error message (the URL, port included) and, finding one, splits the
+    query and retries it itself, so a 503 on such a port never reaches fetch_mp's retries."""
+    while True:
+        server = _Stub()
+        if not any(code in str(server.server_address[1]) for code in ("414", "422")):
+            return server
+        server.server_close()
+
+
 @pytest.fixture
 def stub():
-    server = _Stub()
+    server = _stub_server()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
