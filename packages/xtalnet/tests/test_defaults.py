@@ -59,8 +59,10 @@ def test_band_gaps_get_both_species_embeddings():
 @pytest.mark.parametrize(
     ("target", "given", "members"),
     [
-        ("formation_energy_per_atom", {}, [("both", True), ("elemental", True),
-                                           ("elemental", False), ("both", True)]),
+        # three of five members with both embeddings
+        ("formation_energy_per_atom", {}, [("both", True), ("elemental", True), ("both", True),
+                                           ("elemental", False), ("both", True),
+                                           ("both", True), ("elemental", True)]),
         ("K_VRH", {}, [("elemental", True), ("both", True), ("elemental", False),
                        ("elemental", True)]),
         ("band_gap", {}, [("both", True), ("both", False), ("both", True)]),
