@@ -92,10 +92,10 @@ def input_values(specs: Sequence[TargetSpec]) -> list[dict[str, Any]]:
     composition statistics, both again, the descriptors without them, both again: three of
     five members with both embeddings. The two weaker members make the spread rank the
     errors; with fewer members with both embeddings the best of them beats the mean, with
-    more the spread ranks the errors worse (offline, 300 ensembles of 5 drawn from 14 + 7
-    + 4 cached 4-min members, scored on the 142 test and 243 extra.csv crystals together:
-    the mean better than every member and Spearman(|error|, σ) >= 0.3 in 59 % of the
-    draws with three, 19 % with two, 10 % with five; RESULTS.md). Elsewhere (tensors, log
+    more the spread ranks the errors worse (offline, 300 ensembles of 5 drawn from 20 + 9
+    + 6 cached 4-min members, scored on the 142 test and 243 extra.csv crystals together:
+    the mean better than every member and Spearman(|error|, σ) >= 0.3 in 40 % of the
+    draws with three, 21 % with two, 5 % with five; RESULTS.md). Elsewhere (tensors, log
     targets such as the de Jong moduli, where both embeddings tied: log10 MAE 0.041 / 0.074
     vs 0.038 / 0.075) the descriptors come first. Both embeddings without composition
     statistics is left out: it was the worst member of both A/B ensembles (MP-20 formation
