@@ -131,6 +131,22 @@ def test_cif_folder_and_pymatgen_json(tmp_path):
     ds = mp_audit.load(folder)
     assert [e.material_id for e in ds] == ["a", "b"]
     assert ds.parse_failures() == []
+    # POSCAR files by pymatgen's naming sit beside the CIFs; notes and tables do not count
+    shifted = s.copy()
+    shifted.translate_sites([0], [0.05, 0.0, 0.0])
+    shifted.to(filename=str(folder / "c_POSCAR"), fmt="poscar")
+    s.to(filename=str(folder / "d.vasp"), fmt="poscar")
+    (folder / "notes.txt").write_text("not a structure")
+    (folder / "poscar_list.csv").write_text("a,b\n1,2\n")
+    ds = mp_audit.load(folder)
+    assert [e.material_id for e in ds] == ["a", "b", "c_POSCAR", "d"]
+    assert ds.parse_failures() == []
+    parsed = [mp_audit.parse_payload(e.payload) for e in ds]
+    assert parsed[2] == shifted and parsed[3] == s and parsed[2] != s
+    assert mp_audit.is_structure_file(folder / "CONTCAR")
+    assert mp_audit.is_structure_file(folder / "x.CIF")
+    assert not mp_audit.is_structure_file(folder / "poscar_list.csv")
+    assert len(mp_audit.load(folder / "c_POSCAR")) == 1
     (tmp_path / "one.json").write_text(json.dumps(s.as_dict()))
     (tmp_path / "many.json").write_text(json.dumps({"x-1": s.as_dict(), "x-2": s.as_dict()}))
     (tmp_path / "list.json").write_text(json.dumps([s.as_dict()] * 3))

@@ -37,6 +37,10 @@ PROPERTY_ALIASES: dict[str, tuple[str, ...]] = {
     "G_VRH": ("G_VRH", "shear_modulus_vrh"),
 }
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz")
+# structure files a folder may hold, one structure each: CIF and VASP (pymatgen's own naming:
+# any name containing POSCAR or CONTCAR, or the suffix .vasp / .poscar)
+STRUCTURE_FILE_SUFFIXES = (".cif", ".vasp", ".poscar")
+STRUCTURE_FILE_NAMES = ("poscar", "contcar")
 #: keyword arguments of the ``mp`` source (see :func:`mp_audit.fetch_mp`)
 MP_OPTIONS = (
     "refresh",
@@ -222,10 +226,27 @@ def _load_table(path: Path, columns: Sequence[str] | str | None) -> list[Entry]:
     return _entries_from_frame(_read_table(path), path.name, columns, where=str(path))
 
 
+def is_structure_file(path: Path) -> bool:
+    """Whether ``path`` is named as a single-structure file: ``.cif``, ``.vasp``, ``.poscar``
+    or a name containing ``POSCAR`` / ``CONTCAR`` (any case) that is not a table's."""
+    name = path.name.lower()
+    if name.endswith(TABLE_SUFFIXES):
+        return False
+    return name.endswith(STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)
+
+
+def _structure_id(path: Path) -> str:
+    """The entry id of a structure file: its name without a structure suffix."""
+    for suffix in STRUCTURE_FILE_SUFFIXES:
+        if path.name.lower().endswith(suffix) and len(path.name) > len(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
 def _load_cif_folder(folder: Path, files: list[Path]) -> Dataset:
     def factory() -> Iterator[Entry]:
         for f in files:
-            yield Entry(f.name[: -len(".cif")], f.read_text(encoding="utf-8", errors="replace"))
+            yield Entry(_structure_id(f), f.read_text(encoding="utf-8", errors="replace"))
 
     return Dataset(str(folder), factory, len(files), {"files": {f.name: 1 for f in files}})
 
@@ -273,7 +294,7 @@ def load(
         ``"mp"`` (Materials Project through ``mp-api``; needs the ``mp`` extra),
         ``"builtin:prototypes"``, ``"builtin:dcdft"``, a CSV / JSON file (optionally
         ``.gz``; CDVAE ``cif`` column, matminer structure dicts with a ``# ref`` line,
-        pandas column-dict JSON, pymatgen/monty structure JSON), a folder of CIF files
+        pandas column-dict JSON, pymatgen/monty structure JSON), a folder of CIF / POSCAR files
         (or of such tables), or a list of any of these (concatenated). Extensions are
         case-insensitive (``a.cif`` and ``b.CIF`` both load).
     columns
@@ -362,13 +383,17 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
         raise ValueError(f"source={text!r}: unknown builtin; allowed: {', '.join(BUILTINS)}")
     path = Path(text)
     if path.is_dir():
-        cifs = sorted(p for p in path.iterdir() if p.is_file() and _suffix_ok(p, (".cif",)))
-        if cifs:
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        structures = [p for p in files if is_structure_file(p)]
+        if structures:
             _require(text, columns, [])
-            return _load_cif_folder(path, cifs)
-        tables = sorted(p for p in path.iterdir() if p.is_file() and _suffix_ok(p, TABLE_SUFFIXES))
+            return _load_cif_folder(path, structures)
+        tables = [p for p in files if _suffix_ok(p, TABLE_SUFFIXES)]
         if not tables:
-            raise ValueError(f"source={text!r}: folder holds no .cif, .csv(.gz) or .json(.gz) file")
+            raise ValueError(
+                f"source={text!r}: folder holds no structure file (.cif, .vasp, .poscar, "
+                "*POSCAR*, *CONTCAR*) and no .csv(.gz) or .json(.gz) table"
+            )
         return _concat([_load_file(p, columns) for p in tables], name=str(path))
     if path.is_file():
         return _load_file(path, columns)
@@ -378,12 +403,13 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
 
 
 def _load_file(path: Path, columns: Any = None) -> Dataset:
-    if _suffix_ok(path, (".cif",)):
+    if is_structure_file(path):
         _require(str(path), columns, [])
         return _load_cif_folder(path.parent, [path])
     if not _suffix_ok(path, TABLE_SUFFIXES):
         raise ValueError(
-            f"source={str(path)!r}: unsupported suffix; allowed: .cif {TABLE_SUFFIXES} (any case)"
+            f"source={str(path)!r}: unsupported suffix; allowed: {STRUCTURE_FILE_SUFFIXES}, "
+            f"names containing POSCAR or CONTCAR, {TABLE_SUFFIXES} (any case)"
         )
     entries = _load_table(path, columns)
     return from_entries(str(path), entries, files={path.name: len(entries)})
