@@ -185,6 +185,18 @@ def test_an_ensemble_started_before_members_varied_keeps_them_alike(
     assert json.loads((old / "member-3" / "options.json").read_text())["member"] == 0
 
 
+def test_an_ensemble_without_its_sigma_fit_is_refused(ensemble_run, tmp_path):
+    out, _ = ensemble_run
+    copy = tmp_path / "unscored"
+    shutil.copytree(out, copy)  # every member finished, σ not fitted: as after a member's
+    info = json.loads((copy / "ensemble.json").read_text())  # own --resume
+    del info["sigma_scale"]
+    (copy / "ensemble.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=rf"has not finished.*--resume {copy}"):
+        xtalnet.load(copy)
+    xtalnet.load(out)  # the scored one loads
+
+
 def test_members_must_share_their_targets_and_graph_geometry(ensemble_run):
     out, _ = ensemble_run
     nets = [xtalnet.load(out / f"member-{m}" / "best.pt") for m in (1, 2)]
@@ -211,6 +223,8 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     state = torch.load(out / "member-2" / "last.pt", weights_only=True)["state"]
     assert state["global_step"] == 2 and not state["done"]
     assert not (out / "test_metrics.json").exists()
+    # the interrupted member names its ensemble to resume, not its own folder
+    assert f"continue with --resume {out}\n" in (out / "member-2" / "train.log").read_text()
     with pytest.raises(ValueError, match=r"member\(s\) \['member-2', 'member-3'\]"):
         shutil.copytree(out, tmp_path / "copy")
         (tmp_path / "copy" / "member-2" / "best.pt").unlink(missing_ok=True)

@@ -234,6 +234,13 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path, dcdft24):
         xtalnet.load(tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="no such file"):
         xtalnet.load(tmp_path / "absent.pt")
+    (tmp_path / "x.cif").write_text("data_x\n_cell_length_a 4.0\n")  # --init of a CIF file
+    with pytest.raises(ValueError, match=r"not a checkpoint at all.*zip archive"):
+        xtalnet.load(tmp_path / "x.cif")
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"is an ensemble.*member-1"):
+        ckpt_mod.read(tmp_path / "ens")
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -90,6 +90,50 @@ def test_screening_pymatgen_json_a_cif_folder_and_target_columns(run, tmp_path):
     assert len(list(csv.DictReader((tmp_path / "b.csv").open()))) == 4
 
 
+def test_screening_a_poscar_folder_names_the_files_it_leaves_out(run, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    structs = [AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)) for s, a in METALS[:3]]
+    structs[0].to(filename=str(folder / "a.cif"))
+    structs[1].to(filename=str(folder / "b_POSCAR"), fmt="poscar")
+    structs[2].to(filename=str(folder / "c.vasp"), fmt="poscar")
+    (folder / "notes.txt").write_text("not a structure")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(folder), "--out",
+                 str(out), "--no-progress"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["a", "b_POSCAR", "c"]
+    expected = xtalnet.load(run / "run").predict(structs)["y"]
+    # (the CIF holds fewer digits than the structure: 1e-9 apart)
+    np.testing.assert_allclose([float(r["y"]) for r in rows], expected, rtol=1e-8)
+    assert "1 file(s) left out" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(run / "run"), str(folder)]) == 0  # files given
+    shown = capsys.readouterr()
+    assert "b_POSCAR" in shown.out and "c.vasp" in shown.out and "notes.txt" in shown.err
+
+
+def test_screening_never_overwrites_the_model_the_source_or_a_file_unasked(run, tmp_path, capsys):
+    src = _write(tmp_path / "in.csv", [{"cif": AseAtomsAdaptor.get_structure(
+        bulk("Cu", "fcc", a=3.6)).to(fmt="cif")}])  # fmt: skip
+    model = (run / "run" / "best.pt").read_bytes()
+    source = src.read_bytes()
+    base = ["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--quiet",
+            "--no-progress", "--overwrite", "--out"]  # fmt: skip
+    refused = {str(run / "run" / "best.pt"): ".pt", str(src): "--data source",
+               str(run / "run" / "test_predictions.csv"): "a file of the run",
+               str(tmp_path / "no" / "p.csv"): "does not exist"}  # fmt: skip
+    for out, why in refused.items():
+        assert main([*base, out]) == 2
+        assert why in capsys.readouterr().err
+    assert (run / "run" / "best.pt").read_bytes() == model and src.read_bytes() == source
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my own notes\n")
+    assert main([*base[:-2], "--out", str(mine)]) == 2  # an existing file, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err and mine.read_text() == "my own notes\n"
+    assert main([*base, str(mine)]) == 0
+    assert [r["status"] for r in csv.DictReader(mine.open())] == ["ok"]
+
+
 def test_screening_needs_an_out_file(run, tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(run / "run"), "--data", "builtin:dcdft"]) == 2
     assert "--out" in capsys.readouterr().err

@@ -109,6 +109,9 @@ def read(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, A
         xtalnet checkpoint (the message says what was found).
     """
     p = Path(path)
+    if p.is_dir() and (p / "ensemble.json").is_file():
+        raise ValueError(f"checkpoint: folder {str(p)!r} is an ensemble (ensemble.json): name "
+                         f"one member's folder here, e.g. {str(p / 'member-1')!r}")  # fmt: skip
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():
@@ -118,6 +121,12 @@ def read(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, A
             raise ValueError(f"checkpoint: folder {str(p)!r} holds neither best.pt nor last.pt")
     if not p.is_file():
         raise ValueError(f"checkpoint: no such file {str(p)!r}")
+    with p.open("rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive; a truncated one starts so too
+        raise ValueError(f"checkpoint {str(p)!r} is not a checkpoint at all: torch.save "
+                         "writes a zip archive, and this file is none (a CIF, CSV or text "
+                         "file?)")  # fmt: skip
     try:
         data = torch.load(p, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:

@@ -217,6 +217,7 @@ def _predict_parser(r: argparse.ArgumentParser) -> None:
         "--data", help="screen a whole source (anything mp_audit.load reads) into --out (CSV)"
     )
     r.add_argument("--out", help="the CSV that --data screening writes")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     r.add_argument("--batch-size", dest="batch_size", type=_count, default=64)
     _common(r)
 
@@ -290,6 +291,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         for role in ("data", "val", "test"):
             if getattr(args, role) is None:
                 setattr(args, role, saved.get(role))
+    if args.resume and not Path(args.resume).is_dir():
+        return _fail(f"train --resume {args.resume!r}: no such run folder")
+    if args.resume and args.data is None and not run.is_file():
+        return _fail(f"train --resume {args.resume!r}: not a run folder (no run.json or "
+                     "ensemble.json there)")  # fmt: skip
     data = args.data
     if data is None:
         return _fail("train: --data is required (e.g. --data builtin:dcdft)")
@@ -345,26 +351,40 @@ STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".cssr")
 STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
 
 
+def _is_structure_file(path: Path) -> bool:
+    """Named as a structure file pymatgen reads: a known suffix, or POSCAR / CONTCAR anywhere
+    in the name (pymatgen's own rule: ``Fe2O3_POSCAR``, ``POSCAR.relax``)."""
+    from mp_audit import is_structure_file
+
+    return path.suffix.lower() in STRUCTURE_SUFFIXES or is_structure_file(path)
+
+
 def _structure_files(paths: Sequence[str]) -> list[Path]:
-    """The files to predict: every path given, a folder standing for its structure files."""
+    """The files to predict: every path given, a folder standing for its structure files
+    (the other files of a folder are named in a warning, never dropped without a word)."""
     files: list[Path] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            found = sorted(
-                f for f in p.iterdir()
-                if f.is_file() and (f.suffix.lower() in STRUCTURE_SUFFIXES
-                                    or f.name.startswith(STRUCTURE_NAMES))
-            )  # fmt: skip
+            listed = sorted(f for f in p.iterdir() if f.is_file())
+            found = [f for f in listed if _is_structure_file(f)]
             if not found:
-                kinds = ", ".join([*STRUCTURE_SUFFIXES, *(n + "*" for n in STRUCTURE_NAMES)])
+                kinds = ", ".join([*STRUCTURE_SUFFIXES, *("*" + n + "*" for n in STRUCTURE_NAMES)])
                 raise ValueError(f"predict: folder {path!r} holds no structure file ({kinds})")
+            _warn_left_out(p, [f for f in listed if f not in found])
             files += found
         elif p.is_file():
             files.append(p)
         else:
             raise ValueError(f"predict: no such file or folder {path!r}")
     return files
+
+
+def _warn_left_out(folder: Path, others: Sequence[Path]) -> None:
+    if others:
+        names = ", ".join(f.name for f in others[:5]) + (" …" if len(others) > 5 else "")
+        print(f"xtalnet: warning: {len(others)} file(s) in {str(folder)!r} are not named as "
+              f"structure files and are left out: {names}", file=sys.stderr)  # fmt: skip
 
 
 def _read_structure(path: Path) -> Any:
@@ -419,18 +439,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _screen(args: argparse.Namespace) -> int:
     from xtalnet.inference import load
-    from xtalnet.screening import screen
+    from xtalnet.screening import check_out, screen
 
     if args.files:
         return _fail("predict: give either structure files or --data, not both")
     if args.out is None:
         return _fail("predict --data: give --out CSV, the file the predictions go to")
     out = Path(args.out)
-    if out.is_dir():
-        return _fail(f"predict --out {args.out!r} is a folder: name the CSV file to write")
+    check_out(out, args.data, args.checkpoint, args.overwrite)  # before the model loads
     model = load(args.checkpoint, weights=args.weights, device=args.device)
     say = (lambda msg: None) if args.quiet else print
-    screen(model, args.data, out, batch_size=args.batch_size,
+    screen(model, args.data, out, batch_size=args.batch_size, overwrite=args.overwrite,
            progress=args.progress and not args.quiet, log=say)  # fmt: skip
     return 0
 

@@ -9,8 +9,10 @@ than the budget (``strict``: ``ValueError`` listing them instead).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,24 @@ def open_source(source: Any, columns: Sequence[str], flag: str = "--data") -> An
         ) from exc
 
 
+def left_out_files(source: Any, ds: Any) -> list[str]:
+    """The files of a folder ``source`` that :func:`mp_audit.load` did not read (neither
+    structure files nor, in a folder without them, tables): [] for any other source."""
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
+        return []
+    read = ds.meta.get("files", {})
+    return sorted(f.name for f in Path(source).iterdir() if f.is_file() and f.name not in read)
+
+
+def say_left_out(source: Any, ds: Any, flag: str, log: Callable[[str], None]) -> None:
+    """Log the files of a folder ``source`` that were not read, by name."""
+    others = left_out_files(source, ds)
+    if others:
+        names = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
+        log(f"warning: {flag} {str(source)!r}: {len(others)} file(s) left out, not structure "
+            f"files (.cif, .vasp, .poscar, *POSCAR*, *CONTCAR*) or tables: {names}")  # fmt: skip
+
+
 def load_source(
     source: Any,
     columns: Sequence[str],
@@ -104,6 +124,7 @@ def load_source(
     """
     columns = _columns_needed(columns)
     ds = open_source(source, columns, flag)
+    say_left_out(source, ds, flag, log)
     ids, structures, values = [], [], []
     failures: list[tuple[str, str]] = list(ds.load_failures)
     missing = dict.fromkeys(columns, 0)

@@ -96,9 +96,16 @@ def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
     absent = [d.name for d in members if not (d / "best.pt").is_file()]
     if absent:
         raise ValueError(
-            f"ensemble {str(root)!r}: member(s) {absent} of {len(members)} have no best.pt "
-            f"(missing, or stopped before their first epoch); finish them with xtalnet train "
-            f"--resume {root}"
+            f"ensemble {str(root)!r}: member(s) {absent} of {len(members)} have no best.pt. "
+            f"Not started or stopped before their first epoch: finish them with xtalnet train "
+            f"--resume {root}; finished and best.pt removed: restore it, or delete that "
+            f"member's folder and --resume {root} to train it again"
+        )
+    if "sigma_scale" not in info:  # fitted once the last member has finished
+        raise ValueError(
+            f"ensemble {str(root)!r} has not finished: its σ is fitted on the validation split "
+            f"after the last member, and that has not happened (a member was interrupted?); "
+            f"finish it with xtalnet train --resume {root}"
         )
     nets = [load(d / "best.pt", weights=weights, device=device) for d in members]
     weight = info.get("sigma_distance_weight") or {}

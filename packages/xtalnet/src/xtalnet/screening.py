@@ -9,7 +9,9 @@ tensors), the source's value of each target where it has one (``<target>_true``)
 ``status`` column: ``ok``, or why the structure was not predicted (it does not parse, its
 cell is flat, an atom has no neighbour within r_cut, ...) or why its prediction is doubtful
 (elements absent from the training data). A structure that fails never stops the run. The
-file is written as ``<out>.partial`` and renamed when complete.
+file is written as ``<out>.partial`` and renamed when complete. ``out`` never replaces the
+source, a checkpoint or a file of the model's run folder, and replaces another existing file
+only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from xtalnet.data import to_structure
-from xtalnet.dataset import is_missing, open_source
+from xtalnet.dataset import is_missing, open_source, say_left_out
 from xtalnet.tables import cell_text, predict_table
 
-__all__ = ["screen"]
+__all__ = ["check_out", "screen"]
 
 
 def screen(
@@ -36,16 +38,19 @@ def screen(
     batch_size: int = 64,
     chunk: int = 256,
     progress: bool = True,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Predict every structure of ``source`` with ``model`` (a Network or an Ensemble) and
     write the rows to the CSV ``out``; returns ``{"rows", "predicted", "flagged", "failed",
-    "out"}`` (counts, and the path)."""
+    "out"}`` (counts, and the path). ``out`` is checked first (:func:`check_out`)."""
+    check_out(out, source, getattr(model, "checkpoint_path", None), overwrite)
     columns = list(model.target_heads)
     try:  # keep the target columns where the source has them (for <target>_true)
         ds = open_source(source, columns, flag="--data")
     except ValueError:
         ds = open_source(source, [], flag="--data")
+    say_left_out(source, ds, "--data", log)
     path = Path(out)
     partial = path.with_name(path.name + ".partial")
     counts = {"rows": 0, "predicted": 0, "flagged": 0, "failed": 0}
@@ -78,6 +83,43 @@ def screen(
         f"({counts['flagged']} of them flagged), {counts['failed']} not predicted (see the "
         "status column)")  # fmt: skip
     return {**counts, "out": str(path)}
+
+
+def check_out(
+    out: str | os.PathLike[str], source: Any, checkpoint: Any = None, overwrite: bool = False
+) -> None:
+    """Refuse an ``out`` that would lose data: in a folder that does not exist, a folder, the
+    source (or a file in it), a ``.pt`` file, a file of the checkpoint's run folder (an
+    ensemble's included), or any other existing file unless ``overwrite``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--out`` and what it would have replaced.
+    """
+    path = Path(out).resolve()
+    if path.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder: name the CSV file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: the folder {str(path.parent)!r} does not exist")
+    if path.suffix.lower() == ".pt":
+        raise ValueError(f"--out {str(out)!r}: a .pt name is a checkpoint's; predictions are a "
+                         "CSV file")  # fmt: skip
+    if isinstance(source, (str, os.PathLike)) and _within(path, Path(source).resolve()):
+        raise ValueError(f"--out {str(out)!r} would replace the --data source it reads")
+    if path.exists() and checkpoint is not None:
+        run = Path(checkpoint).resolve()
+        run = run if run.is_dir() else run.parent
+        if _within(path, run):
+            raise ValueError(f"--out {str(out)!r} would replace a file of the run "
+                             f"{str(run)!r}: write the predictions elsewhere")  # fmt: skip
+    if path.exists() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} exists: give --overwrite to replace it, or "
+                         "another name")  # fmt: skip
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def _bar(total: int | None, progress: bool) -> Any:

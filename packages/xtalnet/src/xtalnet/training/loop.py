@@ -34,6 +34,7 @@ from torch import nn
 from xtalnet import _checkpoint
 from xtalnet._metrics import baseline_metrics, metrics_of
 from xtalnet.dataset import Sample
+from xtalnet.ensemble import ENSEMBLE_FILE
 from xtalnet.network import Network
 from xtalnet.prediction import decode, forward_graphs
 from xtalnet.training.batching import collate_samples, epoch_batches, noisy_batch, shard
@@ -396,8 +397,12 @@ class Trainer:
         self.save("last.pt")
         if self.dist.main and self.state.history:
             write_metrics(self.out, self.state.history)
+        # a member continues with its ensemble, which then fits σ (member 1 may be
+        # interrupted before ensemble.json is written: its TrainOptions.member says so)
+        member = self.opts.member > 0 or (self.out.parent / ENSEMBLE_FILE).is_file()
+        again = self.out.parent if member and self.out.name.startswith("member-") else self.out
         self.log(f"interrupted at epoch {self.state.epoch} step {self.state.global_step}: saved "
-                 f"{self.out / 'last.pt'}; continue with --resume {self.out}")  # fmt: skip
+                 f"{self.out / 'last.pt'}; continue with --resume {again}")  # fmt: skip
 
     def _batches(self, epoch: int) -> list[list[int]]:
         cfg = self.net.config

@@ -213,7 +213,8 @@ def _build(
     named = zip(("train", "val", "test"), parts)
     check_targets(plan.targets, {name: (p.ids, p.values) for name, p in named if p.ids})
     cfg, rec = network_config(plan, out, parts[0], recommendation, dist, log)
-    log(f"network: r_cut={cfg.r_cut} Å, {cfg.num_layers} layers, hidden {cfg.hidden_irreps}, "
+    layers = f"{cfg.num_layers} layer" + ("s" if cfg.num_layers != 1 else "")
+    log(f"network: r_cut={cfg.r_cut} Å, {layers}, hidden {cfg.hidden_irreps}, "
         f"{cfg.dtype}, targets {list(cfg.targets)}")  # fmt: skip
     samples = prepare_samples(parts, cfg, plan.opts, log)
     if plan.ckpt is not None:
