@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import xtalnet
 from xtalnet._cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -158,6 +159,9 @@ def test_python_dash_m_and_help():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "predict", "demo"):
         assert cmd in out.stdout
+    version = subprocess.run([sys.executable, "-m", "xtalnet", "--version"], capture_output=True,
+                             text=True, env=_env(), timeout=120)  # fmt: skip
+    assert version.returncode == 0 and version.stdout.strip() == f"xtalnet {xtalnet.__version__}"
 
 
 def test_ctrl_c_saves_last_pt_and_resume_continues(tmp_path, tiny_config):
@@ -181,6 +185,7 @@ def test_ctrl_c_saves_last_pt_and_resume_continues(tmp_path, tiny_config):
             proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted at epoch" in out and f"--resume {run}" in out
+    assert f"xtalnet: interrupted; continue with xtalnet train --resume {run}" in err  # --quiet too
     import xtalnet._checkpoint as ck
 
     state = ck.read(run / "last.pt")["state"]

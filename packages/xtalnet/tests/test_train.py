@@ -244,6 +244,13 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path, dcdft24):
 
 
 # ------------------------------------------------------------------------------ bad input
+def test_an_edge_budget_that_fits_no_structure_says_so(tmp_path, dcdft24):
+    with pytest.raises(ValueError, match=r"no usable structure.*max_edges=10 \(\d+ with more "
+                       r"edges than max_edges \(raise --max-edges\)\)"):  # fmt: skip
+        xtalnet.train(dcdft24, ["K_wien2k"], tmp_path / "e", config={**TINY, "max_edges": 10},
+                      options={**OPTS, "max_steps": 1}, progress=False, quiet=True)  # fmt: skip
+
+
 def _csv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -63,6 +63,7 @@ def test_screening_a_cif_only_csv_keeps_order_and_gives_every_reason(run, tmp_pa
     assert [s == "ok" or not s.startswith("not") for s in status] == [1, 0, 0, 1, 0, 1]
     assert "not a structure" in status[1] or "parse" in status[1]
     assert "flat" in status[2] and "no neighbour within r_cut" in status[4]
+    assert not any("structures[" in s for s in status)  # a row is its own structure
     parsed = [Structure.from_str(cifs[k], fmt="cif") for k in (0, 3, 5)]  # what the CSV holds
     expected = xtalnet.load(run / "run").predict(parsed)["y"]
     got = [float(rows[k]["y"]) for k in (0, 3, 5)]

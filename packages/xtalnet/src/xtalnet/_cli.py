@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="xtalnet",
         description="Train, evaluate and use E(3)-equivariant crystal networks.",
     )
+    from xtalnet.__about__ import __version__
+
+    p.add_argument("--version", action="version", version=f"xtalnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub.add_parser("train", help="train a network on a data source"))
     _evaluate_parser(sub.add_parser("evaluate", help="metrics, predictions.csv and parity plots"))
@@ -108,8 +112,10 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
 
 def _network_flags(t: argparse.ArgumentParser) -> None:
     g = t.add_argument_group("network (override --config and the recommendation)")
-    g.add_argument("--r-cut", dest="r_cut", type=float, help="radial cutoff, Å")
-    g.add_argument("--layers", type=_count, help="number of interaction layers")
+    g.add_argument("--r-cut", dest="r_cut", type=float,
+                   help="radial cutoff, Å (rule: the mp-audit recommendation)")  # fmt: skip
+    g.add_argument("--layers", type=_count, help="number of interaction layers (rule: the "
+                   "fewest that reach the targets' irreps)")  # fmt: skip
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument(
         "--max-edges", dest="max_edges", type=_count, help="edge budget per batch and process"
@@ -138,20 +144,34 @@ def _network_flags(t: argparse.ArgumentParser) -> None:
 
 
 def _training_flags(t: argparse.ArgumentParser) -> None:
-    o = t.add_argument_group("training (defaults: xtalnet.TrainOptions)")
-    o.add_argument("--epochs", type=_count)
+    from xtalnet.defaults import option_choices
+
+    rule = {c.field: c.value for c in option_choices([], {}, {})}  # what it picks untimed
+    o = t.add_argument_group(
+        "training (left out: chosen by the rule of xtalnet.defaults and logged at the start; "
+        "else xtalnet.TrainOptions)"
+    )
+    o.add_argument("--epochs", type=_count,
+                   help=f"at most this many epochs (rule: {rule['epochs']}; none with a time "
+                        "limit)")  # fmt: skip
     o.add_argument("--time-limit", dest="time_limit", type=float, metavar="MIN",
                    help="training budget in minutes")  # fmt: skip
-    o.add_argument(
-        "--batch-size", dest="batch_size", type=_count, help="structures per step (global)"
-    )
-    o.add_argument("--lr", type=float)
-    o.add_argument("--weight-decay", dest="weight_decay", type=float)
-    o.add_argument("--schedule", choices=("cosine", "plateau", "constant"))
-    o.add_argument("--warmup-steps", dest="warmup_steps", type=int)
-    o.add_argument("--clip", type=float, help="max gradient norm (inf: off)")
-    o.add_argument("--ema-decay", dest="ema_decay", type=float)
-    o.add_argument("--patience", type=_count, help="early-stopping patience, epochs")
+    o.add_argument("--batch-size", dest="batch_size", type=_count,
+                   help=f"structures per step, global (rule: {rule['batch_size']})")  # fmt: skip
+    o.add_argument("--lr", type=float, help=f"AdamW peak learning rate (rule: {rule['lr']:g})")
+    o.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help=f"AdamW weight decay (rule: {rule['weight_decay']:g})")  # fmt: skip
+    o.add_argument("--schedule", choices=("cosine", "plateau", "constant"),
+                   help="learning-rate schedule after the warm-up (default cosine)")  # fmt: skip
+    o.add_argument("--warmup-steps", dest="warmup_steps", type=int,
+                   help="linear warm-up, optimiser steps (default 50)")  # fmt: skip
+    o.add_argument("--clip", type=float, help="max gradient norm (default 10; inf: off)")
+    o.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help=f"decay of the weights' moving average that is validated and saved "
+                        f"(rule: {rule['ema_decay']:g}; 0: off)")  # fmt: skip
+    o.add_argument("--patience", type=_count,
+                   help=f"early-stopping patience, epochs (rule: {rule['patience']}; none "
+                        "with a time limit)")  # fmt: skip
     o.add_argument(
         "--seed",
         type=int,
@@ -180,7 +200,8 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--select",
         choices=("loss", "mae"),
-        help="what picks best.pt: the validation loss or the relative validation MAE",
+        help="what picks best.pt: the validation loss or the relative validation MAE (rule: "
+        "loss; mae for band gaps)",
     )
     o.add_argument(
         "--init",
@@ -199,26 +220,33 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_parser(e: argparse.ArgumentParser) -> None:
-    e.add_argument("--checkpoint", required=True, help="best.pt / last.pt or a run folder")
-    e.add_argument("--data", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--batch-size", dest="batch_size", type=_count, default=64)
-    e.add_argument("--weights", choices=("ema", "model"), default="ema")
+    e.add_argument("--checkpoint", required=True,
+                   help="best.pt / last.pt, a run or an ensemble folder")  # fmt: skip
+    e.add_argument("--data", required=True,
+                   help="a source with the targets (anything mp_audit.load reads)")  # fmt: skip
+    e.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv, plots")
+    e.add_argument("--batch-size", dest="batch_size", type=_count, default=64,
+                   help="structures per forward pass (default 64)")  # fmt: skip
+    e.add_argument("--weights", choices=("ema", "model"), default="ema",
+                   help="the weights' moving average (default) or the raw weights")  # fmt: skip
     e.add_argument("--strict", action="store_true")
     _common(e, progress=False)
 
 
 def _predict_parser(r: argparse.ArgumentParser) -> None:
-    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--checkpoint", required=True, help="best.pt / last.pt, a run or an ensemble")
     r.add_argument("files", nargs="*", help="structure files pymatgen reads, or folders of them")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    r.add_argument("--weights", choices=("ema", "model"), default="ema")
+    r.add_argument("--weights", choices=("ema", "model"), default="ema",
+                   help="the weights' moving average (default; what was validated) or the raw "
+                        "weights")  # fmt: skip
     r.add_argument(
         "--data", help="screen a whole source (anything mp_audit.load reads) into --out (CSV)"
     )
     r.add_argument("--out", help="the CSV that --data screening writes")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    r.add_argument("--batch-size", dest="batch_size", type=_count, default=64)
+    r.add_argument("--batch-size", dest="batch_size", type=_count, default=64,
+                   help="structures per forward pass (default 64)")  # fmt: skip
     _common(r)
 
 
@@ -269,8 +297,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a folder or file that cannot be written or read
         return _fail(f"{exc.strerror or exc}: {exc.filename!r}" if exc.filename else str(exc))
     except KeyboardInterrupt:
-        print("xtalnet: interrupted", file=sys.stderr)
+        print("xtalnet: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted training (also under --quiet, where the log is mute)."""
+    out = getattr(args, "out", None) or getattr(args, "resume", None)
+    if args.command != "train" or out is None:
+        return ""
+    root = Path(out)
+    if (root / "ensemble.json").is_file() or (root / "last.pt").is_file():
+        return f"; continue with xtalnet train --resume {out}"
+    return ""
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
@@ -391,7 +430,9 @@ def _read_structure(path: Path) -> Any:
     from pymatgen.core import Structure
 
     try:
-        return Structure.from_file(str(path))
+        with warnings.catch_warnings():  # a bad CIF's parser warnings: its status says why
+            warnings.simplefilter("ignore")
+            return Structure.from_file(str(path))
     except Exception as exc:  # pymatgen raises many types for unreadable files
         return ValueError(f"{str(path)!r} is not a structure file pymatgen reads: {exc}")
 
@@ -418,7 +459,8 @@ def _predict(args: argparse.Namespace) -> int:
     flagged = [r for r in rows if r["status"] != "ok"]
     if flagged:
         print(f"xtalnet: warning: {len(flagged)} of {len(rows)} structure(s) flagged (see the "
-              "status column): " + "; ".join(f"{r['name']}: {r['status']}" for r in flagged[:3]),
+              "status column): " + "; ".join(f"{r['name']}: {r['status']}" for r in flagged[:3])
+              + ("; …" if len(flagged) > 3 else ""),
               file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -202,8 +202,16 @@ def build_samples(
         samples.append(Sample(i, g, v, oriented))
     _report_skipped(skipped, config, strict, log, what)
     if not samples:
-        raise ValueError(f"{what}: no usable structure left at r_cut={config.r_cut} Å")
+        why = "; ".join(f"{len(v)} {_SKIP_WHY[k]}" for k, v in skipped.items() if v)
+        why = f" ({why})" if why else ""
+        raise ValueError(f"{what}: no usable structure left at r_cut={config.r_cut} Å, "
+                         f"max_edges={config.max_edges:,}{why}")  # fmt: skip
     return samples, {k: len(v) for k, v in skipped.items()}
+
+
+_SKIP_WHY = {"isolated": "with an atom without neighbours within r_cut",
+             "too_big": "with more edges than max_edges (raise --max-edges)",
+             "invalid": "invalid"}  # fmt: skip
 
 
 def _report_skipped(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,14 +104,23 @@ def predict_table(
         row: dict[str, Any] = {"name": name, "formula": _formula(s)}
         if k not in at:
             row.update(dict.fromkeys(keys))
-            row["status"] = f"not predicted: {s}"
+            row["status"] = f"not predicted: {_own(str(s))}"
         else:
             for key in keys:
                 x = pred[key][at[k]]
                 row[key] = _plain(x)
-            row["status"] = notes[at[k]] or "ok"
+            row["status"] = _own(notes[at[k]]) if notes[at[k]] else "ok"
         rows.append(row)
     return rows
+
+
+# "structures[5] (entry 'x'): ..." counts within a batch of what parsed: not the row's place
+_POSITION = re.compile(r"structures\[\d+\](?: \(entry '[^']*'\))?:? ?")
+
+
+def _own(status: str) -> str:
+    """A status as the structure's own row says it: without its position in a batch."""
+    return _POSITION.sub("", status, count=1)
 
 
 def cell_text(value: Any) -> Any:
