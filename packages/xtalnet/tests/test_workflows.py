@@ -118,14 +118,18 @@ def test_screening_never_overwrites_the_model_the_source_or_a_file_unasked(run, 
         bulk("Cu", "fcc", a=3.6)).to(fmt="cif")}])  # fmt: skip
     model = (run / "run" / "best.pt").read_bytes()
     source = src.read_bytes()
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    refused = [(src, run / "run" / "best.pt", ".pt"), (src, src, "--data source"),
+               (src, run / "run" / "test_predictions.csv", "a file of the run"),
+               (src, tmp_path / "no" / "p.csv", "does not exist"),
+               (cifs, cifs / "p.csv", "inside the --data folder")]  # fmt: skip
+    for data, out, why in refused:  # --overwrite given: still refused
+        assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(data), "--out",
+                     str(out), "--overwrite", "--quiet"]) == 2  # fmt: skip
+        assert why in capsys.readouterr().err
     base = ["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--quiet",
             "--no-progress", "--overwrite", "--out"]  # fmt: skip
-    refused = {str(run / "run" / "best.pt"): ".pt", str(src): "--data source",
-               str(run / "run" / "test_predictions.csv"): "a file of the run",
-               str(tmp_path / "no" / "p.csv"): "does not exist"}  # fmt: skip
-    for out, why in refused.items():
-        assert main([*base, out]) == 2
-        assert why in capsys.readouterr().err
     assert (run / "run" / "best.pt").read_bytes() == model and src.read_bytes() == source
     mine = tmp_path / "mine.csv"
     mine.write_text("my own notes\n")

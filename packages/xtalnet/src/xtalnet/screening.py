@@ -106,6 +106,9 @@ def check_out(
         raise ValueError(f"--out {str(out)!r}: a .pt name is a checkpoint's; predictions are a "
                          "CSV file")  # fmt: skip
     if isinstance(source, (str, os.PathLike)) and _within(path, Path(source).resolve()):
+        if Path(source).is_dir():
+            raise ValueError(f"--out {str(out)!r} is inside the --data folder: a later read of "
+                             "the folder would take it as data; write it elsewhere")  # fmt: skip
         raise ValueError(f"--out {str(out)!r} would replace the --data source it reads")
     if path.exists() and checkpoint is not None:
         run = Path(checkpoint).resolve()
