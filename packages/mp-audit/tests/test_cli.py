@@ -69,6 +69,18 @@ def test_recommend_and_audit_print_json(tmp_path, capsys):
     assert json.loads(target.read_text())["n_entries"] == 5
 
 
+def test_an_audit_where_nothing_parses_lists_the_failures(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("material_id,cif,band_gap\nmp-1,garbage,1.0\nmp-2,junk,0\n")
+    target = tmp_path / "new" / "folder" / "s.json"  # the folder is made, the result kept
+    assert main(["audit", str(bad), "--out", str(target), "--no-progress"]) == 0
+    summary = json.loads(target.read_text())
+    assert summary["n_parsed"] == 0
+    assert [f["material_id"] for f in summary["data_issues"]["parse_failures"]] == ["mp-1", "mp-2"]
+    assert main(["audit", str(bad), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
 def test_cli_errors(capsys):
     assert main(["audit", "builtin:nope", "--no-progress"]) == 2
     assert "builtin:nope" in capsys.readouterr().err

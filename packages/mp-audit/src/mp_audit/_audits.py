@@ -255,7 +255,9 @@ def _data_issues(table: pd.DataFrame, expected_run_types: Sequence[str]) -> dict
         "overlapping_atoms": [
             {"material_id": m, "atoms": a}
             for m, a in overlaps[["material_id", "overlapping_atoms"]].itertuples(index=False)
-        ],
+        ]
+        if "overlapping_atoms" in table  # absent when no structure parsed
+        else [],
     }
     for key in ("band_gap", "formation_energy_per_atom", "energy_above_hull"):
         has = table[f"has_{key}"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from periodic_conv import MAX_R_CUT, MIN_R_CUT
@@ -108,10 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(json.dumps(info, indent=2))
             return 0
+        if args.command == "audit" and args.out and Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out!r} is a folder: name the JSON file to write")
         result = _run_audit(args)
         if args.command == "audit":
             text = json.dumps(result.summary, indent=2, default=str)
-            if args.out:
+            if args.out:  # its folder made here: an audit's result is never lost to a path
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 with open(args.out, "w") as fh:
                     fh.write(text)
             else:
@@ -124,9 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = write_report(result, args.out)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
         return 0
+    except BrokenPipeError:  # `mp-audit audit … | head`: the reader has all it wanted
+        _quiet_stdout()
+        return 1
     except INPUT_ERRORS as exc:
         print(f"mp-audit: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of the closed pipe
+    prints nothing either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover
