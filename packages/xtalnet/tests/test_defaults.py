@@ -209,6 +209,33 @@ def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invaria
         xtalnet.NetworkConfig(tensor_frame="lab")
 
 
+@pytest.mark.parametrize("c", [3.37, 9.0])  # c < a: pymatgen alone put c along x
+def test_orient_puts_a_tetragonal_crystals_fourfold_axis_along_z(c):
+    """IEEE 176 and the Materials Project's tensors: c (the fourfold axis) along z, a along x,
+    also where c < a (70 of the 193 tetragonal de Jong crystals)."""
+    tetra = Structure(
+        Lattice.tetragonal(6.53, c),
+        ["Ba", "Ti", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]],
+    )  # P4/mmm
+    r = random_rotation(1, generator=torch.Generator().manual_seed(5))[0].numpy()
+    turned = Structure(Lattice(tetra.lattice.matrix @ r.T), tetra.species,
+                       tetra.cart_coords @ r.T, coords_are_cartesian=True)  # fmt: skip
+    cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], tensor_frame="ieee")
+    for s in (tetra, turned):
+        m = orient(s, cfg).lattice.matrix
+        lengths = np.linalg.norm(m, axis=1)
+        axis = m[np.argmin(np.abs(lengths - c))] / c  # the lattice vector of length c
+        assert abs(abs(axis[2]) - 1) < 1e-6, (c, m)
+        a = m[np.argmin(np.abs(lengths - 6.53))] / 6.53
+        assert abs(a[2]) < 1e-6 and max(abs(a[0]), abs(a[1])) > 1 - 1e-6  # a along x or y
+        assert np.isclose(np.linalg.det(m), tetra.volume)  # a proper rotation
+    if c > 6.53:  # pymatgen's rotation was right here: kept as it is
+        ieee = np.asarray(Tensor.get_ieee_rotation(tetra))
+        np.testing.assert_allclose(orient(tetra, cfg).lattice.matrix,
+                                   tetra.lattice.matrix @ ieee.T, atol=1e-12)  # fmt: skip
+
+
 def test_select_mae_picks_best_pt_by_the_relative_validation_mae(tmp_path, tiny_config):
     rows = _metals_csv(tmp_path / "d.csv")
     xtalnet.train(str(tmp_path / "d.csv"), ["y"], tmp_path / "r",

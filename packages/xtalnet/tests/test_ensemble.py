@@ -15,6 +15,7 @@ import xtalnet
 from ase.collections import dcdft
 from hypothesis import given
 from hypothesis import strategies as st
+from xtalnet import _metrics
 from xtalnet._cli import main
 from xtalnet.config import MAX_SEED, NetworkConfig
 from xtalnet.ensemble import MAX_MEMBERS, Ensemble
@@ -195,6 +196,52 @@ def test_an_ensemble_without_its_sigma_fit_is_refused(ensemble_run, tmp_path):
     with pytest.raises(ValueError, match=rf"has not finished.*--resume {copy}"):
         xtalnet.load(copy)
     xtalnet.load(out)  # the scored one loads
+
+
+def test_tensor_entries_fixed_by_symmetry_have_no_sigma(tmp_path):
+    """Cubic crystals: C14, C15, ... are zero by symmetry, which the members predict exactly
+    (to rounding); the data holds noise there, as the de Jong set does. That noise over a
+    spread of rounding made the σ scale explode (1e6 on de Jong); now such entries have σ
+    = 0 and neither the fit nor the calibration counts them."""
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    rng = np.random.default_rng(0)
+    fixed = np.ones((6, 6), dtype=bool)
+    fixed[:3, :3] = False
+    fixed[[3, 4, 5], [3, 4, 5]] = False
+    entries = []
+    for k in range(24):
+        s, a = [("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09)][k % 4]
+        c11, c12, c44 = 150 + 40 * rng.random(), 80 + 20 * rng.random(), 50 + 20 * rng.random()
+        c = np.full((6, 6), 0.0)
+        c[:3, :3] = c12
+        c[[0, 1, 2], [0, 1, 2]] = c11
+        c[[3, 4, 5], [3, 4, 5]] = c44
+        noise = np.triu(rng.normal(0, 0.5, (6, 6)) * fixed)
+        c += noise + noise.T  # symmetric noise where symmetry says zero
+        atoms = bulk(s, "fcc", a=a * (1 + 0.01 * (k // 4)))
+        entries.append(mp_audit.Entry(f"c{k}", AseAtomsAdaptor.get_structure(atoms),
+                                      {"elastic_tensor": c.tolist()}))  # fmt: skip
+    data = mp_audit.from_entries("cubic24", entries, columns=["elastic_tensor"])
+    out = tmp_path / "el"
+    cfg = {**{k: v for k, v in TINY.items() if k != "num_layers"}, "l_filter_max": 2,
+           "hidden_irreps": "8x0e+2x1o+2x2e", "tensor_frame": "as_given"}  # fmt: skip
+    xtalnet.train(data, ["elastic_tensor"], out, config=cfg, options=OPTS, ensemble=2,
+                  progress=False, quiet=True)  # fmt: skip
+    info = json.loads((out / "ensemble.json").read_text())
+    assert 0 < info["sigma_scale"]["elastic_tensor"] < 1e3  # was 4.7e15 (float64)
+    atoms = [AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6))]
+    pred = xtalnet.load(out).predict(atoms)
+    sigma = pred["elastic_tensor.std"][0]
+    assert np.all(sigma[fixed] == 0) and np.all(sigma[~fixed] > 0)
+    assert np.abs(pred["elastic_tensor"][0][fixed]).max() < 1e-8
+    report = json.loads((out / "test_metrics.json").read_text())["calibration"]
+    n_test = json.loads((out / "test_metrics.json").read_text())["n_test"]
+    # calibration over the 12 free entries of each test crystal, not the 24 fixed ones
+    sigma_test = np.broadcast_to(np.where(fixed, 0.0, 1.0), (n_test, 6, 6))
+    _, counted = _metrics.stated(np.ones((n_test, 6, 6)), sigma_test)
+    assert counted.size == 12 * n_test and report["elastic_tensor"]["within_2sigma"] >= 0
 
 
 def test_members_must_share_their_targets_and_graph_geometry(ensemble_run):

@@ -15,6 +15,8 @@ import pytest
 import torch
 import xtalnet
 from ase.build import bulk
+from hypothesis import given
+from hypothesis import strategies as st
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from xtalnet._cli import main
@@ -153,7 +155,9 @@ def test_3_demo_refuses_a_folder_holding_a_run(tmp_path, finished, capsys, monke
         (tmp_path / "run" / p.name).write_bytes(p.read_bytes())
     before = _snapshot(tmp_path / "run")
     assert main(["demo", "--out", str(tmp_path), "--time-limit", "0.05", "--quiet"]) == 2
-    assert "already holds a run" in _err(capsys)
+    err = _err(capsys)
+    assert "already holds a run" in err and "--overwrite" in err
+    assert "--resume" not in err  # the demo has no --resume to suggest
     assert _snapshot(tmp_path / "run") == before
 
 
@@ -278,10 +282,35 @@ def test_8_leakage_between_splits_warns_naming_ids_and_strict_refuses(tmp_path, 
     run2 = tmp_path / "run2"
     assert _train(dup, run2, cfg, "--split", "0.5", "0.25", "0.25", "--seed", "3") == 0
     log = (run2 / "train.log").read_text()
-    assert "identical structure" in log or "id(s) in both" in log
+    assert "identical structure" in log  # the twin under another id
+    # the id twice: named, and its copies kept in one split (they were split before)
+    assert "1 id(s) appear more than once (2 rows, e.g. ['m7'])" in log
+    split = json.loads((run2 / "split.json").read_text())
+    holding = [part for part, ids in split.items() if isinstance(ids, list) and "m7" in ids]
+    assert len(holding) == 1, holding
     # --seed seeds the initialisation too: another seed is another run, not another batch order
     assert json.loads((run2 / "config.json").read_text())["seed"] == 3
     assert json.loads((run2 / "options.json").read_text())["seed"] == 3
+
+
+@given(st.lists(st.integers(0, 12), min_size=8, max_size=60), st.integers(0, 2**31 - 1))
+def test_8b_a_seeded_split_keeps_the_copies_of_an_id_together(groups, seed):
+    from xtalnet.training.splits import split_indices
+
+    n = len(groups)
+    try:
+        parts = split_indices(n, (0.6, 0.2, 0.2), seed, groups)
+    except ValueError as exc:  # so few distinct ids that the val and test take them all
+        assert "leaves no training data" in str(exc)
+        return
+    assert sorted(np.concatenate(parts).tolist()) == list(range(n))  # every row once
+    owners = {g: {k for k, p in enumerate(parts) if any(groups[i] == g for i in p)}
+              for g in set(groups)}  # fmt: skip
+    assert all(len(o) == 1 for o in owners.values())
+    unique = list(range(n))  # distinct ids: exactly the split without groups
+    for a, b in zip(split_indices(n, (0.6, 0.2, 0.2), seed, unique),
+                    split_indices(n, (0.6, 0.2, 0.2), seed)):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
 
 
 def test_9_absurd_and_non_finite_targets_and_a_diverged_run_fail_clearly(tmp_path, cfg, capsys):

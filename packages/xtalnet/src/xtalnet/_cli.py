@@ -294,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     except (ValueError, TypeError) as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # `xtalnet predict … | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # mute the last flush
+        return 1
     except OSError as exc:  # a folder or file that cannot be written or read
         return _fail(f"{exc.strerror or exc}: {exc.filename!r}" if exc.filename else str(exc))
     except KeyboardInterrupt:

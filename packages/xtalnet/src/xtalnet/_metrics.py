@@ -33,6 +33,7 @@ __all__ = [
     "sigma_scale",
     "spearman",
     "spearman_if_exact",
+    "stated",
     "target_metrics",
     "vrh_moduli",
     "widened_sigma",
@@ -125,13 +126,11 @@ def spearman_if_exact(sigma: Any, draws: int = 200, seed: int = 0) -> dict[str, 
 
 def calibration(error: Any, sigma: Any) -> dict[str, float]:
     """How well a predicted standard deviation ``sigma`` describes the absolute ``error``
-    (same shape; every entry counts): the fractions of |error| <= sigma and <= 2 sigma (a
-    normal error: 0.683 and 0.954), Spearman's correlation of |error| with sigma and what an
-    exact σ would reach (:func:`spearman_if_exact`)."""
-    e = np.abs(np.asarray(error, dtype=np.float64)).ravel()
-    s = np.asarray(sigma, dtype=np.float64).ravel()
-    ok = np.isfinite(e) & np.isfinite(s)
-    e, s = e[ok], s[ok]
+    (same shape; every entry counts but a tensor's entries fixed by symmetry, :func:`stated`):
+    the fractions of |error| <= sigma and <= 2 sigma (a normal error: 0.683 and 0.954),
+    Spearman's correlation of |error| with sigma and what an exact σ would reach
+    (:func:`spearman_if_exact`)."""
+    e, s = stated(error, sigma)
     if not e.size:
         return {"within_1sigma": math.nan, "within_2sigma": math.nan, "spearman": math.nan,
                 **spearman_if_exact(s)}  # fmt: skip
@@ -141,6 +140,17 @@ def calibration(error: Any, sigma: Any) -> dict[str, float]:
         "spearman": spearman(e, s),
         **spearman_if_exact(s),
     }
+
+
+def stated(error: Any, sigma: Any) -> tuple[np.ndarray, np.ndarray]:
+    """|error| and σ of the entries σ speaks for, flat: the finite ones, without a tensor's
+    entries of σ = 0 (fixed by the crystal's symmetry: ``Head.fixed_entries``)."""
+    e = np.abs(np.asarray(error, dtype=np.float64))
+    s = np.asarray(sigma, dtype=np.float64)
+    ok = np.isfinite(e) & np.isfinite(s)
+    if e.ndim >= 2:
+        ok &= s > 0
+    return e[ok], s[ok]
 
 
 def sigma_scale(error: Any, sigma: Any) -> float:

@@ -179,12 +179,36 @@ def orient(s: Any, config: NetworkConfig, index: int = 0) -> Any:
         s = AseAtomsAdaptor.get_structure(s)
     _check_ordered(s, index)
     try:
-        r = np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64)
+        r = _tetragonal_c_along_z(s, np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64))
     except Exception as exc:  # symmetry analysis of a malformed structure
         raise ValueError(f"structures[{index}]: no IEEE standard orientation: {exc}") from exc
     lattice = Lattice(np.asarray(s.lattice.matrix) @ r.T)
     return Structure(lattice, s.species, np.asarray(s.cart_coords) @ r.T,
                      coords_are_cartesian=True)  # fmt: skip
+
+
+def _tetragonal_c_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:
+    """``rotation`` (pymatgen's IEEE rotation of ``s``), turned so that a tetragonal
+    crystal's fourfold axis c lies along z, as IEEE 176 and the Materials Project's stored
+    tensors have it. pymatgen (2025) puts c along x when c < a: it compares the unsorted
+    lengths, so 70 of the 193 tetragonal de Jong crystals had their structure rotated away
+    from the frame of their stored tensor (C44 = C55 there, C55 = C66 in the structure).
+    Other crystal systems are returned unchanged."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    analyzer = SpacegroupAnalyzer(s)
+    if analyzer.get_crystal_system() != "tetragonal":
+        return rotation
+    # the conventional cell (spglib's setting: a = b, c the fourfold axis), in s's frame
+    to_conventional = np.asarray(analyzer.get_symmetry_dataset().transformation_matrix)
+    conventional = np.linalg.inv(to_conventional).T @ np.asarray(s.lattice.matrix)
+    a, c = (rotation @ v / np.linalg.norm(v) for v in (conventional[0], conventional[2]))
+    if abs(c[2]) > 1 - 1e-6:
+        return rotation
+    x = a - (a @ c) * c  # a is normal to c; the projection only removes rounding
+    x /= np.linalg.norm(x)
+    turn = np.stack([x, np.cross(c, x), c])  # rows: the new axes in pymatgen's frame
+    return turn @ rotation
 
 
 def graph_of(s: Any, index: int, config: NetworkConfig, *, oriented: bool = False) -> Graph:

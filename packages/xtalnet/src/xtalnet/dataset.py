@@ -8,6 +8,7 @@ than the budget (``strict``: ``ValueError`` listing them instead).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -168,8 +169,31 @@ def load_source(
         log(msg + "\n  (skipped)")
     if not ids:
         raise ValueError(f"{flag} {name!r}: no usable structures")
+    _say_duplicates(ids, values, f"{flag} {name!r}", log)
     report = {"rows": n_rows, "missing": missing, "parse_failures": len(failures)}
     return Prepared(ids, structures, values, report)
+
+
+def _say_duplicates(
+    ids: Sequence[str], values: Sequence[dict[str, Any]], where: str, log: Callable[[str], None]
+) -> None:
+    """Log the ids that appear more than once, and those whose copies disagree."""
+    copies: dict[str, list[int]] = {}
+    for i, m in enumerate(ids):
+        copies.setdefault(m, []).append(i)
+    repeated = [m for m, rows in copies.items() if len(rows) > 1]
+    if not repeated:
+        return
+
+    def text(v: dict[str, Any]) -> str:
+        return json.dumps(v, sort_keys=True, default=lambda x: np.asarray(x).tolist())
+
+    differ = [m for m in repeated if len({text(values[i]) for i in copies[m]}) > 1]
+    rows = sum(len(copies[m]) for m in repeated)
+    log(f"warning: {where}: {len(repeated)} id(s) appear more than once ({rows} rows, e.g. "
+        f"{repeated[:3]}); a seeded split keeps the copies of an id in one split"
+        + (f"; {len(differ)} of them with different target values (e.g. {differ[:3]})"
+           if differ else ""))  # fmt: skip
 
 
 def build_samples(

@@ -72,7 +72,8 @@ def combine(
 
     σ = k sqrt(spread² + w d²): the spread is the members' standard deviation, k =
     ``scale[column]`` (default 1), w = ``weight[column]`` (default 0) and d = ``distance``
-    (one per structure, broadcast over a tensor's entries; needed where w > 0).
+    (one per structure, broadcast over a tensor's entries; needed where w > 0). The
+    entries of a tensor that symmetry fixes have σ = 0 (:meth:`Head.fixed_entries`).
     """
     out: dict[str, np.ndarray] = {}
     for key in decoded[0]:
@@ -82,7 +83,10 @@ def combine(
             continue
         out[key] = heads[key].average(stack)
         k, w = float((scale or {}).get(key, 1.0)), float((weight or {}).get(key, 0.0))
-        out[f"{key}.std"] = widened_sigma(stack.std(0), k, w, distance)
+        spread = stack.std(0)
+        sigma = widened_sigma(spread, k, w, distance)
+        fixed = heads[key].fixed_entries(spread)
+        out[f"{key}.std"] = sigma if fixed is None else np.where(fixed, 0.0, sigma)
     return out
 
 

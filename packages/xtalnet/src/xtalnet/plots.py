@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from xtalnet._metrics import stated
+
 __all__ = ["calibration_plot", "learning_curve", "parity_plot"]
 
 
@@ -67,12 +69,9 @@ def calibration_plot(error: Any, sigma: Any, title: str, unit: str, path: Path) 
     σ (equal counts) against the bins' mean σ, with the y = x line of a calibrated σ, and
     every |error| behind them; False without matplotlib."""
     plt = _matplotlib()
-    e = np.abs(np.asarray(error, dtype=np.float64)).ravel()
-    s = np.asarray(sigma, dtype=np.float64).ravel()
-    ok = np.isfinite(e) & np.isfinite(s)
-    if plt is None or not ok.any():
+    e, s = stated(error, sigma)  # a tensor's entries fixed by symmetry (σ = 0) left out
+    if plt is None or not e.size:
         return False
-    e, s = e[ok], s[ok]
     order = np.argsort(s)
     bins = [b for b in np.array_split(order, min(10, s.size)) if b.size]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))

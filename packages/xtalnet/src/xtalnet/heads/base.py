@@ -356,6 +356,12 @@ class Head(nn.Module):
         """Quantities derived from decoded predictions ``[n, ...]`` (none by default)."""
         return {}
 
+    def fixed_entries(self, spread: np.ndarray) -> np.ndarray | None:
+        """Entries of decoded predictions ``[n, ...]`` that the crystal's symmetry fixes, told
+        by the members' ``spread``: their σ is 0 and no calibration counts them. None (no
+        entry) for a scalar."""
+        return None
+
     def _check_pair(
         self, pred: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,10 @@ from xtalnet import _metrics
 from xtalnet.heads.base import Head
 from xtalnet.heads.spec import ELASTIC_FORMULA, VOIGT_COLUMNS, TargetSpec, tensor_type
 
+# the members' spread of an entry fixed by symmetry is rounding, far below this fraction of
+# the target's scale; a real spread (members that differ in seed and inputs) far above it
+SYMMETRY_ROUNDING = 1e-4
+
 __all__ = ["TensorHead"]
 
 
@@ -321,6 +325,15 @@ class TensorHead(Head):
         enc = self.encode(values)
         present = ~torch.isnan(enc).any(dim=1).cpu().numpy()
         return self.decode(torch.nan_to_num(enc)), present
+
+    def fixed_entries(self, spread: np.ndarray) -> np.ndarray:
+        """Entries whose members agree to rounding (spread <= ``SYMMETRY_ROUNDING`` x the
+        largest irrep scale): an equivariant network predicts an entry that the crystal's
+        symmetry forces to zero (C14 of a cubic crystal) exactly, up to float rounding
+        (about 1e-8 of the scale). The data's value there is noise, not an error σ could
+        explain: counting it made the σ scale 1e6 (de Jong elastic tensor, 2 members)."""
+        size = float(self.block_scales().max())
+        return np.asarray(spread, dtype=np.float64) <= SYMMETRY_ROUNDING * size
 
     def derived(self, decoded: np.ndarray) -> dict[str, np.ndarray]:
         """Elastic tensors (6 x 6 Voigt, GPa): the Voigt-Reuss-Hill ``K_VRH`` and ``G_VRH``."""

@@ -131,9 +131,10 @@ def check_out(out: Path, resume: bool, overwrite: bool, flag: str = "--out") -> 
     _check_writable(out, flag)
     held = [f for f in (*RUN_FILES, ENSEMBLE_FILE) if (out / f).exists()] if out.is_dir() else []
     if any(f in held for f in (*CHECKPOINTS, ENSEMBLE_FILE)) and not overwrite:
+        resumable = "" if flag.startswith("demo") else "pass --resume to continue it or "
         raise ValueError(
-            f"{flag} {str(out)!r} already holds a run ({', '.join(held[:5])}); pass --resume to "
-            "continue it or --overwrite to replace it"
+            f"{flag} {str(out)!r} already holds a run ({', '.join(held[:5])}); {resumable}"
+            "pass --overwrite to replace it"
         )
 
 
