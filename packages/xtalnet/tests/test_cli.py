@@ -133,6 +133,7 @@ def test_predict_elastic_prints_vrh_moduli(tmp_path, capsys, tiny_config):
     assert main(["predict", "--checkpoint", str(tmp_path / "run"), str(tmp_path / "Cu.cif")]) == 0
     out = capsys.readouterr().out
     assert "elastic_tensor.K_VRH" in out and "elastic_tensor.G_VRH" in out and "<6x6 tensor>" in out
+    assert "--json prints their entries" in out
 
 
 def test_bad_command_lines_fail_with_one_clear_line(trained, tmp_path, capsys):

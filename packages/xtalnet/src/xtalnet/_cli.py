@@ -474,6 +474,8 @@ def _predict(args: argparse.Namespace) -> int:
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)).rstrip())
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    if any(isinstance(r[k], list) for r in rows for k in keys):
+        print("tensors are shown by their shape: --json prints their entries")
     units = {k: unit_label(net, k) for k in keys if unit_label(net, k)}
     if units:
         print("units: " + ", ".join(f"{k} {u}" for k, u in units.items())
