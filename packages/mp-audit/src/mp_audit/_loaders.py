@@ -229,21 +229,21 @@ def _load_table(path: Path, columns: Sequence[str] | str | None) -> list[Entry]:
 def is_structure_file(path: Path) -> bool:
     """Whether ``path`` is named as a single-structure file: ``.cif``, ``.vasp``, ``.poscar``
     or a name containing ``POSCAR`` / ``CONTCAR`` (any case) that is not a table's."""
-    name = path.name.lower()
-    if name.endswith(TABLE_SUFFIXES):
+    if _suffix_ok(path, TABLE_SUFFIXES):
         return False
-    return name.endswith(STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)
+    name = path.name.lower()
+    return _suffix_ok(path, STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)
 
 
 def _structure_id(path: Path) -> str:
     """The entry id of a structure file: its name without a structure suffix."""
     for suffix in STRUCTURE_FILE_SUFFIXES:
-        if path.name.lower().endswith(suffix) and len(path.name) > len(suffix):
+        if _suffix_ok(path, (suffix,)) and len(path.name) > len(suffix):
             return path.name[: -len(suffix)]
     return path.name
 
 
-def _load_cif_folder(folder: Path, files: list[Path]) -> Dataset:
+def _load_structure_files(folder: Path, files: list[Path]) -> Dataset:
     def factory() -> Iterator[Entry]:
         for f in files:
             yield Entry(_structure_id(f), f.read_text(encoding="utf-8", errors="replace"))
@@ -387,7 +387,7 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
         structures = [p for p in files if is_structure_file(p)]
         if structures:
             _require(text, columns, [])
-            return _load_cif_folder(path, structures)
+            return _load_structure_files(path, structures)
         tables = [p for p in files if _suffix_ok(p, TABLE_SUFFIXES)]
         if not tables:
             raise ValueError(
@@ -405,7 +405,7 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
 def _load_file(path: Path, columns: Any = None) -> Dataset:
     if is_structure_file(path):
         _require(str(path), columns, [])
-        return _load_cif_folder(path.parent, [path])
+        return _load_structure_files(path.parent, [path])
     if not _suffix_ok(path, TABLE_SUFFIXES):
         raise ValueError(
             f"source={str(path)!r}: unsupported suffix; allowed: {STRUCTURE_FILE_SUFFIXES}, "

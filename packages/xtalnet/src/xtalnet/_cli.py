@@ -390,7 +390,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".cssr")
-STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
 
 
 def _is_structure_file(path: Path) -> bool:
@@ -404,6 +403,8 @@ def _is_structure_file(path: Path) -> bool:
 def _structure_files(paths: Sequence[str]) -> list[Path]:
     """The files to predict: every path given, a folder standing for its structure files
     (the other files of a folder are named in a warning, never dropped without a word)."""
+    from xtalnet.dataset import say_left_out
+
     files: list[Path] = []
     for path in paths:
         p = Path(path)
@@ -411,22 +412,16 @@ def _structure_files(paths: Sequence[str]) -> list[Path]:
             listed = sorted(f for f in p.iterdir() if f.is_file())
             found = [f for f in listed if _is_structure_file(f)]
             if not found:
-                kinds = ", ".join([*STRUCTURE_SUFFIXES, *("*" + n + "*" for n in STRUCTURE_NAMES)])
+                kinds = ", ".join(STRUCTURE_SUFFIXES) + ", or a name holding POSCAR or CONTCAR"
                 raise ValueError(f"predict: folder {path!r} holds no structure file ({kinds})")
-            _warn_left_out(p, [f for f in listed if f not in found])
+            say_left_out(f"predict {str(p)!r}", [f.name for f in listed if f not in found],
+                         lambda msg: print(f"xtalnet: {msg}", file=sys.stderr))  # fmt: skip
             files += found
         elif p.is_file():
             files.append(p)
         else:
             raise ValueError(f"predict: no such file or folder {path!r}")
     return files
-
-
-def _warn_left_out(folder: Path, others: Sequence[Path]) -> None:
-    if others:
-        names = ", ".join(f.name for f in others[:5]) + (" …" if len(others) > 5 else "")
-        print(f"xtalnet: warning: {len(others)} file(s) in {str(folder)!r} are not named as "
-              f"structure files and are left out: {names}", file=sys.stderr)  # fmt: skip
 
 
 def _read_structure(path: Path) -> Any:

@@ -98,13 +98,12 @@ def left_out_files(source: Any, ds: Any) -> list[str]:
     return sorted(f.name for f in Path(source).iterdir() if f.is_file() and f.name not in read)
 
 
-def say_left_out(source: Any, ds: Any, flag: str, log: Callable[[str], None]) -> None:
-    """Log the files of a folder ``source`` that were not read, by name."""
-    others = left_out_files(source, ds)
-    if others:
-        names = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
-        log(f"warning: {flag} {str(source)!r}: {len(others)} file(s) left out, not structure "
-            f"files (.cif, .vasp, .poscar, *POSCAR*, *CONTCAR*) or tables: {names}")  # fmt: skip
+def say_left_out(where: str, names: Sequence[str], log: Callable[[str], None]) -> None:
+    """Log the files of a folder that were not read, by name (nothing if none)."""
+    if names:
+        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+        log(f"warning: {where}: {len(names)} file(s) left out, not named as structure files "
+            f"or tables: {shown}")  # fmt: skip
 
 
 def load_source(
@@ -125,7 +124,7 @@ def load_source(
     """
     columns = _columns_needed(columns)
     ds = open_source(source, columns, flag)
-    say_left_out(source, ds, flag, log)
+    say_left_out(f"{flag} {str(source)!r}", left_out_files(source, ds), log)
     ids, structures, values = [], [], []
     failures: list[tuple[str, str]] = list(ds.load_failures)
     missing = dict.fromkeys(columns, 0)

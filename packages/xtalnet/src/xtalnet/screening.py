@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from xtalnet.data import to_structure
-from xtalnet.dataset import is_missing, open_source, say_left_out
+from xtalnet.dataset import is_missing, left_out_files, open_source, say_left_out
 from xtalnet.tables import cell_text, predict_table
 
 __all__ = ["check_out", "screen"]
@@ -50,7 +50,7 @@ def screen(
         ds = open_source(source, columns, flag="--data")
     except ValueError:
         ds = open_source(source, [], flag="--data")
-    say_left_out(source, ds, "--data", log)
+    say_left_out(f"--data {str(source)!r}", left_out_files(source, ds), log)
     path = Path(out)
     partial = path.with_name(path.name + ".partial")
     counts = {"rows": 0, "predicted": 0, "flagged": 0, "failed": 0}
