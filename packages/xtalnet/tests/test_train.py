@@ -279,6 +279,16 @@ def test_absent_column_lists_the_columns_present(tmp_path, cifs):
         xtalnet.train("builtin:dcdft", ["band_gap"], tmp_path / "o2", config=TINY, quiet=True)
     with pytest.raises(ValueError, match="unknown kind 'vector'"):
         xtalnet.train(str(src), ["y:vector"], tmp_path / "o3", config=TINY, quiet=True)
+    # a column the source reads under its canonical name: the hint names that name
+    voigt = [[[100.0 + k if i == j else 0.0 for j in range(6)] for i in range(6)]
+             for k in range(len(cifs))]  # fmt: skip
+    src2 = _csv(tmp_path / "e.csv", [{"material_id": f"m{k}", "cif": c,
+                                      "elastic_tensor_voigt": json.dumps(voigt[k])}
+                                     for k, c in enumerate(cifs)])  # fmt: skip
+    with pytest.raises(ValueError, match="'elastic_tensor_voigt' is read as 'elastic_tensor': "
+                                         "give --target elastic_tensor"):  # fmt: skip
+        xtalnet.train(str(src2), ["elastic_tensor_voigt"], tmp_path / "o4", config=TINY,
+                      quiet=True)  # fmt: skip
 
 
 def test_nan_targets_are_dropped_and_counted(tmp_path, cifs):

@@ -69,6 +69,7 @@ def test_screening_a_cif_only_csv_keeps_order_and_gives_every_reason(run, tmp_pa
     got = [float(rows[k]["y"]) for k in (0, 3, 5)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     assert rows[1]["y"] == "" and rows[0]["formula"] == "Cu"
+    assert "y_true" not in rows[0]  # the source has no y column: no empty y_true column
 
 
 def test_screening_pymatgen_json_a_cif_folder_and_target_columns(run, tmp_path):
@@ -210,5 +211,5 @@ def test_screening_where_every_row_fails_writes_every_column(run, tmp_path):
     assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--out",
                  str(out), "--no-progress", "--quiet", "--batch-size", "1"]) == 0  # fmt: skip
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 2 and list(rows[0]) == ["id", "formula", "y", "y_true", "status"]
+    assert len(rows) == 2 and list(rows[0]) == ["id", "formula", "y", "status"]  # no y column
     assert all(r["status"].startswith("not predicted") and r["y"] == "" for r in rows)

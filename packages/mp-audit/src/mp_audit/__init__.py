@@ -24,7 +24,7 @@ from ._geometry import (
     inscribed_radius,
     nearest_neighbor_distances,
 )
-from ._loaders import is_structure_file, load
+from ._loaders import PROPERTY_ALIASES, is_structure_file, load
 from ._mp import MPFetchError, fetch_mp, read_cache, resolve_api_key
 from ._pipeline import AuditResult, audit, map_entries
 from ._report import write_report
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_R_CUTS",
     "EXPECTED_RUN_TYPES",
     "OVERLAP_DISTANCE",
+    "PROPERTY_ALIASES",
     "AuditResult",
     "Dataset",
     "Entry",

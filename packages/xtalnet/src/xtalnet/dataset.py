@@ -63,6 +63,17 @@ def is_missing(v: Any) -> bool:
     return False
 
 
+def _renamed(absent: Sequence[str], present: set[str]) -> str:
+    """A hint for targets that the source reads under mp-audit's canonical name (the MatTen
+    file's ``elastic_tensor_voigt`` is read as ``elastic_tensor``)."""
+    from mp_audit import PROPERTY_ALIASES
+
+    hints = [f"{c!r} is read as {name!r}: give --target {name}"
+             for c in absent for name, aliases in PROPERTY_ALIASES.items()
+             if c in aliases and c != name and name in present]  # fmt: skip
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def _columns_needed(columns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(columns))
 
@@ -152,7 +163,7 @@ def load_source(
     if n_rows and absent:
         raise ValueError(
             f"{flag} {name!r}: target column(s) {absent} are absent; columns present: "
-            f"{sorted(present)}"
+            f"{sorted(present)}{_renamed(absent, present)}"
         )
     if columns and n_rows and all(missing[c] == n_rows for c in columns):
         raise ValueError(f"{flag} {name!r}: every target value of {columns} is missing (NaN)")

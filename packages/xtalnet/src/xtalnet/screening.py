@@ -5,7 +5,7 @@
 chunks, predicts them in batches under a progress bar and writes one row per structure, in
 input order: its id, its formula, every prediction in physical units (tensors as JSON lists,
 like the Materials Project files; ``.std`` columns for an ensemble; K_VRH / G_VRH of elastic
-tensors), the source's value of each target where it has one (``<target>_true``), and a
+tensors), the source's value of each target where it has its column (``<target>_true``), and a
 ``status`` column: ``ok``, or why the structure was not predicted (it does not parse, its
 cell is flat, an atom has no neighbour within r_cut, ...) or why its prediction is doubtful
 (elements absent from the training data). A structure that fails never stops the run. The
@@ -46,10 +46,11 @@ def screen(
     "out"}`` (counts, and the path). ``out`` is checked first (:func:`check_out`)."""
     check_out(out, source, getattr(model, "checkpoint_path", None), overwrite)
     columns = list(model.target_heads)
-    try:  # keep the target columns where the source has them (for <target>_true)
+    truths = columns  # the targets the source has a column of: <target>_true
+    try:
         ds = open_source(source, columns, flag="--data")
     except ValueError:
-        ds = open_source(source, [], flag="--data")
+        ds, truths = open_source(source, [], flag="--data"), []
     say_left_out(f"--data {str(source)!r}", left_out_files(source, ds), log)
     path = Path(out)
     partial = path.with_name(path.name + ".partial")
@@ -58,10 +59,10 @@ def screen(
     with partial.open("w", newline="", encoding="utf-8") as f:
         writer: csv.DictWriter | None = None
         for entries in _chunks(ds, chunk):
-            rows = _rows(model, entries, columns, batch_size)
+            rows = _rows(model, entries, truths, batch_size)
             if writer is None:
                 fields = [k for k in rows[0] if k != "status" and not k.endswith("_true")]
-                fields += [f"{c}_true" for c in columns] + ["status"]
+                fields += [f"{c}_true" for c in truths] + ["status"]
                 writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
                 writer.writeheader()
             writer.writerows(rows)
@@ -146,8 +147,9 @@ def _chunks(entries: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _rows(model: Any, entries: list[Any], columns: list[str], batch_size: int) -> list[dict]:
-    """The CSV rows of one chunk of entries (every failure a status, never an exception)."""
+def _rows(model: Any, entries: list[Any], truths: list[str], batch_size: int) -> list[dict]:
+    """The CSV rows of one chunk of entries (every failure a status, never an exception);
+    ``truths``: the targets whose source values are written as ``<target>_true``."""
     structures: list[Any] = []
     for k, e in enumerate(entries):
         try:
@@ -160,7 +162,7 @@ def _rows(model: Any, entries: list[Any], columns: list[str], batch_size: int) -
     for e, row in zip(entries, table):
         out = {"id": row.pop("name"), **{k: cell_text(v) for k, v in row.items()}}
         status = out.pop("status")
-        for c in columns:
+        for c in truths:
             value = e.props.get(c)
             if value is not None and not is_missing(value):
                 out[f"{c}_true"] = cell_text(value)
