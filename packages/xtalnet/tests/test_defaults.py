@@ -15,7 +15,7 @@ from pymatgen.core.tensors import Tensor
 from pymatgen.io.ase import AseAtomsAdaptor
 from rsh.testing import random_rotation
 from xtalnet._cli import main
-from xtalnet.data import orient
+from xtalnet.data import graph_of, orient
 from xtalnet.defaults import choose, member_inputs, option_choices
 from xtalnet.heads import TargetSpec
 from xtalnet.nn.composition import composition_statistics
@@ -257,3 +257,63 @@ def test_select_mae_picks_best_pt_by_the_relative_validation_mae(tmp_path, tiny_
     assert scores[0] == pytest.approx(history[0]["val_y_mae"] / base, rel=1e-9)
     with pytest.raises(ValueError, match="select must be one of"):
         xtalnet.TrainOptions(select="rmse")
+
+
+def test_orient_survives_the_ties_where_pymatgens_ieee_rotation_raises():
+    """pymatgen's rule raises on two equally long axes of a triclinic cell (a tetragonal
+    crystal with its atoms displaced: ValueError) and on a monoclinic conventional cell with
+    every angle 90° (a doped cubic cell: StopIteration). Its own rule, ties kept in lattice
+    order, gives what it gives when the tie is broken by 1e-9 of a length; the doped cell's
+    rotation is proper and keeps the structure (every interatomic distance)."""
+    rng = np.random.default_rng(0)
+    tetra = Structure(Lattice.tetragonal(6.2, 5.0), ["Nb", "Nb", "Co", "Si"],
+                      [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])  # fmt: skip
+    noisy = Structure(tetra.lattice, tetra.species,
+                      tetra.cart_coords + rng.normal(0, 0.02, (4, 3)),
+                      coords_are_cartesian=True)  # fmt: skip
+    with pytest.raises(ValueError):
+        Tensor.get_ieee_rotation(noisy)  # the tie: pymatgen compares the vectors
+    cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], tensor_frame="ieee")
+    got = orient(noisy, cfg).lattice.matrix
+    stretched = noisy.lattice.matrix * np.array([[1.0], [1.0 + 1e-9], [1.0]])  # b a bit longer
+    r = np.asarray(Tensor.get_ieee_rotation(Structure(stretched, noisy.species,
+                                                      noisy.frac_coords)))  # fmt: skip
+    np.testing.assert_allclose(got, noisy.lattice.matrix @ r.T, atol=1e-6)
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    for site, element in ((0, "Ge"), (3, "C"), (6, "Sn")):
+        si.replace(site, element)
+    with pytest.raises(StopIteration):
+        Tensor.get_ieee_rotation(si)
+    turned = orient(si, cfg)
+    assert np.isclose(np.linalg.det(turned.lattice.matrix), si.volume)  # proper: no mirror
+    np.testing.assert_allclose(turned.distance_matrix, si.distance_matrix, atol=1e-9)
+    assert graph_of(si, 0, cfg).positions.shape == (8, 3)  # predictable, not "no IEEE orientation"
+
+
+def test_frame_rotation_takes_ieee_predictions_back_to_the_input_axes():
+    """Predictions of an IEEE-frame model are the same for a crystal and its rotated copy;
+    taken back with ``frame_rotation`` they co-rotate with the input: C(turned) = r · C(hexa)
+    (pymatgen's rotation of the elastic tensor, an independent reference)."""
+    from pymatgen.analysis.elasticity import ElasticTensor
+
+    hexa = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"],
+                     [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38],
+                      [2 / 3, 1 / 3, 0.88]])  # fmt: skip
+    r = random_rotation(1, generator=torch.Generator().manual_seed(11))[0].numpy()
+    turned = Structure(Lattice(hexa.lattice.matrix @ r.T), hexa.species, hexa.cart_coords @ r.T,
+                       coords_are_cartesian=True)  # fmt: skip
+    cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], num_layers=2, dtype="float64",
+                                tensor_frame="ieee", seed=2)  # fmt: skip
+    net = xtalnet.Network(cfg)
+    net.target_heads["elastic_tensor"].fit([np.eye(6) * 100 + 10, np.eye(6) * 50])
+    back = {}
+    for name, s in (("hexa", hexa), ("turned", turned)):
+        c = net.predict([s])["elastic_tensor"][0]
+        rot = xtalnet.frame_rotation(s, cfg)
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+        back[name] = ElasticTensor.from_voigt(c).rotate(rot.T, tol=1e-6).voigt
+    expected = ElasticTensor.from_voigt(back["hexa"]).rotate(r, tol=1e-6).voigt
+    np.testing.assert_allclose(back["turned"], expected, atol=1e-8 * np.abs(expected).max())
+    assert not np.allclose(back["turned"], back["hexa"], atol=1e-3)  # the rotation shows
+    plain = xtalnet.NetworkConfig(targets=["elastic_tensor"], tensor_frame="as_given")
+    np.testing.assert_array_equal(xtalnet.frame_rotation(turned, plain), np.eye(3))

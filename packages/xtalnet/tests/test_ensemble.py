@@ -342,3 +342,20 @@ def test_an_ensemble_folder_is_a_run_that_only_overwrite_replaces(ensemble_run, 
                   overwrite=True, progress=False, quiet=True)  # fmt: skip
     assert not (out / "best.pt").exists() and not (out / "train.log").exists()
     assert isinstance(xtalnet.load(out), Ensemble)
+
+
+def test_later_members_log_member_1s_recommendation_in_one_line(tmp_path, dcdft40):
+    """Members 2 … K reuse member 1's audit; their log names its file (it printed the whole
+    recommendation dict, ~1,500 characters). ``--resume`` of one member with ``--ensemble``
+    says it is a single run (it said ``ensemble.json`` cannot be read)."""
+    cfg = {k: v for k, v in TINY.items() if k not in ("r_cut", "num_layers")}
+    out = tmp_path / "ens"
+    xtalnet.train(dcdft40, ["K_wien2k"], out, config=cfg, options=OPTS, ensemble=2,
+                  progress=False, quiet=True)  # fmt: skip
+    first = (out / "member-1" / "train.log").read_text()
+    second = (out / "member-2" / "train.log").read_text()
+    assert "mp-audit recommendation on " in first
+    line = next(x for x in second.splitlines() if x.startswith("mp-audit recommendation"))
+    assert str(out / "member-1" / "recommendation.json") in line and "schema" not in line
+    with pytest.raises(ValueError, match="is a single run, not an ensemble: --ensemble cannot"):
+        xtalnet.train(dcdft40, [], out / "member-1", resume=True, ensemble=2, quiet=True)

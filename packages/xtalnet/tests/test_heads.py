@@ -906,6 +906,9 @@ def test_band_gap_decode_is_the_median_of_the_predicted_mixture() -> None:
     old = make_head("band_gap", dtype=torch.float64)
     old.load_state_dict(state)
     np.testing.assert_array_equal(old.decode(z), before)
+    # a structure that was not predicted (NaN outputs) decodes to NaN, not to a metal's 0 eV
+    nan = torch.tensor([[np.nan, np.nan], [np.nan, 0.3], [0.2, np.nan]], dtype=torch.float64)
+    assert np.isnan(head.decode(nan)).all()
 
 
 def test_band_gap_platt_scaling_recovers_the_generating_probabilities() -> None:

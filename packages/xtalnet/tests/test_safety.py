@@ -471,6 +471,7 @@ def test_20_skip_reasons_are_whole_and_name_the_row(tmp_path, cfg):
     log = (run / "train.log").read_text()
     line = next(x for x in log.splitlines() if x.strip().startswith("m3:"))
     assert len(line) > 100 and "not a structure" in line
+    assert "structures[" not in line  # its place in an internal list is no place of the file
 
 
 def test_21_a_string_target_in_the_test_split_fails_before_training(tmp_path, cfg, capsys):

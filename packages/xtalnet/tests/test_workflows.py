@@ -201,6 +201,14 @@ def test_the_cli_flags_of_fine_tuning_and_selection(run, tmp_path):
     options = json.loads((out / "options.json").read_text())
     assert options["init"] == str(run / "run") and options["freeze_trunk"] is True
     assert options["select"] == "mae" and options["provenance"]["select"] == "given"
+    stopped = next(x for x in (out / "train.log").read_text().splitlines()
+                   if x.startswith("stopped:"))  # fmt: skip
+    assert "(val score: MAE relative to the mean predictor's" in stopped  # not "val loss"
+    ens = tmp_path / "cli-ft-ens"  # members from one trunk share its inputs: the log says so
+    assert main(["train", "--data", str(run / "d.csv"), "--target", "y", "--out", str(ens),
+                 "--init", str(run / "run"), "--ensemble", "2", "--max-steps", "2", "--quiet",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "every member starts from this trunk" in (ens / "member-2" / "train.log").read_text()
 
 
 def test_screening_where_every_row_fails_writes_every_column(run, tmp_path):
@@ -213,3 +221,44 @@ def test_screening_where_every_row_fails_writes_every_column(run, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 and list(rows[0]) == ["id", "formula", "y", "status"]  # no y column
     assert all(r["status"].startswith("not predicted") and r["y"] == "" for r in rows)
+
+
+# ------------------------------------------------------------------------- what outputs say
+def test_tensor_predictions_say_their_frame_and_files_with_out_are_refused(run, tmp_path, capsys):
+    """An elastic-tensor model (IEEE frame by default) says in every output that its tensors
+    are in each structure's IEEE frame; a scalar model says nothing of frames. ``predict
+    FILES --out`` is refused: --out belongs to --data (it was silently ignored)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, (s, a) in enumerate(METALS):
+        m = rng.normal(size=(6, 6))
+        rows.append(
+            {
+                "material_id": f"m{k}",
+                "elastic_tensor": json.dumps((m @ m.T).tolist()),
+                "cif": AseAtomsAdaptor.get_structure(bulk(s, "fcc", a=a)).to(fmt="cif"),
+            }
+        )
+    src = _write(tmp_path / "t.csv", rows)
+    (tmp_path / "cfg.json").write_text(json.dumps({**TINY, "num_layers": 2}))
+    assert main(["train", "--data", str(src), "--target", "elastic_tensor", "--out",
+                 str(tmp_path / "t"), "--config", str(tmp_path / "cfg.json"), "--max-steps",
+                 "2", "--quiet", "--no-progress"]) == 0  # fmt: skip
+    cif = tmp_path / "Cu.cif"
+    cif.write_text(rows[0]["cif"])
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(tmp_path / "t"), str(cif)]) == 0
+    note = "elastic_tensor: in each structure's IEEE standard frame"
+    assert note in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(tmp_path / "t"), str(cif), "--json"]) == 0
+    cap = capsys.readouterr()
+    assert note in cap.err and json.loads(cap.out)[0]["name"] == "Cu.cif"  # stdout stays JSON
+    assert main(["predict", "--checkpoint", str(tmp_path / "t"), "--data", str(src), "--out",
+                 str(tmp_path / "p.csv"), "--no-progress"]) == 0  # fmt: skip
+    assert note in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(run / "run"), str(cif)]) == 0
+    assert "frame" not in capsys.readouterr().out  # a scalar target has no axes
+    assert main(["predict", "--checkpoint", str(run / "run"), str(cif), "--out",
+                 str(tmp_path / "x.csv")]) == 2  # fmt: skip
+    assert "--out writes the rows of --data" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

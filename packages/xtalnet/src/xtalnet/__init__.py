@@ -14,7 +14,7 @@ target heads of :mod:`xtalnet.heads`; each layer's convolution is
 
 from xtalnet.__about__ import __version__
 from xtalnet.config import NetworkConfig
-from xtalnet.data import Batch, collate, iter_batches, to_structure
+from xtalnet.data import Batch, collate, frame_rotation, iter_batches, orient, to_structure
 from xtalnet.inference import evaluate, load
 from xtalnet.network import Network, count_parameters
 from xtalnet.nn import (
@@ -44,9 +44,11 @@ __all__ = [
     "collate",
     "count_parameters",
     "evaluate",
+    "frame_rotation",
     "from_pyg",
     "iter_batches",
     "load",
+    "orient",
     "polynomial_cutoff",
     "to_structure",
     "train",

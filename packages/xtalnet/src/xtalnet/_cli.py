@@ -446,11 +446,15 @@ def _fmt(v: Any) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     from xtalnet.inference import load, predict_table, unit_label
+    from xtalnet.tables import frame_note
 
     if args.data is not None:
         return _screen(args)
     if not args.files:
         return _fail("predict: give structure files (or folders), or --data SOURCE --out CSV")
+    if args.out is not None:
+        return _fail("predict: --out writes the rows of --data SOURCE; for structure files "
+                     "use --json > FILE, or give their folder as --data")  # fmt: skip
     net = load(args.checkpoint, weights=args.weights, device=args.device)
     files = _structure_files(args.files)
     rows = predict_table(net, [_read_structure(f) for f in files], [f.name for f in files])
@@ -460,8 +464,11 @@ def _predict(args: argparse.Namespace) -> int:
               "status column): " + "; ".join(f"{r['name']}: {r['status']}" for r in flagged[:3])
               + ("; …" if len(flagged) > 3 else ""),
               file=sys.stderr)  # fmt: skip
+    note = frame_note(net)
     if args.json:
         print(json.dumps(rows, indent=2))
+        if note:  # on stderr: the JSON on stdout stays one document
+            print(f"xtalnet: note: {note}", file=sys.stderr)
         return 0
     keys = list(rows[0])
     table = [[_fmt(r[k]) for k in keys] for r in rows]
@@ -476,6 +483,8 @@ def _predict(args: argparse.Namespace) -> int:
         print("units: " + ", ".join(f"{k} {u}" for k, u in units.items())
               + ("; K_VRH / G_VRH in GPa" if any(k.endswith("K_VRH") for k in keys)
                  else ""))  # fmt: skip
+    if note:
+        print(note)
     return 0
 
 

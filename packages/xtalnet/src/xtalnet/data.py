@@ -16,6 +16,7 @@ from the center to the neighbour's periodic image,
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,16 @@ from periodic_conv import MIN_VOLUME_PER_ATOM, Graph, check_cell, neighbor_list
 
 from xtalnet.config import MAX_Z, NetworkConfig
 
-__all__ = ["Batch", "collate", "iter_batches", "pack", "to_structure"]
+__all__ = [
+    "Batch",
+    "collate",
+    "frame_rotation",
+    "iter_batches",
+    "orient",
+    "pack",
+    "to_structure",
+    "without_position",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,16 @@ class Batch:
             self.batch.to(device),
             self.ids,
         )
+
+
+# "structures[5] (entry 'x'): ..." counts within a batch of what parsed: not the row's place
+_POSITION = re.compile(r"structures\[\d+\](?: \(entry '[^']*'\))?:? ?")
+
+
+def without_position(message: str) -> str:
+    """A message about one structure as its own row (or id) says it: without its position in
+    a batch (``structures[5] (entry 'x'): …`` of :func:`to_structure` and the predictors)."""
+    return _POSITION.sub("", message, count=1)
 
 
 def to_structure(obj: Any, index: int = 0) -> Any:
@@ -171,20 +191,83 @@ def orient(s: Any, config: NetworkConfig, index: int = 0) -> Any:
     if config.tensor_frame == "as_given":
         return s
     from pymatgen.core import Lattice, Structure
-    from pymatgen.core.tensors import Tensor
 
-    if not hasattr(s, "lattice"):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        s = AseAtomsAdaptor.get_structure(s)
-    _check_ordered(s, index)
-    try:
-        r = _tetragonal_c_along_z(s, np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64))
-    except Exception as exc:  # symmetry analysis of a malformed structure
-        raise ValueError(f"structures[{index}]: no IEEE standard orientation: {exc}") from exc
+    s = _pymatgen(s)
+    r = frame_rotation(s, config, index)
     lattice = Lattice(np.asarray(s.lattice.matrix) @ r.T)
     return Structure(lattice, s.species, np.asarray(s.cart_coords) @ r.T,
                      coords_are_cartesian=True)  # fmt: skip
+
+
+def frame_rotation(s: Any, config: NetworkConfig, index: int = 0) -> np.ndarray:
+    """The rotation R [3, 3] from the structure's Cartesian axes to the frame its tensors are
+    predicted in: the identity for ``tensor_frame="as_given"``; else its IEEE 176 standard
+    orientation (:func:`orient`: a Cartesian vector v of ``s`` is ``R v`` there). A rank-2
+    prediction T in the input's axes is ``R.T @ T @ R``; for the elastic tensor,
+    ``pymatgen.analysis.elasticity.ElasticTensor.from_voigt(C).rotate(R.T)``.
+
+    The IEEE rules depend on the crystal system spglib finds (tolerance 0.01 Å): a crystal
+    whose atoms are displaced beyond it (a relaxation or MD snapshot) can change system and
+    so the axes of its predicted tensor (a tetragonal crystal's c from z to x).
+    """
+    if config.tensor_frame == "as_given":
+        return np.eye(3)
+    s = _pymatgen(s)
+    _check_ordered(s, index)
+    try:
+        return _tetragonal_c_along_z(s, _ieee_rotation(s))
+    except Exception as exc:  # symmetry analysis of a malformed structure
+        why = (f"structures[{index}]: no IEEE standard orientation (symmetry analysis failed: "
+               f"{type(exc).__name__} {exc}); a model trained with --tensor-frame as_given "
+               "predicts in the structure's own axes")  # fmt: skip
+        raise ValueError(why) from exc
+
+
+def _pymatgen(s: Any) -> Any:
+    if hasattr(s, "lattice"):
+        return s
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_structure(s)
+
+
+def _ieee_rotation(s: Any) -> np.ndarray:
+    """pymatgen's IEEE rotation of ``s`` (``Tensor.get_ieee_rotation``), by its own rules
+    where it fails on ties: two equally long axes of an orthorhombic or triclinic cell
+    (pymatgen then compares the vectors themselves: a ``ValueError``; a tetragonal crystal
+    with its atoms slightly displaced is triclinic with a = b), or a monoclinic conventional
+    cell whose angles are all 90° (a doped cubic cell: ``StopIteration``). Ties keep the
+    lattice order and the unique monoclinic axis is spglib's b."""
+    from pymatgen.core.tensors import SquareTensor, Tensor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64)
+    except (ValueError, StopIteration):
+        pass
+    analyzer = SpacegroupAnalyzer(s)
+    to_conventional = np.asarray(analyzer.get_symmetry_dataset().transformation_matrix)
+    vecs = np.linalg.inv(to_conventional).T @ np.asarray(s.lattice.matrix)
+    lengths = np.linalg.norm(vecs, axis=1)
+    unit = vecs / lengths[:, None]
+    system = analyzer.get_crystal_system()
+    by_length = np.argsort(lengths, kind="stable")  # ties: the lattice order
+    if system == "orthorhombic":  # c < a < b along x3, x1, x2
+        rotation = np.roll(unit[by_length], 2, axis=0)
+    elif system == "monoclinic":  # the unique axis along x2, the shorter other axis along x3
+        angles = np.degrees(np.arccos([unit[1] @ unit[2], unit[0] @ unit[2], unit[0] @ unit[1]]))
+        off = np.abs(angles - 90.0)
+        u = int(np.argmax(off)) if off.max() > 1e-8 else 1
+        c = min((i for i in range(3) if i != u), key=lambda i: lengths[i])
+        rotation = np.stack([np.cross(unit[u], unit[c]), unit[u], unit[c]])
+    elif system == "triclinic":  # the longest axis along x3, x2 normal to the ac plane
+        rotation = unit[by_length].copy()
+        rotation[1] = np.cross(rotation[2], rotation[0])
+        rotation[1] /= np.linalg.norm(rotation[1])
+        rotation[0] = np.cross(rotation[1], rotation[2])
+    else:
+        raise ValueError(f"pymatgen found no IEEE rotation of a {system} cell")
+    return np.asarray(SquareTensor(rotation).refine_rotation(), dtype=np.float64)
 
 
 def _tetragonal_c_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from xtalnet.config import NetworkConfig
-from xtalnet.data import graph_of, orient, to_structure
+from xtalnet.data import graph_of, orient, to_structure, without_position
 
 __all__ = ["Prepared", "Sample", "build_samples", "is_missing", "load_source", "subset"]
 
@@ -95,9 +95,8 @@ def open_source(source: Any, columns: Sequence[str], flag: str = "--data") -> An
     try:
         return mp_audit.load(source, columns=list(columns) or None)
     except ValueError as exc:
-        raise ValueError(
-            f"{flag} {str(source)!r}: target column(s) {list(columns)}: {exc}"
-        ) from exc
+        about = f"target column(s) {list(columns)}: " if columns else ""
+        raise ValueError(f"{flag} {str(source)!r}: {about}{exc}") from exc
 
 
 def left_out_files(source: Any, ds: Any) -> list[str]:
@@ -153,7 +152,7 @@ def load_source(
         try:
             s = to_structure(entry)
         except (ValueError, TypeError) as exc:
-            failures.append((entry.material_id, str(exc)))
+            failures.append((entry.material_id, without_position(str(exc))))
             continue
         ids.append(entry.material_id)
         structures.append(s)

@@ -28,7 +28,7 @@ from xtalnet.ensemble import (
 from xtalnet.network import Network
 from xtalnet.plots import parity_plot
 from xtalnet.prediction import decode, forward_graphs, predict, predict_with_notes
-from xtalnet.tables import predict_table, unit_label, write_json, write_predictions
+from xtalnet.tables import frame_note, predict_table, unit_label, write_json, write_predictions
 from xtalnet.targets import check_values
 
 __all__ = [
@@ -179,4 +179,6 @@ def evaluate(
         )
         log(f"{c}: MAE {m['mae']:.4g} {unit_label(net, c)}, RMSE {m['rmse']:.4g}, "
             f"R² {m['r2']:.3f}, n={m['n']}" + (f", {extras}" if extras else ""))  # fmt: skip
+    if frame_note(net):
+        log(f"predictions.csv: {frame_note(net)}")
     return result

@@ -25,7 +25,7 @@ from typing import Any
 
 from xtalnet.data import to_structure
 from xtalnet.dataset import is_missing, left_out_files, open_source, say_left_out
-from xtalnet.tables import cell_text, predict_table
+from xtalnet.tables import cell_text, frame_note, predict_table
 
 __all__ = ["check_out", "screen"]
 
@@ -83,6 +83,9 @@ def screen(
     log(f"wrote {counts['rows']} rows to {path}: {counts['predicted']} predicted "
         f"({counts['flagged']} of them flagged), {counts['failed']} not predicted (see the "
         "status column)")  # fmt: skip
+    note = frame_note(model)
+    if note:
+        log(note)
     return {**counts, "out": str(path)}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +13,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from xtalnet.data import without_position
 from xtalnet.dataset import Sample, is_missing
 
 if TYPE_CHECKING:
     from xtalnet.ensemble import Ensemble
     from xtalnet.network import Network
 
-__all__ = ["cell_text", "predict_table", "unit_label", "write_json", "write_predictions"]
+__all__ = [
+    "cell_text",
+    "frame_note",
+    "predict_table",
+    "unit_label",
+    "write_json",
+    "write_predictions",
+]
 
 
 def unit_label(net: Network | Ensemble, column: str) -> str:
@@ -28,6 +35,19 @@ def unit_label(net: Network | Ensemble, column: str) -> str:
     heads = net.target_heads
     unit = heads[column].unit if column in heads else ""
     return f"({unit})" if unit else ""
+
+
+def frame_note(net: Network | Ensemble) -> str:
+    """Which axes the model's tensor predictions are in: ``""`` without tensor targets or
+    where they are in the input structure's own Cartesian frame (``tensor_frame``
+    ``"as_given"``)."""
+    from xtalnet.heads import TensorHead
+
+    tensors = [c for c, h in net.target_heads.items() if isinstance(h, TensorHead)]
+    if not tensors or net.config.tensor_frame != "ieee":
+        return ""
+    return (f"{', '.join(tensors)}: in each structure's IEEE standard frame (as the Materials "
+            "Project stores them), not in the axes of the input file")  # fmt: skip
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -104,23 +124,14 @@ def predict_table(
         row: dict[str, Any] = {"name": name, "formula": _formula(s)}
         if k not in at:
             row.update(dict.fromkeys(keys))
-            row["status"] = f"not predicted: {_own(str(s))}"
+            row["status"] = f"not predicted: {without_position(str(s))}"
         else:
             for key in keys:
                 x = pred[key][at[k]]
                 row[key] = _plain(x)
-            row["status"] = _own(notes[at[k]]) if notes[at[k]] else "ok"
+            row["status"] = without_position(notes[at[k]]) if notes[at[k]] else "ok"
         rows.append(row)
     return rows
-
-
-# "structures[5] (entry 'x'): ..." counts within a batch of what parsed: not the row's place
-_POSITION = re.compile(r"structures\[\d+\](?: \(entry '[^']*'\))?:? ?")
-
-
-def _own(status: str) -> str:
-    """A status as the structure's own row says it: without its position in a batch."""
-    return _POSITION.sub("", status, count=1)
 
 
 def cell_text(value: Any) -> Any:

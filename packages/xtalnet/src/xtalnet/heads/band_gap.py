@@ -202,7 +202,10 @@ class BandGapHead(Head):
         shift = float(self.spread) * torch.special.ndtri(torch.from_numpy(q)).numpy()
         root = (x[:, 1] + shift) * float(self.sigma) + float(self.mu)
         gap = np.where(root > 0, root, 0.0) ** 2
-        return np.where(prob_gap < 0.5, 0.0, gap)
+        gap = np.where(prob_gap < 0.5, 0.0, gap)
+        # a structure not predicted (NaN outputs) stays NaN: the comparisons above are False
+        # for NaN and would report it as a metal, gap 0 eV
+        return np.where(np.isnan(x).any(axis=1), np.nan, gap)
 
     def prob_gap(self, logit: np.ndarray) -> np.ndarray:
         """P(gap > 0) of logits: ``sigmoid(a logit + b)``, ``(a, b)`` the Platt scaling

@@ -103,6 +103,9 @@ def train_ensemble(
     opts = dict(options or {})
     cfg = dict(config or {})
     if resume:  # the members keep what they were started with (seeds, bagging)
+        if not (root / ENSEMBLE_FILE).is_file() and (root / "last.pt").is_file():
+            raise ValueError(f"--resume {str(root)!r} is a single run, not an ensemble: "
+                             "--ensemble cannot change on --resume (leave it out)")  # fmt: skip
         info = read_ensemble(root)
         k_saved = int(info["members"])
         if k is not None and check_members(k) != k_saved:
@@ -206,10 +209,10 @@ def _saved(root: Path, name: str, vary: bool) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k not in skip}
 
 
-def _saved_recommendation(root: Path) -> dict[str, Any] | None:
-    """Member 1's recommendation: the later members need no second audit."""
+def _saved_recommendation(root: Path) -> str | None:
+    """Member 1's recommendation (its file): the later members need no second audit."""
     path = root / "member-1" / "recommendation.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return str(path) if path.is_file() else None
 
 
 def _write_description(

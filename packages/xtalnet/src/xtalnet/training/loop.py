@@ -379,8 +379,13 @@ class Trainer:
                 self._interrupted()
                 raise
         self.dist.barrier()
+        best = (
+            "val loss"
+            if self.opts.select == "loss"
+            else "val score: MAE relative to the mean predictor's, summed over the targets"
+        )
         self.log(f"stopped: {self.state.stop_reason}; best epoch {self.state.best_epoch} "
-                 f"(val loss {self.state.best_val:.4f})")  # fmt: skip
+                 f"({best} {self.state.best_val:.4f})")  # fmt: skip
         return self.state
 
     def close(self) -> None:

@@ -278,7 +278,9 @@ def network_config(
     rec = None
     if recommendation is not None:
         rec = read_recommendation(recommendation)
-        log(f"recommendation from {recommendation}: r_cut={rec.get('r_cut')} Å, "
+        text = isinstance(recommendation, Mapping) or str(recommendation).lstrip().startswith("{")
+        where = "given" if text else str(recommendation)  # a dict or JSON text, or its file
+        log(f"mp-audit recommendation ({where}): r_cut={rec.get('r_cut')} Å, "
             f"layers={rec.get('layers')}")  # fmt: skip
     elif not ("r_cut" in given and "num_layers" in given):
         rec = _audit(train, log) if dist.main else None
@@ -312,6 +314,10 @@ def _with_trunk(plan: Plan, targets: list[str], log: Callable[[str], None]) -> d
         probe = NetworkConfig.from_dict({**fields, "targets": targets})
         fields["num_layers"] = max(layers, layers_needed(probe))
     log(f"--init {plan.opts.init}: trunk fields taken from it: {sorted(trunk)}")
+    if plan.opts.member > 1:  # the inputs that vary the members are the trunk's here
+        log(f"ensemble member {plan.opts.member}: every member starts from this trunk and its "
+            "inputs, so the members differ only in their seeds: their spread ranks the errors "
+            "less well than members whose inputs vary (README: --ensemble)")  # fmt: skip
     plan.given = fields
     return fields
 
