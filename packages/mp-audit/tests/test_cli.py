@@ -105,3 +105,54 @@ def test_report_on_an_mp20_split(shared_data, tmp_path):
     } <= names
     rec = json.loads((out / "recommendation.json").read_text())
     assert 0 < rec["band_gap"]["p"] < 1 and rec["band_gap"]["mu"] > 0
+
+
+def test_audit_out_never_replaces_its_source_or_an_existing_file(tmp_path, capsys):
+    """`audit SRC --out SRC` wrote the summary over the data it audited (rc 0); --out into a
+    source folder, or over any existing file without --overwrite, is refused before the
+    audit runs."""
+    src = tmp_path / "d.csv"
+    cif = "data_x\n_cell_length_a 3\n"  # the file's bytes matter, not whether it parses
+    src.write_text(f'material_id,cif\nmp-1,"{cif}"\n')
+    before = src.read_bytes()
+    assert main(["audit", str(src), "--out", str(src), "--no-progress"]) == 2
+    assert "would replace the source" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    assert main(["audit", str(folder), "--out", str(folder / "s.json"), "--no-progress"]) == 2
+    assert "would replace the source" in capsys.readouterr().err
+    target = tmp_path / "s.json"
+    target.write_text("keep")
+    assert main(["audit", "builtin:dcdft", "--limit", "3", "--out", str(target),
+                 "--no-progress"]) == 2  # fmt: skip
+    assert "give --overwrite" in capsys.readouterr().err and target.read_text() == "keep"
+    assert main(["audit", "builtin:dcdft", "--limit", "3", "--out", str(target),
+                 "--no-progress", "--overwrite"]) == 0  # fmt: skip
+    assert json.loads(target.read_text())["n_entries"] == 3
+
+
+def test_nothing_to_audit_is_an_error_not_a_recommendation_of_nulls(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("material_id,cif,band_gap\n")
+    assert main(["recommend", str(empty), "--no-progress"]) == 2
+    assert "no entries to audit" in capsys.readouterr().err
+    assert main(["recommend", "builtin:dcdft", "--limit", "0", "--no-progress"]) == 2
+    assert "--limit 0: expected a number of entries >= 1" in capsys.readouterr().err
+
+
+def test_a_report_over_an_earlier_one_keeps_none_of_its_figures(tmp_path):
+    """Into a folder holding the report of a source with band gaps, the report of one
+    without them leaves no band-gap figure behind (they stayed, beside the new report)."""
+    gaps = tmp_path / "gaps.json"
+    from mp_audit import load
+
+    entries = [{"material_id": e.material_id, "structure": e.payload.as_dict(),
+                "band_gap": 0.5 * k} for k, e in enumerate(load("builtin:prototypes"))]  # fmt: skip
+    gaps.write_text(json.dumps(entries))
+    out = tmp_path / "rep"
+    assert main(["report", str(gaps), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "band_gap.png").is_file()
+    assert main(["report", "builtin:prototypes", "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "band_gap.png").exists() and (out / "report.md").is_file()
+    assert all(f"]({p.name})" in (out / "report.md").read_text() for p in out.glob("*.png"))

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="run every audit, print (or write) summary JSON")
     _common(audit)
     audit.add_argument("--out", default=None, help="write the summary JSON here")
+    audit.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     rec = sub.add_parser("recommend", help="print the recommendation JSON that xtalnet reads")
     _common(rec)
     report = sub.add_parser("report", help="summary.json, figures, report.html and report.md")
@@ -69,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     """Every option checked before any data is read (one error line each)."""
     args.r_cut = list(check_r_cuts(args.r_cut, "--r-cut"))
-    if args.limit is not None and args.limit < 0:
-        raise ValueError(f"--limit {args.limit}: expected a number of entries >= 0")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: expected a number of entries >= 1")
     if args.jobs < 0:
         raise ValueError(f"--jobs {args.jobs}: expected >= 1, or 0 for all cores")
     if not 0 < args.target <= 1:
@@ -110,9 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(json.dumps(info, indent=2))
             return 0
-        if args.command == "audit" and args.out and Path(args.out).is_dir():
-            raise ValueError(f"--out {args.out!r} is a folder: name the JSON file to write")
+        if args.command == "audit" and args.out:
+            _check_out(args)
         result = _run_audit(args)
+        if not result.summary.get("n_entries"):
+            raise ValueError(f"{' '.join(args.source)}: no entries to audit (an empty table "
+                             "or folder?)")  # fmt: skip
         if args.command == "audit":
             text = json.dumps(result.summary, indent=2, default=str)
             if args.out:  # its folder made here: an audit's result is never lost to a path
@@ -135,6 +139,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except INPUT_ERRORS as exc:
         print(f"mp-audit: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse an ``audit --out`` that would lose data, before the audit runs: a folder, one
+    of the sources (or a file in a source folder), or an existing file without
+    ``--overwrite``."""
+    out = Path(args.out).resolve()
+    if out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a folder: name the JSON file to write")
+    for source in args.source:
+        src = Path(source).resolve()
+        if out == src or src in out.parents:
+            raise ValueError(f"--out {args.out!r} would replace the source {source!r} it "
+                             "audits: write the summary elsewhere")  # fmt: skip
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {args.out!r} exists: give --overwrite to replace it, or "
+                         "another name")  # fmt: skip
 
 
 def _quiet_stdout() -> None:

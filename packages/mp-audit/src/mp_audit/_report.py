@@ -244,7 +244,8 @@ def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
     result
         An :class:`mp_audit.AuditResult`.
     out_dir
-        Output folder (created; files of an earlier report in it are replaced).
+        Output folder (created; an earlier report in it is replaced, its figures that this
+        report does not draw removed).
 
     Returns
     -------
@@ -259,9 +260,13 @@ def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         written = _write_all(result, tmp)
+        earlier = (out / "summary.json").is_file()
         out.mkdir(exist_ok=True)
         for path in written.values():
             os.replace(path, out / path.name)
+        if earlier:  # an earlier report's figures that this one does not draw: not its own
+            for name in set(FIGURES) - set(written):
+                (out / f"{name}.png").unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {key: out / path.name for key, path in written.items()}
