@@ -110,6 +110,21 @@ def test_cdvae_csv_with_a_broken_row_lists_it_by_id(tmp_path):
     assert result.summary["n_geometry"] == 2
 
 
+def test_ids_that_pandas_reads_as_missing_stay_ids(tmp_path):
+    """ "NA", "nan" and "None" are ids of their rows (pandas' default NA strings turned them
+    into ``file.csv:ROW``); an empty id still names the row by the file; a missing target
+    value stays missing."""
+    good = _nacl().to(fmt="cif").replace('"', "'")
+    path = tmp_path / "ids.csv"
+    rows = [("0012", "1.0"), ("NA", "2.0"), ("nan", ""), ("None", "NA"), ("", "5.0")]
+    path.write_text("material_id,band_gap,cif\n" + "".join(
+        f'{m},{g},"{good}"\n' for m, g in rows))  # fmt: skip
+    entries = list(mp_audit.load(path))
+    assert [e.material_id for e in entries] == ["0012", "NA", "nan", "None", "ids.csv:4"]
+    gaps = [e.props.get("band_gap") for e in entries]
+    assert gaps[0] == 1.0 and gaps[2] is None and gaps[3] is None
+
+
 def test_matminer_csv_with_ref_line_and_repr_dicts(tmp_path):
     s = _nacl()
     path = tmp_path / "m.csv"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import mp_audit
@@ -526,3 +527,25 @@ def test_26_predict_a_folder_predicts_every_structure_file_in_it(finished, tmp_p
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["Al.cif", "Cu.cif", "Ni.cif"]  # notes.txt left out
     assert all(r["y"] is not None and not r["status"].startswith("not") for r in rows)
+
+
+def test_evaluate_out_is_never_a_run_folder_a_file_or_an_earlier_evaluation(
+    tmp_path, finished, data, capsys
+):
+    """`evaluate --out RUN` dropped metrics.json beside the run's own files, and a second
+    evaluation replaced the first without a word; both refused now (the first with a folder
+    to use instead), as is a file; --overwrite replaces an earlier evaluation."""
+    before = sorted(p.name for p in Path(finished).iterdir())
+    args = ["evaluate", "--checkpoint", str(finished), "--data", str(data), "--quiet", "--out"]
+    assert main([*args, str(finished)]) == 2
+    assert "is a run's folder" in _err(capsys)
+    assert sorted(p.name for p in Path(finished).iterdir()) == before
+    (tmp_path / "f.csv").write_text("keep")
+    assert main([*args, str(tmp_path / "f.csv")]) == 2
+    assert "is a file" in _err(capsys) and (tmp_path / "f.csv").read_text() == "keep"
+    assert main([*args, str(tmp_path / "ev")]) == 0
+    assert main([*args, str(tmp_path / "ev")]) == 2
+    assert "holds an earlier evaluation: give --overwrite" in _err(capsys)
+    assert main([*args, str(tmp_path / "ev"), "--overwrite"]) == 0
+    assert main([*args, str(Path(finished) / "eval")]) == 0  # a folder inside the run is fine
+    shutil.rmtree(Path(finished) / "eval")  # the module's run stays as the others expect it

@@ -125,7 +125,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
     # matminer files start with a "# ref: ..." comment line
     skip = 1 if _first_line(path).startswith("#") else 0
     # ids stay text: "0012" or "mp-ft" must never become numbers
-    return pd.read_csv(path, skiprows=skip, dtype={c: str for c in ID_COLUMNS})
+    frame = pd.read_csv(path, skiprows=skip, dtype={c: str for c in ID_COLUMNS})
+    ids = [c for c in ID_COLUMNS if c in frame.columns]
+    if ids and frame[ids].isna().any().any():  # "NA", "nan", "None" are ids too, not missing
+        raw = pd.read_csv(path, skiprows=skip, usecols=ids, dtype=str, keep_default_na=False)
+        for c in ids:
+            frame[c] = raw[c].where(raw[c].str.strip() != "", None)
+    return frame
 
 
 def _read_json(path: Path) -> pd.DataFrame:

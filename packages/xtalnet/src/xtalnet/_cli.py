@@ -230,6 +230,8 @@ def _evaluate_parser(e: argparse.ArgumentParser) -> None:
     e.add_argument("--weights", choices=("ema", "model"), default="ema",
                    help="the weights' moving average (default) or the raw weights")  # fmt: skip
     e.add_argument("--strict", action="store_true")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation in --out")  # fmt: skip
     _common(e, progress=False)
 
 
@@ -382,7 +384,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     evaluate(
         args.checkpoint, args.data, args.out, batch_size=args.batch_size, strict=args.strict,
-        weights=args.weights, quiet=args.quiet, device=args.device,
+        weights=args.weights, quiet=args.quiet, device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     if not args.quiet:
         print(f"wrote {Path(args.out) / 'metrics.json'}, predictions.csv and parity plots")

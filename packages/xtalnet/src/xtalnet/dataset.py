@@ -200,7 +200,8 @@ def _say_duplicates(
     differ = [m for m in repeated if len({text(values[i]) for i in copies[m]}) > 1]
     rows = sum(len(copies[m]) for m in repeated)
     log(f"warning: {where}: {len(repeated)} id(s) appear more than once ({rows} rows, e.g. "
-        f"{repeated[:3]}); a seeded split keeps the copies of an id in one split"
+        f"{repeated[:3]}); where train splits them, a seeded split keeps the copies of an "
+        "id together"
         + (f"; {len(differ)} of them with different target values (e.g. {differ[:3]})"
            if differ else ""))  # fmt: skip
 

@@ -32,6 +32,7 @@ from xtalnet.tables import frame_note, predict_table, unit_label, write_json, wr
 from xtalnet.targets import check_values
 
 __all__ = [
+    "check_evaluation_out",
     "decode",
     "evaluate",
     "forward_graphs",
@@ -125,6 +126,31 @@ def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
 
 
 # ----------------------------------------------------------------------------- evaluate
+#: Files that make a folder a training run's (or an ensemble's).
+_RUN_FILES = ("last.pt", "best.pt", "ensemble.json", "train.log")
+
+
+def check_evaluation_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``evaluate --out`` that is a file, a run's own folder (its ``metrics.json``
+    would sit beside the run's ``metrics.csv`` and ``test_metrics.json``), or a folder
+    holding an earlier evaluation unless ``overwrite``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--out`` and what it would have replaced.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file: name a folder for metrics.json, "
+                         "predictions.csv and the parity plots")  # fmt: skip
+    if any((out / name).exists() for name in _RUN_FILES):
+        raise ValueError(f"--out {str(out)!r} is a run's folder: write the evaluation to "
+                         f"another folder (e.g. {str(out / 'eval')!r})")  # fmt: skip
+    if (out / "metrics.json").exists() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} holds an earlier evaluation: give --overwrite "
+                         "to replace it, or another folder")  # fmt: skip
+
+
 def evaluate(
     checkpoint: str | os.PathLike[str],
     data: Any,
@@ -135,9 +161,11 @@ def evaluate(
     weights: str = "ema",
     quiet: bool = False,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on ``data``: ``metrics.json``, ``predictions.csv`` and
-    ``parity_<target>.png`` in ``out``.
+    ``parity_<target>.png`` in ``out`` (a folder; not a run's own folder, and one holding an
+    earlier evaluation only with ``overwrite``: :func:`check_evaluation_out`).
 
     Per target: MAE, RMSE, R² (physical units); band gap adds the metal / non-metal
     accuracy and ROC-AUC; tensors add the MAE over their stored entries (36 Voigt entries of
@@ -147,6 +175,7 @@ def evaluate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"--batch-size must be an int >= 1, got {batch_size!r}")
     outp = Path(out)
+    check_evaluation_out(outp, overwrite)
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     net = load(checkpoint, weights=weights, device=device)
     cfg = net.config

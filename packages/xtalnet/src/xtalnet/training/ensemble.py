@@ -337,5 +337,9 @@ def score_ensemble(
             f"{r['sigma_distance_weight']:.3g} d²), spread: the members' standard deviation, "
             "d: the composition's distance to the nearest training crystal's (fitted on the "
             "validation split)")  # fmt: skip
+    if len(ensemble.networks) < 5 and metrics:  # the README's measurements: K >= 5
+        say(f"note: the spread of {len(ensemble.networks)} members is itself a noisy estimate; "
+            "the fitted scale widens σ for every structure: take --ensemble 5 or more for a σ "
+            "that ranks the errors")  # fmt: skip
     result.update(test=metrics, baseline=base, calibration=report)
     return result
