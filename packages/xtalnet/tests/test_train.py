@@ -486,6 +486,16 @@ def test_vrh_moduli_of_an_isotropic_tensor():
     m = metrics_mod.target_metrics("tensor", "elastic_tensor", c[None] * 1.1, c[None], {})
     assert m["frobenius_rel"] == pytest.approx(0.1, rel=1e-12)
     assert m["K_VRH_mae"] == pytest.approx(0.1 * (lam + 2 * mu / 3), rel=1e-10)
+    assert m["vrh_n"] == 1 and "vrh_left_out_not_positive_definite" not in m
+    # a reference that is not positive definite (C44 < 0) has no moduli: left out, counted,
+    # and the MAE and the log10 MAE of the moduli use the same rows
+    bad = c.copy()
+    bad[3, 3] = -400.0
+    m = metrics_mod.target_metrics("tensor", "elastic_tensor", np.stack([c * 1.1, c]),
+                                   np.stack([c, bad]), {})  # fmt: skip
+    assert m["vrh_n"] == 1 and m["vrh_left_out_not_positive_definite"] == 1
+    assert m["K_VRH_mae"] == pytest.approx(0.1 * (lam + 2 * mu / 3), rel=1e-10)
+    assert m["K_VRH_mae_log10"] == pytest.approx(np.log10(1.1), rel=1e-10)
 
 
 _PROBE = """

@@ -292,10 +292,16 @@ def target_metrics(
                   "elastic_tensor_voigt") and p.shape[1:] == (6, 6):  # fmt: skip
         kp, gp = vrh_moduli(p)
         kt, gt = vrh_moduli(t)
+        # moduli of a reference that is not positive definite (mechanically unstable, or a
+        # bad fit) are no moduli: one such tensor's K_VRH of -6685 GPa swamped the MAE
+        stable = np.linalg.eigvalsh(0.5 * (t + np.swapaxes(t, 1, 2))).min(axis=1) > 0
+        use = stable & np.isfinite(kp) & np.isfinite(kt) & np.isfinite(gp) & np.isfinite(gt)
         for name, a, b in (("K_VRH", kp, kt), ("G_VRH", gp, gt)):
-            fin = np.isfinite(a) & np.isfinite(b)
-            out[f"{name}_mae"] = mae(a[fin], b[fin])
-            out[f"{name}_mae_log10"] = _log10_mae(a[fin], b[fin])
+            out[f"{name}_mae"] = mae(a[use], b[use])
+            out[f"{name}_mae_log10"] = _log10_mae(a[use], b[use])
+        out["vrh_n"] = int(use.sum())
+        if not stable.all():
+            out["vrh_left_out_not_positive_definite"] = int((~stable).sum())
     return out
 
 
