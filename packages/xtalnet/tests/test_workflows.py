@@ -124,7 +124,8 @@ def test_screening_never_overwrites_the_model_the_source_or_a_file_unasked(run, 
     refused = [(src, run / "run" / "best.pt", ".pt"), (src, src, "--data source"),
                (src, run / "run" / "test_predictions.csv", "a file of the run"),
                (src, tmp_path / "no" / "p.csv", "does not exist"),
-               (cifs, cifs / "p.csv", "inside the --data folder")]  # fmt: skip
+               (cifs, cifs / "p.csv", "inside the --data folder"),
+               (src, tmp_path / "p.json", "written as CSV; name the file .csv")]  # fmt: skip
     for data, out, why in refused:  # --overwrite given: still refused
         assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(data), "--out",
                      str(out), "--overwrite", "--quiet"]) == 2  # fmt: skip

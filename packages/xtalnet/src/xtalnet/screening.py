@@ -94,7 +94,8 @@ def check_out(
 ) -> None:
     """Refuse an ``out`` that would lose data: in a folder that does not exist, a folder, the
     source (or a file in it), a ``.pt`` file, a file of the checkpoint's run folder (an
-    ensemble's included), or any other existing file unless ``overwrite``.
+    ensemble's included), or any other existing file unless ``overwrite``; and a name that
+    is not ``.csv`` (the rows are CSV).
 
     Raises
     ------
@@ -109,6 +110,9 @@ def check_out(
     if path.suffix.lower() == ".pt":
         raise ValueError(f"--out {str(out)!r}: a .pt name is a checkpoint's; predictions are a "
                          "CSV file")  # fmt: skip
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"--out {str(out)!r}: the predictions are written as CSV; name the "
+                         "file .csv")  # fmt: skip
     if isinstance(source, (str, os.PathLike)) and _within(path, Path(source).resolve()):
         if Path(source).is_dir():
             raise ValueError(f"--out {str(out)!r} is inside the --data folder: a later read of "
