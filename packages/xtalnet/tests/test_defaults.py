@@ -91,10 +91,16 @@ def test_ensemble_members_vary_the_inputs_left_open(target, given, members):
         assert chosen[field].value == value and "ensemble member 2" in chosen[field].reason
 
 
-def test_tensor_targets_get_their_layers_the_ieee_frame_and_the_l1_loss():
+def test_tensor_targets_get_their_filters_layers_the_ieee_frame_and_the_l1_loss():
     got = _by_field(choose(["elastic_tensor", "K_VRH"], 945, {"r_cut": 4.0, "layers": 1}, {}))
-    assert got["num_layers"].value == 2 and "the targets need 2" in got["num_layers"].reason
+    assert got["l_filter_max"].value == 4 and "cubic site" in got["l_filter_max"].reason
+    assert got["num_layers"].value == 1  # filters of l = 4 reach the 4e irrep in one layer
     assert got["tensor_frame"].value == "ieee"
+    assert _by_field(choose(["piezoelectric_tensor"], 753, REC, {}))["l_filter_max"].value == 3
+    for plain in (["e_total"], ["formation_energy_per_atom"], ["band_gap"]):
+        assert "l_filter_max" not in _by_field(choose(plain, 844, REC, {}))  # 2 reaches them
+    kept = _by_field(choose(["elastic_tensor"], 945, REC, {"l_filter_max": 2}))
+    assert "l_filter_max" not in kept and kept["num_layers"].value == 2  # given: it wins
     assert _by_field(choose(["e_total"], 844, REC, {}))["tensor_frame"].value == "as_given"
     opts = _by_field(option_choices(["piezoelectric_tensor"], {}, {}))
     assert (opts["loss"].value, opts["weight_decay"].value) == ("l1", 0.2)
@@ -317,3 +323,59 @@ def test_frame_rotation_takes_ieee_predictions_back_to_the_input_axes():
     assert not np.allclose(back["turned"], back["hexa"], atol=1e-3)  # the rotation shows
     plain = xtalnet.NetworkConfig(targets=["elastic_tensor"], tensor_frame="as_given")
     np.testing.assert_array_equal(xtalnet.frame_rotation(turned, plain), np.eye(3))
+
+
+def test_default_filters_let_cubic_site_crystals_be_anisotropic_and_piezoelectric():
+    """With filters of l <= 2 an atom on a cubic (tetrahedral) site has no l > 0 feature, so
+    any network predicts every rocksalt / fcc / diamond / zincblende crystal's elastic tensor
+    isotropic (Zener ratio 2 C44 / (C11 - C12) exactly 1) and zincblende's e14 exactly 0;
+    with the rule's filters (l = 4, 3) an untrained network already breaks both."""
+    crystals = [AseAtomsAdaptor.get_structure(bulk(*a, **k)) for a, k in (
+        (("NaCl", "rocksalt"), {"a": 5.64}), (("Cu", "fcc"), {"a": 3.61}),
+        (("Si", "diamond"), {"a": 5.43}), (("GaAs", "zincblende"), {"a": 5.65}))]  # fmt: skip
+    rng = np.random.default_rng(0)
+    cubic = []
+    for _ in range(20):
+        c = np.zeros((6, 6))
+        c[:3, :3] = rng.uniform(30, 100)
+        c[np.arange(3), np.arange(3)] = rng.uniform(150, 300)
+        c[np.arange(3, 6), np.arange(3, 6)] = rng.uniform(20, 150)
+        cubic.append(c)
+    targets = ["elastic_tensor", "piezoelectric_tensor"]
+    rule = {c.field: c.value for c in choose(targets, 900, {"r_cut": 5.0, "layers": 3}, {})}
+    assert rule["l_filter_max"] == 4  # (two layers: the piezoelectric 2o needs them)
+    zener, e14 = {}, {}
+    for lmax, layers in ((2, 2), (rule["l_filter_max"], rule["num_layers"])):
+        cfg = xtalnet.NetworkConfig(targets=targets, r_cut=5.0, dtype="float64", seed=1,
+                                    num_layers=layers, l_filter_max=lmax,
+                                    tensor_frame="ieee")  # fmt: skip
+        net = xtalnet.Network(cfg)
+        net.target_heads["elastic_tensor"].fit(cubic)
+        net.target_heads["piezoelectric_tensor"].fit([rng.normal(size=(3, 6)) for _ in range(20)])
+        pred = net.predict(crystals)
+        c = pred["elastic_tensor"]
+        zener[lmax] = 2 * c[:, 3, 3] / (c[:, 0, 0] - c[:, 0, 1])
+        e14[lmax] = pred["piezoelectric_tensor"][3][0, 3]
+    np.testing.assert_allclose(zener[2], 1.0, atol=1e-9)
+    assert abs(e14[2]) < 1e-12
+    assert np.abs(zener[4] - 1).min() > 1e-3 and abs(e14[4]) > 1e-3
+
+
+def test_piezoelectric_frames_put_an_mm2_crystals_polar_axis_along_z():
+    """The Materials Project's piezoelectric tensors have an mm2 crystal's polar twofold axis
+    along z; pymatgen's orthorhombic rule (c < a < b) puts it where its length falls (here
+    the longest axis: y). With a piezoelectric target the frame turns it onto z, a proper
+    rotation keeping every distance; elastic targets keep pymatgen's frame (their labels
+    follow it)."""
+    # Pmm2, its twofold axis along c
+    polar = Structure(
+        Lattice.orthorhombic(3.0, 3.5, 4.0), ["Ga", "N"], [[0, 0, 0], [0.5, 0.5, 0.3]]
+    )
+    piezo = xtalnet.NetworkConfig(targets=["piezoelectric_tensor"], tensor_frame="ieee")
+    elastic = xtalnet.NetworkConfig(targets=["elastic_tensor"], tensor_frame="ieee")
+    for cfg, along in ((piezo, 2), (elastic, 1)):
+        turned = orient(polar, cfg)
+        c = turned.lattice.matrix[2] / 4.0  # the polar axis, lattice vector c
+        assert abs(abs(c[along]) - 1) < 1e-9, (cfg.targets, turned.lattice.matrix)
+        assert np.isclose(np.linalg.det(turned.lattice.matrix), polar.volume)
+        np.testing.assert_allclose(turned.distance_matrix, polar.distance_matrix, atol=1e-9)

@@ -181,6 +181,8 @@ def test_init_with_new_targets_keeps_what_fits_and_names_what_does_not(run, tmp_
                   "max_steps": 2}, progress=False, quiet=True)  # fmt: skip
     log = (out / "train.log").read_text()
     assert "'layers.0'" in log and "trained from scratch" in log and "'layers.1'" in log
+    assert "(not in the checkpoint): ['layers.1']" in log  # the 1-layer trunk has none
+    assert "the trunk's l_filter_max=2 is below the targets' l = 4" in log
     assert xtalnet.NetworkConfig.from_json(out / "config.json").num_layers == 2
     with pytest.raises(ValueError, match=r"r_cut: 5\.0 \(--init\) vs 4\.0 \(given\)"):
         xtalnet.train(str(src), ["elastic_tensor"], tmp_path / "x", config={"r_cut": 4.0},

@@ -215,7 +215,10 @@ def frame_rotation(s: Any, config: NetworkConfig, index: int = 0) -> np.ndarray:
     s = _pymatgen(s)
     _check_ordered(s, index)
     try:
-        return _tetragonal_c_along_z(s, _ieee_rotation(s))
+        rotation = _tetragonal_c_along_z(s, _ieee_rotation(s))
+        if any(str(t).split(":")[0] == "piezoelectric_tensor" for t in config.targets):
+            rotation = _polar_axis_along_z(s, rotation)
+        return rotation
     except Exception as exc:  # symmetry analysis of a malformed structure
         why = (f"structures[{index}]: no IEEE standard orientation (symmetry analysis failed: "
                f"{type(exc).__name__} {exc}); a model trained with --tensor-frame as_given "
@@ -268,6 +271,32 @@ def _ieee_rotation(s: Any) -> np.ndarray:
     else:
         raise ValueError(f"pymatgen found no IEEE rotation of a {system} cell")
     return np.asarray(SquareTensor(rotation).refine_rotation(), dtype=np.float64)
+
+
+def _polar_axis_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:
+    """``rotation``, turned so that the polar twofold axis of an ``mm2`` crystal lies along
+    z, where the Materials Project's piezoelectric tensors have it (their elastic tensors
+    keep pymatgen's c < a < b: checked against the de Jong file's original tensors, all 193
+    orthorhombic frames agree). pymatgen's rule put it along x or y for 107 of the 162 mm2
+    crystals of the piezoelectric file, whose stored tensors then broke the crystal's own
+    symmetry (a twofold rotation mapped e to -e). Of the other two axes the shorter lies
+    along x; other point groups are returned unchanged."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    analyzer = SpacegroupAnalyzer(s)
+    if analyzer.get_point_group_symbol() != "mm2":
+        return rotation
+    twofold = next(op.rotation_matrix for op in analyzer.get_symmetry_operations(cartesian=True)
+                   if np.linalg.det(op.rotation_matrix) > 0
+                   and not np.allclose(op.rotation_matrix, np.eye(3), atol=1e-6))  # fmt: skip
+    w, v = np.linalg.eig(twofold)
+    axis = rotation @ np.real(v[:, np.argmin(np.abs(w - 1))])  # in the current frame
+    k = int(np.argmax(np.abs(axis)))
+    if k == 2:
+        return rotation
+    # pymatgen's z is the shortest axis (c < a < b): it becomes x, the other one y
+    z = rotation[k]
+    return np.stack([rotation[2], np.cross(z, rotation[2]), z])
 
 
 def _tetragonal_c_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:

@@ -25,10 +25,16 @@ The rule and the measurements behind it (A/B runs on the files of ``XTAL_SHARED_
   C/m²);
 - ``r_cut``: the audit's recommendation (the smallest cutoff that connects 98 % of the
   training graphs, thesis §2.2);
-- ``num_layers``: the fewest that reach every target's irreps (1 for scalars, band gaps and
-  dielectric tensors, 2 for elastic and piezoelectric tensors), never more than the audit
-  recommends unless the targets need it (MP-20 formation energy, 4 min: validation MAE
-  0.21 eV/atom with 1 layer, 0.28 with 2, 0.33-0.36 with the recommended 3);
+- ``l_filter_max``: the largest l of the targets' irreps (4 for elastic, 3 for piezoelectric
+  tensors; 2 otherwise). An atom on a site of cubic symmetry sees its neighbours first at
+  l = 4 (l = 3 on a tetrahedral site): with filters of l <= 2 its features have no l > 0
+  part in any layer, and the predicted elastic tensor of every crystal made of such sites
+  (rocksalt, fcc, bcc, diamond, zincblende, CsCl, fluorite, Heusler) was exactly isotropic,
+  its piezoelectric tensor exactly zero, whatever the data (RESULTS.md: A/B runs);
+- ``num_layers``: the fewest that reach every target's irreps (1 for scalars, band gaps,
+  dielectric tensors and, with those filters, elastic and piezoelectric tensors), never more
+  than the audit recommends unless the targets need it (MP-20 formation energy, 4 min:
+  validation MAE 0.21 eV/atom with 1 layer, 0.28 with 2, 0.33-0.36 with the recommended 3);
 - training: AdamW at 3e-3 with batches of 16 and weight decay 0.2 (MP-20 formation energy,
   5 min: 0.129 vs 0.137 with 0.05; de Jong elastic tensor, 10 min: 8.09 vs 8.55 GPa); the L1
   loss of every irrep copy (de Jong elastic tensor: 7.32 vs 8.55 GPa with MSE; e_total
@@ -200,7 +206,7 @@ def _network(
     member: int,
 ) -> list[Choice]:
     from xtalnet.config import NetworkConfig
-    from xtalnet.network import layers_needed
+    from xtalnet.network import layers_needed, target_lmax
 
     reasons = {
         ("species_features", "elemental"): "elements enter through their physical "
@@ -230,6 +236,16 @@ def _network(
                           "training structures", "config"))  # fmt: skip
     known = {k: v for k, v in given.items() if k != "num_layers"}
     probe = NetworkConfig.from_dict({**known, "targets": [str(s) for s in specs]})
+    lmax = target_lmax(probe)
+    if lmax > probe.l_filter_max and "l_filter_max" not in given:
+        why = (
+            f"the targets' largest irrep is l = {lmax}: an atom on a cubic site sees its "
+            "neighbours first at l = 4 (l = 3 on a tetrahedral one); lower filters predict "
+            "the elastic tensors of such crystals isotropic, their piezoelectric tensors zero"
+        )
+        out.append(Choice("l_filter_max", lmax, why, "config"))
+        probe = NetworkConfig.from_dict({**known, "targets": [str(s) for s in specs],
+                                         "l_filter_max": lmax})  # fmt: skip
     fewest = layers_needed(probe)
     audit = (rec or {}).get("layers")
     layers = fewest

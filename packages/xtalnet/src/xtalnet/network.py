@@ -91,11 +91,18 @@ def layer_irreps(
     return steps, lacking
 
 
+def target_lmax(config: NetworkConfig) -> int:
+    """The largest rotation order l of the irreps the targets' heads read (0 for scalars and
+    band gaps, 2 for dielectric, 3 for piezoelectric, 4 for elastic tensors)."""
+    _, needed = _head_irreps(_make_heads(config, torch.float64))
+    return max(l for l, _ in needed)
+
+
 def layers_needed(config: NetworkConfig, max_layers: int = 16) -> int:
     """The fewest interaction layers whose output holds every irrep the targets' heads need
     (from scalar inputs, with ``config.l_filter_max``): 1 for scalars, band gaps and
     dielectric tensors (0e, 2e), 2 for elastic (4e) and piezoelectric (3o) tensors with
-    ``l_filter_max = 2``."""
+    ``l_filter_max = 2``, 1 with filters that reach their l."""
     _, needed = _head_irreps(_make_heads(config, torch.float64))
     for n in range(1, max_layers + 1):
         if not layer_irreps(config, needed, n)[1]:

@@ -75,15 +75,14 @@ def init_trunk(net: Network, init: str | os.PathLike[str], log: Callable[[str], 
     weights = dict(ckpt["model"])
     weights.update(ckpt.get("ema", {}).get("shadow", {}))
     own = net.state_dict()
-    copied, fresh = [], []
+    copied, fresh, absent = [], [], []
     for name in _trunk_modules(net):
         keys = [k for k in own if k.startswith(name + ".")]
         theirs = [k for k in weights if k.startswith(name + ".")]
-        if (
-            keys
-            and sorted(keys) == sorted(theirs)
-            and all(own[k].shape == weights[k].shape for k in keys)
-        ):
+        if not theirs:
+            absent.append(name)
+        elif sorted(keys) == sorted(theirs) and all(own[k].shape == weights[k].shape
+                                                    for k in keys):  # fmt: skip
             with torch.no_grad():
                 for k in keys:
                     own[k].copy_(weights[k].to(own[k]))
@@ -93,6 +92,7 @@ def init_trunk(net: Network, init: str | os.PathLike[str], log: Callable[[str], 
     if not copied:
         raise ValueError(f"--init {str(init)!r}: no module of its trunk fits this network")
     also = f"; trained from scratch (other shapes for these targets): {fresh}" if fresh else ""
+    also += f"; trained from scratch (not in the checkpoint): {absent}" if absent else ""
     log(f"--init {init}: trunk modules copied: {copied}{also}")
     return copied
 

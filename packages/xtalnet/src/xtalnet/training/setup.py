@@ -19,7 +19,7 @@ from xtalnet.config import NetworkConfig, read_recommendation, recommended_field
 from xtalnet.dataset import Prepared, Sample, build_samples, is_missing, load_source
 from xtalnet.defaults import choose, option_choices, provenance
 from xtalnet.heads import TargetSpec
-from xtalnet.network import layers_needed
+from xtalnet.network import layers_needed, target_lmax
 from xtalnet.training.distributed import Dist
 from xtalnet.training.finetune import trunk_fields
 from xtalnet.training.options import TrainOptions
@@ -310,10 +310,15 @@ def _with_trunk(plan: Plan, targets: list[str], log: Callable[[str], None]) -> d
     trunk = trunk_fields(plan.opts.init, plan.given)
     layers = trunk.pop("num_layers")
     fields = {**trunk, **plan.given}
+    probe = NetworkConfig.from_dict({**fields, "targets": targets})
     if "num_layers" not in plan.given:
-        probe = NetworkConfig.from_dict({**fields, "targets": targets})
         fields["num_layers"] = max(layers, layers_needed(probe))
     log(f"--init {plan.opts.init}: trunk fields taken from it: {sorted(trunk)}")
+    if target_lmax(probe) > probe.l_filter_max:  # the trunk's filters fix them (defaults.py)
+        log(f"warning: the trunk's l_filter_max={probe.l_filter_max} is below the targets' "
+            f"l = {target_lmax(probe)}: crystals whose atoms all sit on cubic sites get "
+            "isotropic elastic (zero piezoelectric) tensors; train these targets from scratch "
+            "to have the filters they need")  # fmt: skip
     if plan.opts.member > 1:  # the inputs that vary the members are the trunk's here
         log(f"ensemble member {plan.opts.member}: every member starts from this trunk and its "
             "inputs, so the members differ only in their seeds: their spread ranks the errors "
