@@ -156,3 +156,15 @@ def test_a_report_over_an_earlier_one_keeps_none_of_its_figures(tmp_path):
     assert main(["report", "builtin:prototypes", "--out", str(out), "--no-progress"]) == 0
     assert not (out / "band_gap.png").exists() and (out / "report.md").is_file()
     assert all(f"]({p.name})" in (out / "report.md").read_text() for p in out.glob("*.png"))
+
+
+def test_a_report_never_goes_into_its_source_folder(tmp_path, capsys):
+    """`report DIR --out DIR` wrote summary.json and recommendation.json beside the tables,
+    and the folder no longer read as a source; refused now, before the audit."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    (folder / "a.csv").write_text("material_id,cif\nmp-1,x\n")
+    for out in (folder, folder / "rep"):
+        assert main(["report", str(folder), "--out", str(out), "--no-progress"]) == 2
+        assert "inside the source folder" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]

@@ -100,6 +100,7 @@ def test_screening_a_poscar_folder_names_the_files_it_leaves_out(run, tmp_path, 
     structs[1].to(filename=str(folder / "b_POSCAR"), fmt="poscar")
     structs[2].to(filename=str(folder / "c.vasp"), fmt="poscar")
     (folder / "notes.txt").write_text("not a structure")
+    (folder / "more.csv").write_text("material_id,cif\n")
     out = tmp_path / "p.csv"
     assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(folder), "--out",
                  str(out), "--no-progress"]) == 0  # fmt: skip
@@ -108,7 +109,9 @@ def test_screening_a_poscar_folder_names_the_files_it_leaves_out(run, tmp_path, 
     expected = xtalnet.load(run / "run").predict(structs)["y"]
     # (the CIF holds fewer digits than the structure: 1e-9 apart)
     np.testing.assert_allclose([float(r["y"]) for r in rows], expected, rtol=1e-8)
-    assert "1 file(s) left out" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "1 file(s) left out, not named as structure files or tables: notes.txt" in said
+    assert "1 table(s) left out: a folder with structure files reads only those" in said
     assert main(["predict", "--checkpoint", str(run / "run"), str(folder)]) == 0  # files given
     shown = capsys.readouterr()
     assert "b_POSCAR" in shown.out and "c.vasp" in shown.out and "notes.txt" in shown.err
@@ -265,3 +268,6 @@ def test_tensor_predictions_say_their_frame_and_files_with_out_are_refused(run, 
                  str(tmp_path / "x.csv")]) == 2  # fmt: skip
     assert "--out writes the rows of --data" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+    assert main(["predict", "--checkpoint", str(run / "run"), str(src), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)[0]["status"]  # a table given as a file
+    assert "is read with --data FILE --out CSV" in status

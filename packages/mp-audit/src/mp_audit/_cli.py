@@ -113,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "audit" and args.out:
             _check_out(args)
+        if args.command == "report":
+            _check_report_out(args)
         result = _run_audit(args)
         if not result.summary.get("n_entries"):
             raise ValueError(f"{' '.join(args.source)}: no entries to audit (an empty table "
@@ -156,6 +158,18 @@ def _check_out(args: argparse.Namespace) -> None:
     if out.exists() and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: give --overwrite to replace it, or "
                          "another name")  # fmt: skip
+
+
+def _check_report_out(args: argparse.Namespace) -> None:
+    """Refuse a report folder that is a source folder or lies inside one: a later read of
+    that folder would take the report's JSON files as data tables."""
+    out = Path(args.out).resolve()
+    for source in args.source:
+        src = Path(source).resolve()
+        if src.is_dir() and (out == src or src in out.parents):
+            raise ValueError(f"--out {args.out!r} is inside the source folder {source!r}: a "
+                             "later read of the folder would take the report's files as data; "
+                             "write it elsewhere")  # fmt: skip
 
 
 def _quiet_stdout() -> None:

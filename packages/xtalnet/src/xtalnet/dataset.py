@@ -110,10 +110,18 @@ def left_out_files(source: Any, ds: Any) -> list[str]:
 
 def say_left_out(where: str, names: Sequence[str], log: Callable[[str], None]) -> None:
     """Log the files of a folder that were not read, by name (nothing if none)."""
-    if names:
-        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
-        log(f"warning: {where}: {len(names)} file(s) left out, not named as structure files "
+    if not names:
+        return
+    tables = [n for n in names if n.lower().endswith((".csv", ".csv.gz", ".json", ".json.gz"))]
+    other = [n for n in names if n not in tables]
+    if other:
+        shown = ", ".join(other[:5]) + (" …" if len(other) > 5 else "")
+        log(f"warning: {where}: {len(other)} file(s) left out, not named as structure files "
             f"or tables: {shown}")  # fmt: skip
+    if tables:
+        shown = ", ".join(tables[:5]) + (" …" if len(tables) > 5 else "")
+        log(f"warning: {where}: {len(tables)} table(s) left out: a folder with structure files "
+            f"reads only those (give a table as --data itself): {shown}")  # fmt: skip
 
 
 def load_source(

@@ -51,8 +51,20 @@ def frame_note(net: Network | Ensemble) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """``data`` as indented JSON (numpy and torch values as numbers / lists)."""
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    """``data`` as indented JSON (numpy and torch values as numbers / lists; a NaN or an
+    infinite number as ``null``: strict JSON readers refuse Python's bare ``NaN``)."""
+    plain = _finite(json.loads(json.dumps(data, default=_json_default)))
+    path.write_text(json.dumps(plain, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o: Any) -> Any:
