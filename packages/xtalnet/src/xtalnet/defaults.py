@@ -32,7 +32,7 @@ The rule and the measurements behind it (A/B runs on the files of ``XTAL_SHARED_
   (rocksalt, fcc, bcc, diamond, zincblende, CsCl, fluorite, Heusler) was exactly isotropic,
   its piezoelectric tensor exactly zero, whatever the data (RESULTS.md: A/B runs);
 - ``num_layers``: the fewest that reach every target's irreps (1 for scalars, band gaps,
-  dielectric tensors and, with those filters, elastic and piezoelectric tensors), never more
+  dielectric and, with those filters, elastic tensors; 2 for piezoelectric ones), never more
   than the audit recommends unless the targets need it (MP-20 formation energy, 4 min:
   validation MAE 0.21 eV/atom with 1 layer, 0.28 with 2, 0.33-0.36 with the recommended 3);
 - training: AdamW at 3e-3 with batches of 16 and weight decay 0.2 (MP-20 formation energy,

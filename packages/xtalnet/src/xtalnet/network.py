@@ -102,7 +102,8 @@ def layers_needed(config: NetworkConfig, max_layers: int = 16) -> int:
     """The fewest interaction layers whose output holds every irrep the targets' heads need
     (from scalar inputs, with ``config.l_filter_max``): 1 for scalars, band gaps and
     dielectric tensors (0e, 2e), 2 for elastic (4e) and piezoelectric (3o) tensors with
-    ``l_filter_max = 2``, 1 with filters that reach their l."""
+    ``l_filter_max = 2``; with filters of l = 4 the elastic tensor needs 1 (the piezoelectric
+    2o still 2)."""
     _, needed = _head_irreps(_make_heads(config, torch.float64))
     for n in range(1, max_layers + 1):
         if not layer_irreps(config, needed, n)[1]:
