@@ -242,7 +242,7 @@ def test_item15_corrupt_or_incomplete_manifest_is_named(tmp_path):
 
 def test_item15_limit_minus_one(capsys):
     assert main(["audit", "builtin:dcdft", "--limit", "-1", "--no-progress"]) == 2
-    assert "--limit -1: expected a number of entries >= 0" in capsys.readouterr().err
+    assert "--limit -1: expected a number of entries >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="limit=-1: expected a number of entries"):
         mp_audit.load("builtin:dcdft", limit=-1)
 

@@ -191,13 +191,19 @@ def test_composition_keeps_every_invariance_and_equivariance():
 
 
 # ------------------------------------------------------------------------------ IEEE frame
-def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invariant():
+def _wurtzite_and_turned(seed: int) -> tuple[Structure, Structure, np.ndarray]:
+    """ZnO (wurtzite) and a copy turned by a random rotation r (also returned)."""
     hexa = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"],
                      [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38],
                       [2 / 3, 1 / 3, 0.88]])  # fmt: skip
-    r = random_rotation(1, generator=torch.Generator().manual_seed(3))[0].numpy()
+    r = random_rotation(1, generator=torch.Generator().manual_seed(seed))[0].numpy()
     turned = Structure(Lattice(hexa.lattice.matrix @ r.T), hexa.species, hexa.cart_coords @ r.T,
                        coords_are_cartesian=True)  # fmt: skip
+    return hexa, turned, r
+
+
+def test_orient_rotates_into_pymatgens_ieee_frame_and_predictions_become_invariant():
+    hexa, turned, _ = _wurtzite_and_turned(3)
     cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], num_layers=2, dtype="float64",
                                 tensor_frame="ieee", seed=1)  # fmt: skip
     a, b = orient(hexa, cfg), orient(turned, cfg)
@@ -302,12 +308,7 @@ def test_frame_rotation_takes_ieee_predictions_back_to_the_input_axes():
     (pymatgen's rotation of the elastic tensor, an independent reference)."""
     from pymatgen.analysis.elasticity import ElasticTensor
 
-    hexa = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"],
-                     [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.38],
-                      [2 / 3, 1 / 3, 0.88]])  # fmt: skip
-    r = random_rotation(1, generator=torch.Generator().manual_seed(11))[0].numpy()
-    turned = Structure(Lattice(hexa.lattice.matrix @ r.T), hexa.species, hexa.cart_coords @ r.T,
-                       coords_are_cartesian=True)  # fmt: skip
+    hexa, turned, r = _wurtzite_and_turned(11)
     cfg = xtalnet.NetworkConfig(targets=["elastic_tensor"], num_layers=2, dtype="float64",
                                 tensor_frame="ieee", seed=2)  # fmt: skip
     net = xtalnet.Network(cfg)
