@@ -99,7 +99,10 @@ class NetworkConfig:
         Features between layers (after the gate), e3nn notation with parity. Carry both
         parities so that odd targets (piezoelectric) are reachable.
     l_filter_max : int
-        Highest spherical-harmonic degree of the convolution filters.
+        Highest spherical-harmonic degree of the convolution filters. Give at least the
+        targets' largest l (4 for elastic, 3 for piezoelectric tensors; ``xtalnet train``'s
+        rule does): an atom on a cubic site sees its neighbours first at l = 4 (l = 3 on a
+        tetrahedral one), so lower filters predict such crystals isotropic.
     num_basis : int
         Number of Bessel radial basis functions.
     radial_hidden : int
