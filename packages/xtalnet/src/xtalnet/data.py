@@ -202,7 +202,9 @@ def orient(s: Any, config: NetworkConfig, index: int = 0) -> Any:
 def frame_rotation(s: Any, config: NetworkConfig, index: int = 0) -> np.ndarray:
     """The rotation R [3, 3] from the structure's Cartesian axes to the frame its tensors are
     predicted in: the identity for ``tensor_frame="as_given"``; else its IEEE 176 standard
-    orientation (:func:`orient`: a Cartesian vector v of ``s`` is ``R v`` there). A rank-2
+    orientation as the Materials Project's labels have it (pymatgen's rule, a tetragonal c
+    along z and, with a piezoelectric target, an mm2 crystal's polar axis along z;
+    :func:`orient`: a Cartesian vector v of ``s`` is ``R v`` there). A rank-2
     prediction T in the input's axes is ``R.T @ T @ R``; for the elastic tensor,
     ``pymatgen.analysis.elasticity.ElasticTensor.from_voigt(C).rotate(R.T)``.
 
