@@ -24,7 +24,7 @@ from ._geometry import (
     inscribed_radius,
     nearest_neighbor_distances,
 )
-from ._loaders import PROPERTY_ALIASES, is_structure_file, load
+from ._loaders import PROPERTY_ALIASES, is_structure_file, is_table_file, load
 from ._mp import MPFetchError, fetch_mp, read_cache, resolve_api_key
 from ._pipeline import AuditResult, audit, map_entries
 from ._report import write_report
@@ -54,6 +54,7 @@ __all__ = [
     "graph_metrics",
     "inscribed_radius",
     "is_structure_file",
+    "is_table_file",
     "load",
     "map_entries",
     "moments",

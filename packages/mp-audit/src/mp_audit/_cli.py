@@ -150,11 +150,10 @@ def _check_out(args: argparse.Namespace) -> None:
     out = Path(args.out).resolve()
     if out.is_dir():
         raise ValueError(f"--out {args.out!r} is a folder: name the JSON file to write")
-    for source in args.source:
-        src = Path(source).resolve()
-        if out == src or src in out.parents:
-            raise ValueError(f"--out {args.out!r} would replace the source {source!r} it "
-                             "audits: write the summary elsewhere")  # fmt: skip
+    source = _source_holding(out, args.source)
+    if source is not None:
+        raise ValueError(f"--out {args.out!r} would replace the source {source!r} it "
+                         "audits: write the summary elsewhere")  # fmt: skip
     if out.exists() and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: give --overwrite to replace it, or "
                          "another name")  # fmt: skip
@@ -163,13 +162,20 @@ def _check_out(args: argparse.Namespace) -> None:
 def _check_report_out(args: argparse.Namespace) -> None:
     """Refuse a report folder that is a source folder or lies inside one: a later read of
     that folder would take the report's JSON files as data tables."""
-    out = Path(args.out).resolve()
-    for source in args.source:
+    source = _source_holding(Path(args.out).resolve(), args.source)
+    if source is not None and Path(source).is_dir():
+        raise ValueError(f"--out {args.out!r} is inside the source folder {source!r}: a "
+                         "later read of the folder would take the report's files as data; "
+                         "write it elsewhere")  # fmt: skip
+
+
+def _source_holding(out: Path, sources: Sequence[str]) -> str | None:
+    """The source that is ``out`` (resolved) or a folder holding it, if any."""
+    for source in sources:
         src = Path(source).resolve()
-        if src.is_dir() and (out == src or src in out.parents):
-            raise ValueError(f"--out {args.out!r} is inside the source folder {source!r}: a "
-                             "later read of the folder would take the report's files as data; "
-                             "write it elsewhere")  # fmt: skip
+        if out == src or src in out.parents:
+            return source
+    return None
 
 
 def _quiet_stdout() -> None:

@@ -246,10 +246,16 @@ def _load_table(path: Path, columns: Sequence[str] | str | None) -> list[Entry]:
     return _entries_from_frame(_read_table(path), path.name, columns, where=str(path))
 
 
+def is_table_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named as a table :func:`load` reads: ``.csv``, ``.json``, either
+    gzipped (any case)."""
+    return _suffix_ok(Path(path), TABLE_SUFFIXES)
+
+
 def is_structure_file(path: Path) -> bool:
     """Whether ``path`` is named as a single-structure file: ``.cif``, ``.vasp``, ``.poscar``
     or a name containing ``POSCAR`` / ``CONTCAR`` (any case) that is not a table's."""
-    if _suffix_ok(path, TABLE_SUFFIXES):
+    if is_table_file(path):
         return False
     name = path.name.lower()
     return _suffix_ok(path, STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)

@@ -434,9 +434,10 @@ def _read_structure(path: Path) -> Any:
             warnings.simplefilter("ignore")
             return Structure.from_file(str(path))
     except Exception as exc:  # pymatgen raises many types for unreadable files
-        table = path.name.lower().endswith((".csv", ".csv.gz", ".json", ".json.gz"))
+        from mp_audit import is_table_file
+
         hint = ("; a table or list of structures is read with --data FILE --out CSV"
-                if table else "")  # fmt: skip
+                if is_table_file(path) else "")  # fmt: skip
         return ValueError(f"{str(path)!r} is not a structure file pymatgen reads: {exc}{hint}")
 
 

@@ -214,12 +214,17 @@ def frame_rotation(s: Any, config: NetworkConfig, index: int = 0) -> np.ndarray:
     """
     if config.tensor_frame == "as_given":
         return np.eye(3)
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from xtalnet.heads.spec import TargetSpec
+
     s = _pymatgen(s)
     _check_ordered(s, index)
     try:
-        rotation = _tetragonal_c_along_z(s, _ieee_rotation(s))
-        if any(str(t).split(":")[0] == "piezoelectric_tensor" for t in config.targets):
-            rotation = _polar_axis_along_z(s, rotation)
+        analyzer = SpacegroupAnalyzer(s)  # one symmetry analysis for every rule below
+        rotation = _tetragonal_c_along_z(s, analyzer, _ieee_rotation(s, analyzer))
+        if any(TargetSpec.parse(t).column == "piezoelectric_tensor" for t in config.targets):
+            rotation = _polar_axis_along_z(analyzer, rotation)
         return rotation
     except Exception as exc:  # symmetry analysis of a malformed structure
         why = (f"structures[{index}]: no IEEE standard orientation (symmetry analysis failed: "
@@ -236,23 +241,21 @@ def _pymatgen(s: Any) -> Any:
     return AseAtomsAdaptor.get_structure(s)
 
 
-def _ieee_rotation(s: Any) -> np.ndarray:
+def _ieee_rotation(s: Any, analyzer: Any) -> np.ndarray:
     """pymatgen's IEEE rotation of ``s`` (``Tensor.get_ieee_rotation``), by its own rules
     where it fails on ties: two equally long axes of an orthorhombic or triclinic cell
     (pymatgen then compares the vectors themselves: a ``ValueError``; a tetragonal crystal
     with its atoms slightly displaced is triclinic with a = b), or a monoclinic conventional
     cell whose angles are all 90° (a doped cubic cell: ``StopIteration``). Ties keep the
-    lattice order and the unique monoclinic axis is spglib's b."""
+    lattice order and the unique monoclinic axis is spglib's b (``analyzer``: the
+    ``SpacegroupAnalyzer`` of ``s``)."""
     from pymatgen.core.tensors import SquareTensor, Tensor
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
         return np.asarray(Tensor.get_ieee_rotation(s), dtype=np.float64)
     except (ValueError, StopIteration):
         pass
-    analyzer = SpacegroupAnalyzer(s)
-    to_conventional = np.asarray(analyzer.get_symmetry_dataset().transformation_matrix)
-    vecs = np.linalg.inv(to_conventional).T @ np.asarray(s.lattice.matrix)
+    vecs = _conventional_vectors(s, analyzer)
     lengths = np.linalg.norm(vecs, axis=1)
     unit = vecs / lengths[:, None]
     system = analyzer.get_crystal_system()
@@ -275,17 +278,21 @@ def _ieee_rotation(s: Any) -> np.ndarray:
     return np.asarray(SquareTensor(rotation).refine_rotation(), dtype=np.float64)
 
 
-def _polar_axis_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:
+def _conventional_vectors(s: Any, analyzer: Any) -> np.ndarray:
+    """The lattice vectors [3, 3] (rows, Å) of spglib's conventional cell, in ``s``'s frame."""
+    to_conventional = np.asarray(analyzer.get_symmetry_dataset().transformation_matrix)
+    return np.linalg.inv(to_conventional).T @ np.asarray(s.lattice.matrix)
+
+
+def _polar_axis_along_z(analyzer: Any, rotation: np.ndarray) -> np.ndarray:
     """``rotation``, turned so that the polar twofold axis of an ``mm2`` crystal lies along
     z, where the Materials Project's piezoelectric tensors have it (their elastic tensors
     keep pymatgen's c < a < b: checked against the de Jong file's original tensors, all 193
     orthorhombic frames agree). pymatgen's rule put it along x or y for 107 of the 162 mm2
     crystals of the piezoelectric file, whose stored tensors then broke the crystal's own
     symmetry (a twofold rotation mapped e to -e). Of the other two axes the shorter lies
-    along x; other point groups are returned unchanged."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    analyzer = SpacegroupAnalyzer(s)
+    along x; other point groups are returned unchanged (``analyzer``: the structure's
+    ``SpacegroupAnalyzer``)."""
     if analyzer.get_point_group_symbol() != "mm2":
         return rotation
     twofold = next(op.rotation_matrix for op in analyzer.get_symmetry_operations(cartesian=True)
@@ -301,21 +308,16 @@ def _polar_axis_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:
     return np.stack([rotation[2], np.cross(z, rotation[2]), z])
 
 
-def _tetragonal_c_along_z(s: Any, rotation: np.ndarray) -> np.ndarray:
+def _tetragonal_c_along_z(s: Any, analyzer: Any, rotation: np.ndarray) -> np.ndarray:
     """``rotation`` (pymatgen's IEEE rotation of ``s``), turned so that a tetragonal
     crystal's fourfold axis c lies along z, as IEEE 176 and the Materials Project's stored
     tensors have it. pymatgen (2025) puts c along x when c < a: it compares the unsorted
     lengths, so 70 of the 193 tetragonal de Jong crystals had their structure rotated away
     from the frame of their stored tensor (C44 = C55 there, C55 = C66 in the structure).
     Other crystal systems are returned unchanged."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    analyzer = SpacegroupAnalyzer(s)
     if analyzer.get_crystal_system() != "tetragonal":
         return rotation
-    # the conventional cell (spglib's setting: a = b, c the fourfold axis), in s's frame
-    to_conventional = np.asarray(analyzer.get_symmetry_dataset().transformation_matrix)
-    conventional = np.linalg.inv(to_conventional).T @ np.asarray(s.lattice.matrix)
+    conventional = _conventional_vectors(s, analyzer)  # spglib: a = b, c the fourfold axis
     a, c = (rotation @ v / np.linalg.norm(v) for v in (conventional[0], conventional[2]))
     if abs(c[2]) > 1 - 1e-6:
         return rotation

@@ -112,7 +112,9 @@ def say_left_out(where: str, names: Sequence[str], log: Callable[[str], None]) -
     """Log the files of a folder that were not read, by name (nothing if none)."""
     if not names:
         return
-    tables = [n for n in names if n.lower().endswith((".csv", ".csv.gz", ".json", ".json.gz"))]
+    from mp_audit import is_table_file
+
+    tables = [n for n in names if is_table_file(n)]
     other = [n for n in names if n not in tables]
     if other:
         shown = ", ".join(other[:5]) + (" …" if len(other) > 5 else "")

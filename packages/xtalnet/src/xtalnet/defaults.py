@@ -58,6 +58,7 @@ The rule and the measurements behind it (A/B runs on the files of ``XTAL_SHARED_
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -244,8 +245,7 @@ def _network(
             "the elastic tensors of such crystals isotropic, their piezoelectric tensors zero"
         )
         out.append(Choice("l_filter_max", lmax, why, "config"))
-        probe = NetworkConfig.from_dict({**known, "targets": [str(s) for s in specs],
-                                         "l_filter_max": lmax})  # fmt: skip
+        probe = dataclasses.replace(probe, l_filter_max=lmax)
     fewest = layers_needed(probe)
     audit = (rec or {}).get("layers")
     layers = fewest

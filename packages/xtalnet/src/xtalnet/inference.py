@@ -208,6 +208,7 @@ def evaluate(
         )
         log(f"{c}: MAE {m['mae']:.4g} {unit_label(net, c)}, RMSE {m['rmse']:.4g}, "
             f"R² {m['r2']:.3f}, n={m['n']}" + (f", {extras}" if extras else ""))  # fmt: skip
-    if frame_note(net):
-        log(f"predictions.csv: {frame_note(net)}")
+    note = frame_note(net)
+    if note:
+        log(f"predictions.csv: {note}")
     return result

@@ -314,9 +314,10 @@ def _with_trunk(plan: Plan, targets: list[str], log: Callable[[str], None]) -> d
     if "num_layers" not in plan.given:
         fields["num_layers"] = max(layers, layers_needed(probe))
     log(f"--init {plan.opts.init}: trunk fields taken from it: {sorted(trunk)}")
-    if target_lmax(probe) > probe.l_filter_max:  # the trunk's filters fix them (defaults.py)
+    lmax = target_lmax(probe)
+    if lmax > probe.l_filter_max:  # the trunk's filters fix them (defaults.py)
         log(f"warning: the trunk's l_filter_max={probe.l_filter_max} is below the targets' "
-            f"l = {target_lmax(probe)}: crystals whose atoms all sit on cubic sites get "
+            f"l = {lmax}: crystals whose atoms all sit on cubic sites get "
             "isotropic elastic (zero piezoelectric) tensors; train these targets from scratch "
             "to have the filters they need")  # fmt: skip
     if plan.opts.member > 1:  # the inputs that vary the members are the trunk's here
