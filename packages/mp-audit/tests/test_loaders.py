@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import mp_audit
@@ -204,6 +205,20 @@ def test_cif_folder_and_pymatgen_json(tmp_path):
     assert mp_audit.is_structure_file(folder / "x.CIF")
     assert not mp_audit.is_structure_file(folder / "poscar_list.csv")
     assert len(mp_audit.load(folder / "c_POSCAR")) == 1
+    # gzipped structure files read as their text; one that is not gzip fails alone, named
+    with gzip.open(folder / "e.CIF.gz", "wt") as f:
+        f.write(shifted.to(fmt="cif"))
+    with gzip.open(folder / "f_POSCAR.gz", "wt") as f:
+        f.write(s.to(fmt="poscar"))
+    (folder / "g.cif.gz").write_text(s.to(fmt="cif"))  # plain text under a .gz name
+    ds = mp_audit.load(folder)
+    assert [e.material_id for e in ds] == ["a", "b", "c_POSCAR", "d", "e", "f_POSCAR", "g"]
+    (bad,) = ds.parse_failures()
+    assert bad[0] == "g" and "g.cif.gz: cannot read the file" in bad[1]
+    parsed = [mp_audit.parse_payload(e.payload) for e in ds if e.material_id in ("e", "f_POSCAR")]
+    assert parsed[0] == shifted and parsed[1] == s
+    assert len(mp_audit.load(folder / "e.CIF.gz")) == 1
+    assert not mp_audit.is_structure_file(folder / "x.csv.gz")
     (tmp_path / "one.json").write_text(json.dumps(s.as_dict()))
     (tmp_path / "many.json").write_text(json.dumps({"x-1": s.as_dict(), "x-2": s.as_dict()}))
     (tmp_path / "list.json").write_text(json.dumps([s.as_dict()] * 3))

@@ -71,7 +71,7 @@ def test_evaluate_writes_metrics_predictions_and_parity(trained, capsys):
     rows = list(csv.DictReader((trained / "ev" / "predictions.csv").open()))
     assert len(rows) == k["n"] == m["n"]
     true = np.array([float(r["K_wien2k_true"]) for r in rows])
-    pred = np.array([float(r["K_wien2k_pred"]) for r in rows])
+    pred = np.array([float(r["K_wien2k"]) for r in rows])
     assert k["mae"] == pytest.approx(np.abs(pred - true).mean(), rel=1e-9)
     assert m["skipped"]["isolated"] >= 1
     assert (trained / "ev" / "parity_K_wien2k.png").read_bytes()[:8] == PNG

@@ -3,6 +3,7 @@ xtalnet.load(run).predict against the members loaded one by one, calibration, ba
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -301,8 +302,22 @@ def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):
                  str(tmp_path / "ev"), "--quiet"]) == 0  # fmt: skip
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]["K_wien2k"]
     assert {"within_1sigma", "within_2sigma", "spearman"} <= set(metrics)
-    header = (tmp_path / "ev" / "predictions.csv").read_text().splitlines()[0]
-    assert "K_wien2k.std_pred" in header
+    with (tmp_path / "ev" / "predictions.csv").open() as f:
+        evaluated = list(csv.DictReader(f))
+    assert "K_wien2k.std" in evaluated[0]
+    # the evaluation's prediction columns are the screening CSV's: the two join by name
+    assert main(["predict", "--checkpoint", str(out), "--data", "builtin:dcdft", "--out",
+                 str(tmp_path / "screen.csv"), "--quiet"]) == 0  # fmt: skip
+    with (tmp_path / "screen.csv").open() as f:
+        screened = {r["id"]: r for r in csv.DictReader(f)}
+    shared = set(evaluated[0]) - {"id"}
+    assert shared <= set(next(iter(screened.values())))
+    for row in evaluated:
+        for key in shared:
+            if key.endswith("_true"):
+                assert float(row[key]) == pytest.approx(float(screened[row["id"]][key]))
+            else:
+                assert float(row[key]) == pytest.approx(float(screened[row["id"]][key]), rel=1e-5)
     from pymatgen.io.ase import AseAtomsAdaptor
 
     AseAtomsAdaptor.get_structure(dcdft["Cu"]).to(filename=str(tmp_path / "Cu.cif"))

@@ -100,7 +100,7 @@ def _err(capsys) -> str:
 # ------------------------------------------------------------------------------ lost data
 @pytest.mark.parametrize(
     ("bad", "says"),
-    [(["--r-cut", "0"], "r_cut"), (["--target", "nope"], "nope"),
+    [(["--r-cut", "0"], "--r-cut"), (["--target", "nope"], "nope"),
      (["--data", "absent.csv"], "absent.csv")],
     ids=["r-cut-0", "unknown-target", "missing-data"],
 )  # fmt: skip

@@ -16,6 +16,7 @@ import torch
 import xtalnet
 from hypothesis import given
 from hypothesis import strategies as st
+from xtalnet._cli import main
 from xtalnet.data import pack
 from xtalnet.training.batching import shard
 from xtalnet.training.optim import Schedule
@@ -206,7 +207,7 @@ def test_checkpoint_contents_and_load_round_trip(tmp_path, dcdft24):
     pred = net.predict(structs)["K_wien2k"]
     rows = list(csv.DictReader((tmp_path / "c" / "test_predictions.csv").open()))
     assert [r["id"] for r in rows] == split["test"]
-    np.testing.assert_allclose(pred, [float(r["K_wien2k_pred"]) for r in rows], rtol=1e-12)
+    np.testing.assert_allclose(pred, [float(r["K_wien2k"]) for r in rows], rtol=1e-12)
     again = xtalnet.load(tmp_path / "c").predict(structs)["K_wien2k"]  # folder -> best.pt
     np.testing.assert_array_equal(pred, again)
     raw = xtalnet.load(tmp_path / "c" / "best.pt", weights="model").predict(structs)["K_wien2k"]
@@ -355,6 +356,33 @@ def test_bad_options_name_the_option():
         xtalnet.TrainOptions(loss="l2")
     with pytest.raises(ValueError, match="huber_delta must be a finite number > 0, got 0"):
         xtalnet.TrainOptions(loss="huber", huber_delta=0)
+    # a zero learning rate or gradient clip would train nothing; a negative lr is no "> = 0"
+    for name in ("lr", "clip"):
+        for bad in (0.0, -1.0):
+            with pytest.raises(ValueError, match=f"{name} must be a number > 0, got {bad}"):
+                xtalnet.TrainOptions(**{name: bad})
+    assert xtalnet.TrainOptions(clip=math.inf).clip == math.inf
+
+
+def test_cli_option_errors_name_the_flag_given(tmp_path, capsys):
+    """What the user typed is what the error names; a field from --config keeps its name."""
+
+    def err(*flags: str) -> str:
+        assert main(["train", "--data", "builtin:dcdft", "--target", "K_wien2k", "--out",
+                     str(tmp_path / "r"), *flags]) == 2  # fmt: skip
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert err("--time-limit", "-1") == (
+        "xtalnet: error: --time-limit must be minutes > 0 or None, got -1.0"
+    )
+    assert err("--weight-decay", "-1").startswith("xtalnet: error: --weight-decay must be")
+    assert err("--ema-decay", "1").startswith("xtalnet: error: --ema-decay must be in [0, 1)")
+    assert err("--split", "0.8", "0.1", "0.2").startswith("xtalnet: error: --split must be")
+    assert err("--clip", "0").startswith("xtalnet: error: --clip must be a number > 0")
+    assert err("--r-cut", "0").startswith("xtalnet: error: --r-cut must be")
+    (tmp_path / "c.json").write_text('{"r_cut": 0}')
+    assert err("--config", str(tmp_path / "c.json")).startswith("xtalnet: error: r_cut must be")
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------ recommendation
@@ -548,8 +576,10 @@ def test_time_limit_replans_the_cosine_schedule_and_logs_only_news(times, plans,
     p = torch.nn.Parameter(torch.zeros(1))
     schedule = Schedule(torch.optim.AdamW([p], lr=opts.lr), opts, 1000 * 4)
     logged: list[int] = []
+    said: list[str] = []
     trainer = SimpleNamespace(state=State(), opts=opts, schedule=schedule, steps_per_epoch=4,
-                              log=lambda msg: logged.append(trainer.state.epoch))  # fmt: skip
+                              log=lambda msg: (logged.append(trainer.state.epoch),
+                                               said.append(msg)))  # fmt: skip
     planned = []
     for epoch, t in enumerate(times, start=1):  # seconds since the start
         trainer.state.epoch, trainer.state.elapsed = epoch, t
@@ -558,3 +588,12 @@ def test_time_limit_replans_the_cosine_schedule_and_logs_only_news(times, plans,
         planned.append(trainer.state.planned_epochs)
     assert planned == plans and schedule.total_steps == plans[-1] * 4
     assert logged == logs
+    assert (
+        said[0] == f"time limit 1.0 min: cosine schedule planned over {plans[0]} epochs "
+        f"({times[0]:.1f} s per epoch)"
+    )
+    if len(logs) > 1:  # a re-plan says what changed
+        assert (
+            said[1] == "epoch 2: epochs now take 1.0 s: cosine schedule re-planned over 49 "
+            "epochs (was 5)"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -99,22 +100,31 @@ def test_screening_a_poscar_folder_names_the_files_it_leaves_out(run, tmp_path, 
     structs[0].to(filename=str(folder / "a.cif"))
     structs[1].to(filename=str(folder / "b_POSCAR"), fmt="poscar")
     structs[2].to(filename=str(folder / "c.vasp"), fmt="poscar")
+    with gzip.open(folder / "d.cif.gz", "wt") as f:
+        f.write(structs[0].to(fmt="cif"))
     (folder / "notes.txt").write_text("not a structure")
     (folder / "more.csv").write_text("material_id,cif\n")
+    (folder / "older").mkdir()
+    structs[1].to(filename=str(folder / "older" / "e.cif"))
     out = tmp_path / "p.csv"
     assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(folder), "--out",
                  str(out), "--no-progress"]) == 0  # fmt: skip
     rows = list(csv.DictReader(out.open()))
-    assert [r["id"] for r in rows] == ["a", "b_POSCAR", "c"]
-    expected = xtalnet.load(run / "run").predict(structs)["y"]
+    assert [r["id"] for r in rows] == ["a", "b_POSCAR", "c", "d"]
+    expected = xtalnet.load(run / "run").predict(structs + structs[:1])["y"]
     # (the CIF holds fewer digits than the structure: 1e-9 apart)
     np.testing.assert_allclose([float(r["y"]) for r in rows], expected, rtol=1e-8)
     said = capsys.readouterr().out
     assert "1 file(s) left out, not named as structure files or tables: notes.txt" in said
     assert "1 table(s) left out: a folder with structure files reads only those" in said
+    assert (
+        "1 sub-folder(s) not read (a folder's own files are read, not those of its "
+        "sub-folders): older/" in said
+    )
     assert main(["predict", "--checkpoint", str(run / "run"), str(folder)]) == 0  # files given
     shown = capsys.readouterr()
     assert "b_POSCAR" in shown.out and "c.vasp" in shown.out and "notes.txt" in shown.err
+    assert "d.cif.gz" in shown.out and "older/" in shown.err
 
 
 def test_screening_never_overwrites_the_model_the_source_or_a_file_unasked(run, tmp_path, capsys):

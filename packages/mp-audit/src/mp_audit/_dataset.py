@@ -53,7 +53,9 @@ def parse_payload(payload: Any) -> Structure:
     ----------
     payload
         ``Structure``, ASE ``Atoms``, structure dict, or a string holding a CIF, a POSCAR,
-        JSON, or the Python ``repr`` of a structure dict.
+        JSON, or the Python ``repr`` of a structure dict; or the exception that reading a
+        structure file raised (:func:`load` stores it for that entry alone), raised again as
+        a ``ValueError``.
 
     Returns
     -------
@@ -66,6 +68,8 @@ def parse_payload(payload: Any) -> Structure:
     """
     if isinstance(payload, Structure):
         return payload
+    if isinstance(payload, BaseException):  # a file that could not be read (see load)
+        raise ValueError(str(payload))
     if _is_missing(payload):
         raise ValueError(f"payload={payload!r}: no structure stored")
     if hasattr(payload, "get_cell") and hasattr(payload, "get_positions"):

@@ -38,8 +38,9 @@ PROPERTY_ALIASES: dict[str, tuple[str, ...]] = {
 }
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz")
 # structure files a folder may hold, one structure each: CIF and VASP (pymatgen's own naming:
-# any name containing POSCAR or CONTCAR, or the suffix .vasp / .poscar)
+# any name containing POSCAR or CONTCAR, or the suffix .vasp / .poscar), each maybe gzipped
 STRUCTURE_FILE_SUFFIXES = (".cif", ".vasp", ".poscar")
+GZIP_SUFFIX = ".gz"
 STRUCTURE_FILE_NAMES = ("poscar", "contcar")
 #: keyword arguments of the ``mp`` source (see :func:`mp_audit.fetch_mp`)
 MP_OPTIONS = (
@@ -254,25 +255,44 @@ def is_table_file(path: str | os.PathLike[str]) -> bool:
 
 def is_structure_file(path: Path) -> bool:
     """Whether ``path`` is named as a single-structure file: ``.cif``, ``.vasp``, ``.poscar``
-    or a name containing ``POSCAR`` / ``CONTCAR`` (any case) that is not a table's."""
+    or a name containing ``POSCAR`` / ``CONTCAR`` (any case), maybe gzipped (``.cif.gz``),
+    that is not a table's."""
     if is_table_file(path):
         return False
-    name = path.name.lower()
-    return _suffix_ok(path, STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)
+    name = _without_gzip(path.name).lower()
+    return name.endswith(STRUCTURE_FILE_SUFFIXES) or any(n in name for n in STRUCTURE_FILE_NAMES)
+
+
+def _without_gzip(name: str) -> str:
+    return name[: -len(GZIP_SUFFIX)] if name.lower().endswith(GZIP_SUFFIX) else name
 
 
 def _structure_id(path: Path) -> str:
-    """The entry id of a structure file: its name without a structure suffix."""
+    """The entry id of a structure file: its name without a structure suffix (and ``.gz``)."""
+    name = _without_gzip(path.name)
     for suffix in STRUCTURE_FILE_SUFFIXES:
-        if _suffix_ok(path, (suffix,)) and len(path.name) > len(suffix):
-            return path.name[: -len(suffix)]
-    return path.name
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _structure_text(path: Path) -> str | ValueError:
+    """A structure file's text, unzipped if its name ends in ``.gz``; a file that cannot be
+    read gives the error as its payload (:func:`parse_payload` raises it for that entry
+    alone: one broken file does not stop a folder)."""
+    try:
+        if path.name.lower().endswith(GZIP_SUFFIX):
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        return path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, EOFError) as exc:  # BadGzipFile is an OSError; a truncated gzip EOFError
+        return ValueError(f"{path.name}: cannot read the file ({type(exc).__name__}: {exc})")
 
 
 def _load_structure_files(folder: Path, files: list[Path]) -> Dataset:
     def factory() -> Iterator[Entry]:
         for f in files:
-            yield Entry(_structure_id(f), f.read_text(encoding="utf-8", errors="replace"))
+            yield Entry(_structure_id(f), _structure_text(f))
 
     return Dataset(str(folder), factory, len(files), {"files": {f.name: 1 for f in files}})
 
@@ -418,7 +438,8 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
         if not tables:
             raise ValueError(
                 f"source={text!r}: folder holds no structure file (.cif, .vasp, .poscar, "
-                "*POSCAR*, *CONTCAR*) and no .csv(.gz) or .json(.gz) table"
+                "*POSCAR*, *CONTCAR*, each maybe .gz) and no .csv(.gz) or .json(.gz) table "
+                "(sub-folders are not searched)"
             )
         return _concat([_load_file(p, columns) for p in tables], name=str(path))
     if path.is_file():
@@ -435,7 +456,8 @@ def _load_file(path: Path, columns: Any = None) -> Dataset:
     if not _suffix_ok(path, TABLE_SUFFIXES):
         raise ValueError(
             f"source={str(path)!r}: unsupported suffix; allowed: {STRUCTURE_FILE_SUFFIXES}, "
-            f"names containing POSCAR or CONTCAR, {TABLE_SUFFIXES} (any case)"
+            f"names containing POSCAR or CONTCAR (each maybe gzipped), {TABLE_SUFFIXES} "
+            "(any case)"
         )
     entries = _load_table(path, columns)
     return from_entries(str(path), entries, files={path.name: len(entries)})

@@ -271,6 +271,19 @@ def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:
         p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _named_by_flag(message: str, args: argparse.Namespace) -> str:
+    """A message about a NetworkConfig / TrainOptions field (``lr must be > 0``) names the
+    flag the user gave it by (``--lr must be > 0``); fields set otherwise (a ``--config``
+    file, the rule) keep their Python name."""
+    field, sep, rest = message.partition(" ")
+    if not sep:
+        return message
+    dest = {v: k for k, v in _CONFIG_FLAGS.items()}.get(field, field)
+    if dest not in (*_CONFIG_FLAGS, *_OPTION_FLAGS) or getattr(args, dest, None) is None:
+        return message
+    return f"--{dest.replace('_', '-')} {rest}"
+
+
 def _fail(msg: str) -> int:
     print(f"xtalnet: error: {msg}", file=sys.stderr)
     return 2
@@ -295,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         return _demo(args)
     except (ValueError, TypeError) as exc:
-        return _fail(str(exc))
+        return _fail(_named_by_flag(str(exc), args))
     except BrokenPipeError:  # `xtalnet predict … | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # mute the last flush
         return 1
@@ -414,9 +427,14 @@ def _structure_files(paths: Sequence[str]) -> list[Path]:
             listed = sorted(f for f in p.iterdir() if f.is_file())
             found = [f for f in listed if _is_structure_file(f)]
             if not found:
-                kinds = ", ".join(STRUCTURE_SUFFIXES) + ", or a name holding POSCAR or CONTCAR"
+                kinds = (
+                    ", ".join(STRUCTURE_SUFFIXES) + ", or a name holding POSCAR or CONTCAR; "
+                    "each maybe .gz; sub-folders are not searched"
+                )
                 raise ValueError(f"predict: folder {path!r} holds no structure file ({kinds})")
-            say_left_out(f"predict {str(p)!r}", [f.name for f in listed if f not in found],
+            skipped = [f.name for f in listed if f not in found]
+            skipped += sorted(d.name + "/" for d in p.iterdir() if d.is_dir())
+            say_left_out(f"predict {str(p)!r}", skipped,
                          lambda msg: print(f"xtalnet: {msg}", file=sys.stderr))  # fmt: skip
             files += found
         elif p.is_file():

@@ -101,11 +101,16 @@ def open_source(source: Any, columns: Sequence[str], flag: str = "--data") -> An
 
 def left_out_files(source: Any, ds: Any) -> list[str]:
     """The files of a folder ``source`` that :func:`mp_audit.load` did not read (neither
-    structure files nor, in a folder without them, tables): [] for any other source."""
+    structure files nor, in a folder without them, tables), and its sub-folders (named with
+    a trailing ``/``: folders are not searched recursively): [] for any other source."""
     if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
         return []
     read = ds.meta.get("files", {})
-    return sorted(f.name for f in Path(source).iterdir() if f.is_file() and f.name not in read)
+    return sorted(
+        f.name + "/" if f.is_dir() else f.name
+        for f in Path(source).iterdir()
+        if f.is_dir() or (f.is_file() and f.name not in read)
+    )
 
 
 def say_left_out(where: str, names: Sequence[str], log: Callable[[str], None]) -> None:
@@ -114,8 +119,13 @@ def say_left_out(where: str, names: Sequence[str], log: Callable[[str], None]) -
         return
     from mp_audit import is_table_file
 
+    folders = [n for n in names if n.endswith("/")]
+    if folders:
+        shown = ", ".join(folders[:5]) + (" …" if len(folders) > 5 else "")
+        log(f"warning: {where}: {len(folders)} sub-folder(s) not read (a folder's own files "
+            f"are read, not those of its sub-folders): {shown}")  # fmt: skip
     tables = [n for n in names if is_table_file(n)]
-    other = [n for n in names if n not in tables]
+    other = [n for n in names if n not in tables and n not in folders]
     if other:
         shown = ", ".join(other[:5]) + (" …" if len(other) > 5 else "")
         log(f"warning: {where}: {len(other)} file(s) left out, not named as structure files "

@@ -28,7 +28,14 @@ from xtalnet.ensemble import (
 from xtalnet.network import Network
 from xtalnet.plots import parity_plot
 from xtalnet.prediction import decode, forward_graphs, predict, predict_with_notes
-from xtalnet.tables import frame_note, predict_table, unit_label, write_json, write_predictions
+from xtalnet.tables import (
+    frame_note,
+    predict_table,
+    unit_label,
+    unit_suffix,
+    write_json,
+    write_predictions,
+)
 from xtalnet.targets import check_values
 
 __all__ = [
@@ -206,7 +213,7 @@ def evaluate(
         extras = ", ".join(
             f"{k} {v:.4g}" for k, v in m.items() if k not in ("mae", "rmse", "r2", "n")
         )
-        log(f"{c}: MAE {m['mae']:.4g} {unit_label(net, c)}, RMSE {m['rmse']:.4g}, "
+        log(f"{c}: MAE {m['mae']:.4g}{unit_suffix(net, c)}, RMSE {m['rmse']:.4g}, "
             f"R² {m['r2']:.3f}, n={m['n']}" + (f", {extras}" if extras else ""))  # fmt: skip
     note = frame_note(net)
     if note:

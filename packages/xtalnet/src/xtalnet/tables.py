@@ -25,6 +25,7 @@ __all__ = [
     "frame_note",
     "predict_table",
     "unit_label",
+    "unit_suffix",
     "write_json",
     "write_predictions",
 ]
@@ -35,6 +36,12 @@ def unit_label(net: Network | Ensemble, column: str) -> str:
     heads = net.target_heads
     unit = heads[column].unit if column in heads else ""
     return f"({unit})" if unit else ""
+
+
+def unit_suffix(net: Network | Ensemble, column: str) -> str:
+    """``" (unit)"`` to follow a number in a log line, ``""`` when the unit is not known."""
+    label = unit_label(net, column)
+    return f" {label}" if label else ""
 
 
 def frame_note(net: Network | Ensemble) -> str:
@@ -88,9 +95,11 @@ def _cell(v: Any) -> Any:
 def write_predictions(
     path: Path, net: Network | Ensemble, dec: Mapping[str, np.ndarray], samples: Sequence[Sample]
 ) -> None:
-    """``predictions.csv``: id, then per target true and predicted values (tensors as JSON),
-    the heads' extra outputs and derived quantities (for elastic tensors K_VRH / G_VRH of the
-    prediction, as ``K_VRH_from_tensor_pred``)."""
+    """``predictions.csv``: id, then per target its label as ``<target>_true`` and the
+    prediction under the names ``xtalnet predict --data`` writes: ``<target>``, the heads'
+    extra outputs (``<target>.std``, ``band_gap.p_metal``, ...) and derived quantities (for
+    elastic tensors ``<target>.K_VRH`` / ``<target>.G_VRH`` of the prediction, GPa); tensors
+    as JSON lists. A screening CSV and an evaluation therefore join on the same columns."""
     derived = {c: head.derived(dec[c]) for c, head in net.target_heads.items()}
     rows = []
     for n, s in enumerate(samples):
@@ -100,12 +109,12 @@ def write_predictions(
             row[f"{c}_true"] = (
                 "" if is_missing(v) else _cell(np.asarray(v) if isinstance(v, list) else v)
             )
-            row[f"{c}_pred"] = _cell(dec[c][n])
+            row[c] = _cell(dec[c][n])
             for k, arr in dec.items():
                 if k.startswith(c + "."):
-                    row[f"{k}_pred"] = _cell(arr[n])
+                    row[k] = _cell(arr[n])
             for name, arr in derived[c].items():
-                row[f"{name}_from_tensor_pred"] = float(arr[n])
+                row[f"{c}.{name}"] = float(arr[n])
         rows.append(row)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

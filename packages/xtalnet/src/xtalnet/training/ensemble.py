@@ -42,7 +42,7 @@ from xtalnet.ensemble import (
     read_ensemble,
 )
 from xtalnet.plots import calibration_plot
-from xtalnet.tables import unit_label, write_json, write_predictions
+from xtalnet.tables import unit_label, unit_suffix, write_json, write_predictions
 from xtalnet.training.distributed import setup_dist
 from xtalnet.training.options import TrainOptions
 from xtalnet.training.run_dir import CHECKPOINTS, check_out, remove_run
@@ -327,7 +327,7 @@ def score_ensemble(
     write_predictions(root / "test_predictions.csv", ensemble, dec, test)
     for c, m in metrics.items():
         r = report[c]
-        say(f"test {c}: ensemble MAE {m['mae']:.4g} {unit_label(ensemble, c)} (members "
+        say(f"test {c}: ensemble MAE {m['mae']:.4g}{unit_suffix(ensemble, c)} (members "
             f"{', '.join(f'{x:.4g}' for x in r['member_mae'])}; mean predictor "
             f"{base.get(c, {}).get('mae', math.nan):.4g}); |error| <= σ "
             f"{r['within_1sigma']:.2f}, <= 2σ {r['within_2sigma']:.2f}, Spearman(|error|, σ) "

@@ -152,9 +152,12 @@ def plan_time_limit(trainer: Trainer, row: Mapping[str, Any]) -> None:
     before = state.planned_epochs
     state.planned_epochs = planned
     trainer.schedule.replan(planned * trainer.steps_per_epoch)
-    if state.epoch == 1 or abs(planned - before) > 0.1 * max(before, 1):  # news only
+    if state.epoch == 1:
         trainer.log(f"time limit {opts.time_limit} min: cosine schedule planned over "
                     f"{planned} epochs ({per_epoch:.1f} s per epoch)")  # fmt: skip
+    elif abs(planned - before) > 0.1 * max(before, 1):  # news only
+        trainer.log(f"epoch {state.epoch}: epochs now take {per_epoch:.1f} s: cosine schedule "
+                    f"re-planned over {planned} epochs (was {before})")  # fmt: skip
 
 
 def first_stop_reason(state: State, opts: TrainOptions) -> str | None:

@@ -43,7 +43,7 @@ class TrainOptions:
     plateau_patience : int
         Epochs without improvement before the plateau schedule halves the rate.
     clip : float
-        Maximum global gradient norm (``inf`` disables clipping).
+        Maximum global gradient norm, > 0 (``inf`` disables clipping).
     ema_decay : float
         Decay of the exponential moving average of the weights (0 disables it: the EMA is
         then the model itself). The EMA is what is validated, saved as best and predicted
@@ -137,14 +137,15 @@ class TrainOptions:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if self.seed > MAX_SEED:
             raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {self.seed!r}")
+        # lr = 0 or clip = 0 (every gradient scaled to nothing) would train nothing
         for name in ("lr", "weight_decay", "min_lr_ratio", "clip", "ema_decay", "noise"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+            lowest = "> 0" if name in ("lr", "clip") else ">= 0"
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not number or not (v > 0 if lowest == "> 0" else v >= 0):
+                raise ValueError(f"{name} must be a number {lowest}, got {v!r}")
             if name != "clip" and not math.isfinite(v):  # clip = inf: no clipping
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.schedule not in SCHEDULES:

@@ -28,7 +28,7 @@ from xtalnet.ensemble import ENSEMBLE_FILE
 from xtalnet.heads import TargetSpec
 from xtalnet.network import Network
 from xtalnet.plots import learning_curve
-from xtalnet.tables import unit_label, write_json, write_predictions
+from xtalnet.tables import unit_suffix, write_json, write_predictions
 from xtalnet.targets import check_targets, encode_targets, fit_heads
 from xtalnet.training.distributed import Dist, setup_dist
 from xtalnet.training.ensemble import train_ensemble
@@ -362,7 +362,7 @@ def _finish(trainer: Trainer, state: State, samples: Samples, log: RunLog) -> di
         write_predictions(out / "test_predictions.csv", net, dec, samples.test)
         for c, m in tm.items():
             b = bm.get(c, {})
-            log(f"test {c}: MAE {m['mae']:.4g} {unit_label(net, c)} "
+            log(f"test {c}: MAE {m['mae']:.4g}{unit_suffix(net, c)} "
                 f"(mean predictor {b.get('mae', math.nan):.4g}), "
                 f"RMSE {m['rmse']:.4g}, R² {m['r2']:.3f}, n={m['n']}")  # fmt: skip
     return result
