@@ -132,6 +132,10 @@ def test_coupling_sign_rejects_bad_input():
         ge.coupling_sign("a", "b", "c")
     with pytest.raises(TypeError, match="l must"):
         ge.coupling_sign(1, 1, 1.0)
+    # no coupling exists outside the triangle rule, so no sign either (it returned -1)
+    for degrees in ((5, 1, 1), (0, 2, 1), (1, 1, 3)):
+        with pytest.raises(ValueError, match="violates the triangle rule"):
+            ge.coupling_sign(*degrees)
 
 
 def test_coupling_sign_values():

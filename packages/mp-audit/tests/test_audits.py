@@ -45,7 +45,7 @@ def test_coverage_and_recommendation_against_a_direct_count(rng):
     table = pd.DataFrame({"nn_max": rng.uniform(1, 4, n)})
     for r in mp_audit.DEFAULT_R_CUTS:
         comps = rng.integers(1, 3, n)
-        table[f"isolated_{r:g}"] = (table["nn_max"] > r).astype(int)
+        table[f"isolated_{r:g}"] = (table["nn_max"] >= r).astype(int)
         table[f"diameter_{r:g}"] = np.where(comps > 1, -1, rng.integers(0, 10, n))
     cov = mp_audit.coverage_table(table)
     for r in mp_audit.DEFAULT_R_CUTS:

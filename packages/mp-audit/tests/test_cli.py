@@ -79,6 +79,18 @@ def test_an_audit_where_nothing_parses_lists_the_failures(tmp_path, capsys):
     assert [f["material_id"] for f in summary["data_issues"]["parse_failures"]] == ["mp-1", "mp-2"]
     assert main(["audit", str(bad), "--out", str(tmp_path), "--no-progress"]) == 2
     assert "is a folder" in capsys.readouterr().err
+    # nothing measured: no recommendation of nulls, no empty report; the failures are named
+    for command in (["recommend"], ["report", "--out", str(tmp_path / "rep")]):
+        assert main([*command[:1], str(bad), *command[1:], "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "no structure of its 2 entries could be measured (0 parsed, 2 failed" in err
+        assert "mp-1: ValueError" in err and "mp-2: ValueError" in err
+    assert not (tmp_path / "rep").exists()
+    # a single structure file is the source, not its folder
+    one = tmp_path / "garbage.cif"
+    one.write_text("not a cif")
+    assert main(["audit", str(one), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == str(one)
 
 
 def test_cli_errors(capsys):

@@ -99,8 +99,11 @@ def test_two_clusters_disconnected_at_5_connected_at_6(two_clusters):
     assert (m["components_5"], m["diameter_5"], m["isolated_5"]) == (2, -1, 0)
     # at 6 Å: path 0-1-2-3 (the 7 Å pairs 0-2 and 1-3 stay out)
     assert (m["components_6"], m["diameter_6"]) == (1, 3)
-    # at 7 Å the 0-2 and 1-3 pairs join: 0-2-3 and 0-1, so the diameter is 2
-    assert m["diameter_7"] == 2
+    # the 0-2 and 1-3 pairs, exactly 7 Å apart, are no edges at r_cut = 7 (pairs strictly
+    # closer than r_cut, as in periodic_conv's graph); just above they join: 0-2-3 and 0-1
+    assert m["diameter_7"] == 3
+    m = mp_audit.geometry_metrics(s.cart_coords, s.lattice.matrix, r_cuts=[7.001])
+    assert m["diameter_7.001"] == 2
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 13])
@@ -115,10 +118,19 @@ def test_chain_diameter(chain, n):
 
 
 def test_single_atom_cell():
-    m = mp_audit.geometry_metrics([[0, 0, 0]], np.eye(3) * 3.0, r_cuts=[2.0, 3.0])
+    m = mp_audit.geometry_metrics([[0, 0, 0]], np.eye(3) * 3.0, r_cuts=[2.0, 3.0, 3.01])
     assert m["nn_max"] == pytest.approx(3.0)
-    assert m["isolated_2"] == 1 and m["isolated_3"] == 0
-    assert m["diameter_3"] == 0
+    # an image exactly r_cut away is no edge, as in the model's graph (periodic_conv keeps
+    # pairs strictly closer than r_cut): the audit must not call that atom covered
+    assert m["isolated_2"] == 1 and m["isolated_3"] == 1 and m["isolated_3.01"] == 0
+    assert m["diameter_3.01"] == 0
+    import periodic_conv
+    import torch
+
+    for r in (3.0, 3.01):
+        g = periodic_conv.neighbor_list(torch.zeros(1, 3, dtype=torch.float64),
+                                        torch.eye(3, dtype=torch.float64) * 3.0, r)  # fmt: skip
+        assert (g.num_edges == 0) == bool(m[f"isolated_{r:g}"])
 
 
 def test_zero_volume_and_bad_input():

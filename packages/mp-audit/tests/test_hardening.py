@@ -331,3 +331,15 @@ def test_real_dielectric_and_piezo_columns(shared_data):
     entries = list(piezo)
     assert len(entries) == 941
     assert np.asarray(entries[0].props["piezoelectric_tensor"], dtype=float).shape == (3, 6)
+
+
+def test_layers_and_sources_of_the_wrong_kind_are_named():
+    rec = mp_audit.audit("builtin:dcdft", layers=2, limit=3, progress=False).recommendation
+    assert rec["coverage_table"]["layers"] == [2]  # one int is a list of one
+    for bad in ([1.5], [0], [], "12", True):
+        with pytest.raises(ValueError, match=r"layers=.*expected layer counts, ints >= 1"):
+            mp_audit.audit("builtin:dcdft", layers=bad, limit=3, progress=False)
+    one = Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
+    with pytest.raises(TypeError, match=r"source of type Structure: .*mp_audit.from_structures"):
+        mp_audit.load(one)
+    assert len(mp_audit.from_structures([one])) == 1

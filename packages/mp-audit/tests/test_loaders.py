@@ -238,7 +238,7 @@ def test_bad_sources(tmp_path):
     (tmp_path / "nostruct.csv").write_text("material_id,band_gap\nmp-1,0.0\n")
     with pytest.raises(ValueError, match="no structure column"):
         mp_audit.load(tmp_path / "nostruct.csv")
-    with pytest.raises(TypeError, match="source="):
+    with pytest.raises(TypeError, match="source of type int: expected a string, path"):
         mp_audit.load(12)
     with pytest.raises(ValueError, match="n=-1"):
         mp_audit.load("builtin:dcdft").head(-1)

@@ -297,6 +297,9 @@ def test_bad_inputs_raise():
         pc.PeriodicConvolution(IR_IN, IR_OUT, 2.0)  # the same rule as rsh.conventions
     with pytest.raises(TypeError, match="chunk"):
         pc.periodic_convolution(F, hub, R, IR_IN, IR_OUT, L_F, convention="e3nn", chunk="a")
+    for chunk in (0, -3):  # the right type, a value out of range
+        with pytest.raises(ValueError, match=r"chunk must be None or an int >= 1"):
+            pc.periodic_convolution(F, hub, R, IR_IN, IR_OUT, L_F, convention="e3nn", chunk=chunk)
     with pytest.raises(TypeError, match=r"features must be a torch\.Tensor, got ndarray"):
         pc.periodic_convolution(F.numpy(), hub, R, IR_IN, IR_OUT, L_F, convention="e3nn")
     with pytest.raises(TypeError, match=r"R must be a torch\.Tensor, got ndarray"):

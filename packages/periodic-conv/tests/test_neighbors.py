@@ -167,6 +167,14 @@ def test_from_structures_batches_pymatgen_and_ase(rng):
     torch.testing.assert_close(
         g.length[g.center == 2], torch.full((12,), 3.6 / 2**0.5, dtype=torch.float64)
     )
+    # one structure is a batch of one (a pymatgen Structure is itself a sequence of sites)
+    for one in (s1, s2):
+        single = pc.Graph.from_structures(one, 3.0)
+        assert single.num_graphs == 1 and single.num_nodes == len(one)
+    torch.testing.assert_close(pc.Graph.from_structures(s1, 3.0).length, g1.length)
+    disordered = Structure(Lattice.cubic(3.6), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    with pytest.raises(ValueError, match=r"structures\[1\] is disordered .*order it first"):
+        pc.Graph.from_structures([s1, disordered], 3.0)
 
 
 def test_positions_gradient_flows(rng):
@@ -299,3 +307,80 @@ def test_hand_built_graph_with_bad_neighbor_index():
     bad = replace(g, neighbor=g.neighbor.clone().fill_(2))
     with pytest.raises(ValueError, match=r"graph.neighbor holds atom indices in \[2, 2\]"):
         pc.DataHub(bad, 1)
+
+
+# ------------------------------------------------------------------- atoms far from each other
+def _brute_force(pos, cell, r_cut, pbc, reach=2):
+    """Every pair (and image within ``reach`` cells along periodic directions) closer than
+    r_cut, as an edge set."""
+    ranges = [range(-reach, reach + 1) if p else range(1) for p in pbc]
+    out = {}
+    for s in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T:
+        d = np.linalg.norm(pos[None] - pos[:, None] + s @ cell, axis=-1)
+        for a, b in zip(*np.nonzero(d < r_cut)):
+            if a != b or s.any():
+                out[(int(a), int(b), *map(int, s))] = float(d[a, b])
+    return out
+
+
+@given(seed=st.integers(0, 2**32 - 1), far=st.sampled_from([1e3, 1e5, 1e7]))
+def test_clusters_far_apart_without_periodicity_match_brute_force(seed, far):
+    """Clusters 1e3-1e7 Å apart in a plane and on a line (vesin alone killed the process
+    with a division by zero, or returned no edges): the same edges as a direct count."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0, 0], [far, far, 0], [far, 0, 0], [0, 2 * far, 0]])
+    pos = np.concatenate([c + rng.uniform(0, 4, (3, 3)) for c in centers])
+    g, mine = ours(pos, np.zeros((3, 3)), 3.0, pbc=False)
+    assert_same(mine, _brute_force(pos, np.zeros((3, 3)), 3.0, (False,) * 3))
+    np.testing.assert_allclose(g.edge_vec.numpy(), pos[g.neighbor] - pos[g.center], atol=1e-9)
+
+
+@given(seed=st.integers(0, 2**32 - 1), far=st.sampled_from([1e4, 1e6]))
+def test_a_slab_with_far_atoms_matches_brute_force(seed, far):
+    """Periodic in a and b (an oblique cell), atoms far apart along c: narrowed along the
+    slab's normal, every edge and its shift as a direct count finds them."""
+    rng = np.random.default_rng(seed)
+    cell = random_cell(rng, scale=3.0)
+    frac = rng.uniform(0, 1, (4, 3))
+    frac[2:, 2] += far / 3.0
+    pos = frac @ cell
+    pbc = (True, True, False)
+    g, mine = ours(pos, cell, 3.5, pbc=pbc)
+    assert_same(mine, _brute_force(pos, cell, 3.5, pbc))
+    vec = pos[g.neighbor] - pos[g.center] + g.shift.numpy() @ cell
+    np.testing.assert_allclose(g.edge_vec.numpy(), vec, atol=1e-6)
+
+
+@pytest.mark.parametrize("far", [1e4, 1e10, 1e15])
+def test_atoms_many_cells_outside_the_cell_keep_their_edges(far):
+    """An atom 1e10 Å out along a periodic direction had no edges (vesin's 32-bit cell index
+    overflowed): the graph is that of the wrapped atom, its shifts those of the positions
+    given, so that every edge vector is unchanged."""
+    cell = np.eye(3) * 3.0
+    near = np.array([[0.0, 0.0, 0.0], [far % 3.0, 0.3, 0.3]])
+    pos = near + np.array([[0.0, 0, 0], [far - far % 3.0, 0, 0]])
+    g, _ = ours(pos, cell, 3.0)
+    ref, _ = ours(near, cell, 3.0)
+    assert g.num_edges == ref.num_edges > 0
+    torch.testing.assert_close(g.length, ref.length, atol=1e-9, rtol=0)
+    vec = pos[g.neighbor] - pos[g.center] + g.shift.numpy() @ cell
+    np.testing.assert_allclose(g.edge_vec.numpy(), vec, atol=1e-9)
+    # atom 1 lies n cells out: an edge a -> b takes n (a = 1) or -n (b = 1) more cells
+    n = round((far - far % 3.0) / 3.0)
+    moved = n * ((g.center == 1).long() - (g.neighbor == 1).long())
+    assert torch.equal(g.center, ref.center) and torch.equal(g.neighbor, ref.neighbor)
+    assert torch.equal(g.shift[:, 0], ref.shift[:, 0] + moved)
+    assert torch.equal(g.shift[:, 1:], ref.shift[:, 1:]) and (moved != 0).any()
+    traced = pc.neighbor_list(torch.tensor(pos, requires_grad=True), torch.tensor(cell), 3.0)
+    assert torch.equal(traced.shift, g.shift)
+
+
+def test_a_flake_vesin_cannot_bin_is_refused_not_a_crash():
+    """A dense plane of atoms 1,200 Å wide without periodicity: vesin's cap on its cells
+    would leave the flat direction with none (the process died); refused, named."""
+    x = np.arange(0.0, 1200.0, 2.5)
+    pos = np.stack([np.repeat(x, 2), np.tile([0.0, 1200.0], len(x)), np.zeros(2 * len(x))], 1)
+    pos = np.concatenate([pos, pos[:, [1, 0, 2]]])
+    with pytest.raises(ValueError, match=r"cannot bin this structure at r_cut=3 Å"):
+        pc.neighbor_list(torch.tensor(pos), torch.zeros(3, 3, dtype=torch.float64), 3.0,
+                         pbc=False)  # fmt: skip

@@ -58,7 +58,8 @@ def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = DEFAULT_CO
     Parameters
     ----------
     l_out, l_in, l : int
-        Degrees ``>= 0`` (output, input, filter), as in ``coupling``.
+        Degrees ``>= 0`` (output, input, filter) that obey the triangle rule, as in
+        ``coupling``.
     convention : {"standard", "thesis", "e3nn"}
         Basis of the real harmonics.
 
@@ -66,8 +67,13 @@ def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = DEFAULT_CO
     -------
     int
         +1 or -1.
+
+    Raises
+    ------
+    ValueError
+        Degrees that are not ints >= 0 or break the triangle rule (no coupling exists).
     """
-    l_out, l_in, l = _check_degrees(l_out, l_in, l)
+    l_out, l_in, l = _check_triangle(*_check_degrees(l_out, l_in, l))
     convention = check_convention(convention)
     s = l_out + l_in + l
     sign = -1 if (s // 2) % 2 else 1
@@ -78,6 +84,15 @@ def coupling_sign(l_out: int, l_in: int, l: int, *, convention: str = DEFAULT_CO
 
 def _check_degrees(l_out: object, l_in: object, l: object) -> tuple[int, int, int]:
     return check_degree(l_out, "l_out"), check_degree(l_in, "l_in"), check_degree(l, "l")
+
+
+def _check_triangle(l_out: int, l_in: int, l: int) -> tuple[int, int, int]:
+    if not triangle(l_out, l_in, l):
+        raise ValueError(
+            f"(l_out, l_in, l) = ({l_out}, {l_in}, {l}) violates the triangle rule "
+            "|l_out - l_in| <= l <= l_out + l_in"
+        )
+    return l_out, l_in, l
 
 
 def coupling(
@@ -117,14 +132,9 @@ def coupling(
         For negative degrees, an unknown ``convention`` or a triple that breaks the
         triangle rule.
     """
-    l_out, l_in, l = _check_degrees(l_out, l_in, l)
+    l_out, l_in, l = _check_triangle(*_check_degrees(l_out, l_in, l))
     convention = check_convention(convention)
     check_float_dtype(dtype)
-    if not triangle(l_out, l_in, l):
-        raise ValueError(
-            f"(l_out, l_in, l) = ({l_out}, {l_in}, {l}) violates the triangle rule "
-            "|l_out - l_in| <= l <= l_out + l_in"
-        )
     # The three conventions share one invariant up to sign: thesis harmonics are (-1)^l times
     # standard ones, and e3nn's basis is the standard one rotated by the cyclic permutation
     # (x, y, z) -> (z, x, y), a proper rotation that leaves every invariant tensor unchanged.

@@ -95,6 +95,18 @@ def _run_audit(args: argparse.Namespace) -> Any:
     )
 
 
+def _nothing_measured(source: str, summary: dict) -> str:
+    """Why a recommendation or report has no numbers: no structure parsed (or every one had
+    a zero-volume cell); names the first failures."""
+    failures = summary.get("data_issues", {}).get("parse_failures", [])
+    shown = "; ".join(f"{f['material_id']}: {f['error']}" for f in failures[:3])
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return (f"{source}: no structure of its {summary['n_entries']} entries could be measured "
+            f"({summary.get('n_parsed', 0)} parsed, {len(failures)} failed to parse"
+            f"{': ' + shown + more if shown else ''}); nothing to recommend "
+            f"(mp-audit audit {source} lists the data issues)")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -119,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not result.summary.get("n_entries"):
             raise ValueError(f"{' '.join(args.source)}: no entries to audit (an empty table "
                              "or folder?)")  # fmt: skip
+        if args.command != "audit" and not result.summary.get("n_geometry"):
+            raise ValueError(_nothing_measured(" ".join(args.source), result.summary))
         if args.command == "audit":
             text = json.dumps(result.summary, indent=2, default=str)
             if args.out:  # its folder made here: an audit's result is never lost to a path

@@ -225,10 +225,11 @@ def graph_metrics(
     """Connected components and diameter of the crystal graph at ``r_cut``.
 
     Nodes are the unit-cell atoms; ``a`` and ``b`` (``a != b``) share an edge when any
-    periodic image of ``b`` lies within ``r_cut`` of ``a``. The diameter is the largest
+    periodic image of ``b`` lies closer than ``r_cut`` to ``a`` (strictly, as in the graphs
+    :func:`periodic_conv.neighbor_list` builds). The diameter is the largest
     shortest-path length in hops; ``-1`` when the graph is disconnected.
     """
-    keep = (d <= r_cut) & (i != j)
+    keep = (d < r_cut) & (i != j)
     if n == 1:
         return 1, 0
     if n <= DENSE_MAX:
@@ -286,7 +287,8 @@ def geometry_metrics(
     dict
         ``volume`` (Å^3), ``inscribed_radius``/``enclosing_radius`` (Å), ``nn_min`` (shortest
         distance to any neighbor, Å), ``nn_max`` (largest nearest-neighbor distance over
-        atoms, Å: the structure has an isolated atom at ``r_cut`` iff ``nn_max > r_cut``),
+        atoms, Å: the structure has an isolated atom at ``r_cut`` iff ``nn_max >= r_cut``, as
+        :func:`periodic_conv.neighbor_list` keeps pairs strictly closer than ``r_cut``),
         ``overlapping_atoms`` (pairs of atom indices closer than ``OVERLAP_DISTANCE``,
         written ``"0-1 2-5"``; empty when none), and per cut-off ``r`` the keys
         ``isolated_<r>``, ``components_<r>``, ``diameter_<r>``.
@@ -318,7 +320,7 @@ def geometry_metrics(
     out["overlapping_atoms"] = _overlaps(i, j, d)
     for r in r_cuts:
         comps, diam = graph_metrics(n, i, j, d, r)
-        out[f"isolated_{r:g}"] = int(np.sum(nn > r))
+        out[f"isolated_{r:g}"] = int(np.sum(nn >= r))
         out[f"components_{r:g}"] = comps
         out[f"diameter_{r:g}"] = diam
     return out

@@ -289,12 +289,15 @@ def _structure_text(path: Path) -> str | ValueError:
         return ValueError(f"{path.name}: cannot read the file ({type(exc).__name__}: {exc})")
 
 
-def _load_structure_files(folder: Path, files: list[Path]) -> Dataset:
+def _load_structure_files(source: Path, files: list[Path]) -> Dataset:
+    """The structure ``files`` as a dataset named after ``source`` (their folder, or the
+    one file given)."""
+
     def factory() -> Iterator[Entry]:
         for f in files:
             yield Entry(_structure_id(f), _structure_text(f))
 
-    return Dataset(str(folder), factory, len(files), {"files": {f.name: 1 for f in files}})
+    return Dataset(str(source), factory, len(files), {"files": {f.name: 1 for f in files}})
 
 
 def _load_builtin(name: str) -> Dataset:
@@ -392,7 +395,15 @@ def load(
     elif isinstance(source, (str, os.PathLike)):
         ds = _load_one(source, columns, api_key=api_key, cache_dir=cache_dir, **mp_options)
     else:
-        raise TypeError(f"source={source!r}: expected a string, path, or a list of them")
+        hint = (
+            "; structures in memory are a source through mp_audit.from_structures([...])"
+            if hasattr(source, "lattice") or hasattr(source, "get_cell")
+            else ""
+        )
+        raise TypeError(
+            f"source of type {type(source).__name__}: expected a string, path, or a list of "
+            f"them{hint}"
+        )
     if limit is not None:
         ds = ds.head(limit)
     return ds
@@ -452,7 +463,7 @@ def _load_one(source: str | os.PathLike, columns: Any, **mp_kw: Any) -> Dataset:
 def _load_file(path: Path, columns: Any = None) -> Dataset:
     if is_structure_file(path):
         _require(str(path), columns, [])
-        return _load_structure_files(path.parent, [path])
+        return _load_structure_files(path, [path])
     if not _suffix_ok(path, TABLE_SUFFIXES):
         raise ValueError(
             f"source={str(path)!r}: unsupported suffix; allowed: {STRUCTURE_FILE_SUFFIXES}, "

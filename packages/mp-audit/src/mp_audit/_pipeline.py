@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -141,6 +142,20 @@ class AuditResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _check_layers(layers: Any) -> list[int]:
+    """Layer counts as a list of ints >= 1 (one int is a list of one)."""
+    values: Any = [layers] if isinstance(layers, (int, np.integer)) else layers
+    try:
+        values = list(values)
+    except TypeError:
+        values = []
+    if not values or not all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1 for x in values
+    ):
+        raise ValueError(f"layers={layers!r}: expected layer counts, ints >= 1 (or one int)")
+    return [int(x) for x in values]
+
+
 def audit(
     source: str | os.PathLike | Sequence[str] | Dataset,
     *,
@@ -162,7 +177,7 @@ def audit(
     r_cuts
         Cut-offs (Å) of the coverage table; 5 Å must be among them for Fig. 2.3.
     layers
-        Layer counts of the coverage table.
+        Layer counts of the coverage table, ints >= 1 (one int is a list of one).
     target
         Coverage fraction the recommendation must reach (default 0.98).
     jobs
@@ -176,9 +191,7 @@ def audit(
     _check_jobs(jobs)
     if not 0 < target <= 1:
         raise ValueError(f"target={target!r}: expected a fraction in (0, 1]")
-    layers = [int(x) for x in layers]
-    if not layers or min(layers) < 1:
-        raise ValueError(f"layers={layers!r}: expected positive layer counts")
+    layers = _check_layers(layers)
     if isinstance(source, Dataset) and load_options:
         raise TypeError(
             f"audit() got load options {sorted(load_options)} with a Dataset: they only "

@@ -166,8 +166,10 @@ def periodic_convolution(
     _check_scaling(scaling)
     table = path_table(irreps_in, irreps_out, l_filter_max, convention)
     _check(features, hub, R, table, convention, scaling)
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)):
         raise TypeError(f"chunk must be None or an int >= 1 (edges per chunk), got {chunk!r}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be None or an int >= 1 (edges per chunk), got {chunk!r}")
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
     check_backend(backend)

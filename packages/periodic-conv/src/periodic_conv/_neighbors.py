@@ -30,6 +30,7 @@ from periodic_conv._cell import (
     check_pbc,
     check_r_cut,
 )
+from periodic_conv._far import search_positions
 from periodic_conv._search import search
 
 __all__ = ["DEFAULT_MAX_EDGES", "Graph", "neighbor_list"]
@@ -195,13 +196,21 @@ class Graph:
         self_interaction, dtype, max_edges, cell_tol
             As in :func:`neighbor_list`.
         """
-        if isinstance(structures, (str, bytes)) or not isinstance(structures, Sequence):
-            structures = [structures]  # a single structure is a batch of one
+        one = hasattr(structures, "lattice") or hasattr(structures, "get_cell")
+        if one or isinstance(structures, (str, bytes)) or not isinstance(structures, Sequence):
+            structures = [structures]  # a single structure is a batch of one (a pymatgen
+            # Structure is itself a sequence, of its sites)
         if len(structures) == 0:
             raise ValueError("structures must contain at least one structure, got []")
         graphs = []
         for k, s in enumerate(structures):
             if hasattr(s, "lattice") and hasattr(s, "cart_coords"):  # pymatgen Structure
+                if not getattr(s, "is_ordered", True):
+                    raise ValueError(
+                        f"structures[{k}] is disordered (partial occupancies, "
+                        f"{s.composition.formula}): a graph needs one element per site; "
+                        "order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
+                    )
                 pos = np.array(s.cart_coords, dtype=np.float64)
                 cell = np.array(s.lattice.matrix, dtype=np.float64)
                 numbers = np.asarray(s.atomic_numbers, dtype=np.int64)
@@ -468,8 +477,13 @@ def neighbor_list(
     # differentiable ops so forces and stress flow.
     differentiable = positions.requires_grad or cell.requires_grad
     search_cell = _search_cell(cell_t, pbc_t, info)
-    out = search(pos_t, search_cell, pbc_t, r_cut, self_interaction, differentiable)
-    return _assemble(positions, cell, out, info, r_cut, pbc_t, numbers, differentiable)
+    # far-away atoms brought closer for vesin's grid (ordinary crystals: unchanged); moved
+    # atoms get their edge vectors from the given positions, as with autograd
+    far = search_positions(pos_t.numpy(), search_cell.numpy(), pbc_t, r_cut, info.heights)
+    recompute = differentiable or far.moved
+    search_pos = torch.from_numpy(far.positions) if far.moved else pos_t
+    out = search(search_pos, search_cell, pbc_t, r_cut, self_interaction, recompute)
+    return _assemble(positions, cell, out, info, r_cut, pbc_t, numbers, recompute, far.wrapped)
 
 
 def _check_arguments(
@@ -513,9 +527,12 @@ def _assemble(
     pbc_t: tuple[bool, bool, bool],
     numbers: torch.Tensor | None,
     differentiable: bool,
+    wrapped: np.ndarray | None = None,
 ) -> Graph:
     """The Graph from :func:`periodic_conv._search.search`'s grouped edges: on the positions'
-    device, shifts of the given cell, differentiable edge vectors when asked, no overlaps."""
+    device, shifts of the given cell (and of the given positions, where the search had
+    atoms ``wrapped`` into the cell), differentiable edge vectors when asked, no
+    overlaps."""
     device = positions.device
     if device.type != "cpu":
         out = tuple(None if a is None else a.to(device) for a in out)
@@ -524,6 +541,9 @@ def _assemble(
         # s_r @ reduced == (s_r @ transform) @ cell
         t = torch.from_numpy(info.transform).to(shift.device)
         shift = shift[:, :1] * t[0] + shift[:, 1:2] * t[1] + shift[:, 2:] * t[2]
+    if wrapped is not None:  # r_b - r_a + s L with r = r_search + w L
+        w = torch.from_numpy(wrapped).to(shift.device)
+        shift = shift + w[center] - w[neighbor]
     cell_b = cell.unsqueeze(0)
     if differentiable:
         vec = _edge_vectors(positions, cell_b, center, neighbor, shift, edge_batch)
