@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import mp_audit
@@ -294,6 +295,56 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, dcdf
     # ... and takes its own inputs: what the rule chose for member 1 is not passed on as given
     assert (cfg3["species_features"], cfg3["composition"]) == ("elemental", False)
     assert cfg3["provenance"]["composition"].startswith("rule:")
+
+
+def test_resume_with_a_longer_training_length_continues_every_member(ensemble_run, tmp_path,
+                                                                     dcdft40):  # fmt: skip
+    """As `--resume RUN --time-limit 30` continues a finished run, so it continues each
+    member of a finished ensemble (it kept them, trained nothing, rc 0); σ is refitted."""
+    out = tmp_path / "ens"
+    shutil.copytree(ensemble_run[0], out)
+    before = json.loads((out / "ensemble.json").read_text())["sigma_scale"]
+    more = OPTS["max_steps"] + 3
+    xtalnet.train(dcdft40, [], out, options={"max_steps": more, "epochs": 9}, resume=True,
+                  progress=False,
+                  quiet=True)  # fmt: skip
+    for m in (1, 2, 3):
+        state = torch.load(out / f"member-{m}" / "last.pt", weights_only=True)["state"]
+        assert state["done"] and state["global_step"] == more
+    assert json.loads((out / "ensemble.json").read_text())["sigma_scale"] != before
+    # the same length again: every member kept, nothing trained
+    stamp = [(out / f"member-{m}" / "best.pt").read_bytes() for m in (1, 2, 3)]
+    xtalnet.train(dcdft40, [], out, options={"max_steps": more, "epochs": 9}, resume=True,
+                  progress=False,
+                  quiet=True)  # fmt: skip
+    assert stamp == [(out / f"member-{m}" / "best.pt").read_bytes() for m in (1, 2, 3)]
+
+
+def test_a_member_trained_on_its_own_is_refused_or_noticed(ensemble_run, tmp_path, dcdft40,
+                                                           capsys):  # fmt: skip
+    """A member retrained alone left the ensemble's σ and scores stale without a word: the
+    CLI refuses a member folder; where the API retrained one, load says so until the
+    ensemble is resumed (which refits σ)."""
+    out = tmp_path / "ens"
+    shutil.copytree(ensemble_run[0], out)
+    for flags in (["--resume", str(out / "member-1")],
+                  ["--data", "builtin:dcdft", "--target", "K_wien2k", "--out",
+                   str(out / "member-2"), "--overwrite"]):  # fmt: skip
+        assert main(["train", *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"is a member of the ensemble {str(out.resolve())!r}" in err
+        assert f"--resume {str(out.resolve())!r}" in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xtalnet.load(out)  # as scored: silent
+    xtalnet.train(dcdft40, ["K_wien2k"], out / "member-1", config=TINY, overwrite=True,
+                  options={**OPTS, "seed": 99}, progress=False, quiet=True)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"member\(s\) \['member-1'\] changed after its σ"):
+        xtalnet.load(out)
+    xtalnet.train(dcdft40, [], out, resume=True, progress=False, quiet=True)  # refits σ
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xtalnet.load(out)
 
 
 def test_evaluate_and_predict_write_the_spread(ensemble_run, tmp_path, capsys):

@@ -260,11 +260,12 @@ def test_7_a_structure_with_an_isolated_atom_is_nan_with_a_reason(finished, tmp_
         pred = net.predict([kbr, cu])
     assert math.isnan(pred["y"][0]) and math.isfinite(pred["y"][1])
     kbr.to(filename=str(tmp_path / "KBr.cif"))
-    assert main(["predict", "--checkpoint", str(finished), str(tmp_path / "KBr.cif")]) == 0
+    # nothing could be predicted: exit 1, the row says why
+    assert main(["predict", "--checkpoint", str(finished), str(tmp_path / "KBr.cif")]) == 1
     out = capsys.readouterr()
     assert "no neighbour within r_cut=5.0" in out.out and "warning" in out.err
     assert main(["predict", "--checkpoint", str(finished), "--json",
-                 str(tmp_path / "KBr.cif")]) == 0  # fmt: skip
+                 str(tmp_path / "KBr.cif")]) == 1  # fmt: skip
     (row,) = json.loads(capsys.readouterr().out)
     assert row["y"] is None and row["status"].startswith("not predicted")
 
@@ -452,7 +453,7 @@ def test_19_22_disordered_structures_and_dummy_species_are_named(finished, tmp_p
         Lattice.cubic(4.0), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
     )
     mixed.to(filename=str(tmp_path / "mixed.cif"))
-    assert main(["predict", "--checkpoint", str(finished), str(tmp_path / "mixed.cif")]) == 0
+    assert main(["predict", "--checkpoint", str(finished), str(tmp_path / "mixed.cif")]) == 1
     out = capsys.readouterr()
     assert "disordered" in out.out and "mixed.cif" in out.err
     with pytest.raises(ValueError, match=r"structures\[0\] is disordered"):

@@ -233,7 +233,7 @@ def test_screening_where_every_row_fails_writes_every_column(run, tmp_path):
     src = _write(tmp_path / "bad.csv", [{"cif": "not a structure"}, {"cif": "data_x\n"}])
     out = tmp_path / "pred.csv"
     assert main(["predict", "--checkpoint", str(run / "run"), "--data", str(src), "--out",
-                 str(out), "--no-progress", "--quiet", "--batch-size", "1"]) == 0  # fmt: skip
+                 str(out), "--no-progress", "--quiet", "--batch-size", "1"]) == 1  # fmt: skip
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 and list(rows[0]) == ["id", "formula", "y", "status"]  # no y column
     assert all(r["status"].startswith("not predicted") and r["y"] == "" for r in rows)
@@ -278,6 +278,26 @@ def test_tensor_predictions_say_their_frame_and_files_with_out_are_refused(run, 
                  str(tmp_path / "x.csv")]) == 2  # fmt: skip
     assert "--out writes the rows of --data" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
-    assert main(["predict", "--checkpoint", str(run / "run"), str(src), "--json"]) == 0
+    assert main(["predict", "--checkpoint", str(run / "run"), str(src), "--json"]) == 1
     status = json.loads(capsys.readouterr().out)[0]["status"]  # a table given as a file
     assert "is read with --data FILE --out CSV" in status
+
+
+def test_predict_exits_1_when_nothing_could_be_predicted(run, tmp_path, capsys):
+    """Every row still says why; the exit status lets a script notice (it was 0)."""
+    ckpt = str(run / "run")
+    (tmp_path / "bad.cif").write_text("not a cif")
+    good = tmp_path / "Cu.cif"
+    AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6)).to(filename=str(good))
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "bad.cif")]) == 1
+    assert "none of the 1 structure(s) could be predicted" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", ckpt, "--json", str(tmp_path / "bad.cif")]) == 1
+    assert json.loads(capsys.readouterr().out)[0]["status"].startswith("not predicted")
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "bad.cif"), str(good)]) == 0
+    capsys.readouterr()
+    src = _write(tmp_path / "bad.csv", [{"material_id": "x", "cif": "garbage"}])
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--checkpoint", ckpt, "--data", str(src), "--out", str(out),
+                 "--no-progress"]) == 1  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["x"] and rows[0]["status"].startswith("not predicted")

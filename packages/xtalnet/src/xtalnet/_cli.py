@@ -2,7 +2,9 @@
 
 The CLI parses arguments and calls :func:`xtalnet.train` (:mod:`xtalnet.training`) and
 :mod:`xtalnet.inference`; every bad input ends as one line
-``xtalnet: error: ...`` and exit status 2; Ctrl-C exits with 130 after saving ``last.pt``.
+``xtalnet: error: ...`` and exit status 2; Ctrl-C exits with 130 after saving ``last.pt``;
+``predict`` exits with 1 when none of its structures could be predicted (each row says
+why).
 """
 
 from __future__ import annotations
@@ -340,6 +342,13 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         return _fail(
             f"train: --out {args.out!r} and --resume {args.resume!r} name different folders"
         )
+    from xtalnet.ensemble import is_member_folder
+
+    if is_member_folder(out):  # its σ and scores are fitted over all members together
+        parent = Path(out).resolve().parent
+        return _fail(f"train: {out!r} is a member of the ensemble {str(parent)!r}: continue "
+                     f"the ensemble with --resume {str(parent)!r} (a longer --time-limit or "
+                     "--epochs continues every member), or train elsewhere")  # fmt: skip
     run = Path(out) / "run.json"
     if not run.is_file():
         run = Path(out) / "ensemble.json"  # an ensemble keeps its sources there
@@ -404,7 +413,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".cssr")
+STRUCTURE_SUFFIXES = (
+    ".cif",
+    ".vasp",
+    ".poscar",
+    ".json",
+    ".cssr",
+)  # what Structure.from_file reads
 
 
 def _is_structure_file(path: Path) -> bool:
@@ -483,6 +498,7 @@ def _predict(args: argparse.Namespace) -> int:
     files = _structure_files(args.files)
     rows = predict_table(net, [_read_structure(f) for f in files], [f.name for f in files])
     flagged = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in flagged if r["status"].startswith("not predicted")]
     if flagged:
         print(f"xtalnet: warning: {len(flagged)} of {len(rows)} structure(s) flagged (see the "
               "status column): " + "; ".join(f"{r['name']}: {r['status']}" for r in flagged[:3])
@@ -493,7 +509,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         if note:  # on stderr: the JSON on stdout stays one document
             print(f"xtalnet: note: {note}", file=sys.stderr)
-        return 0
+        return _nothing_predicted(len(rows) - len(failed), len(rows))
     keys = list(rows[0])
     table = [[_fmt(r[k]) for k in keys] for r in rows]
     widths = [max(len(k), *(len(row[i]) for row in table)) for i, k in enumerate(keys)]
@@ -509,7 +525,7 @@ def _predict(args: argparse.Namespace) -> int:
                  else ""))  # fmt: skip
     if note:
         print(note)
-    return 0
+    return _nothing_predicted(len(rows) - len(failed), len(rows))
 
 
 def _screen(args: argparse.Namespace) -> int:
@@ -524,8 +540,19 @@ def _screen(args: argparse.Namespace) -> int:
     check_out(out, args.data, args.checkpoint, args.overwrite)  # before the model loads
     model = load(args.checkpoint, weights=args.weights, device=args.device)
     say = (lambda msg: None) if args.quiet else print
-    screen(model, args.data, out, batch_size=args.batch_size, overwrite=args.overwrite,
-           progress=args.progress and not args.quiet, log=say)  # fmt: skip
+    counts = screen(model, args.data, out, batch_size=args.batch_size,
+                    overwrite=args.overwrite, progress=args.progress and not args.quiet,
+                    log=say)  # fmt: skip
+    return _nothing_predicted(counts["rows"] - counts["failed"], counts["rows"])
+
+
+def _nothing_predicted(predicted: int, rows: int) -> int:
+    """Exit status 1 where no structure could be predicted (every row says why), so that
+    scripts notice; else 0."""
+    if rows and not predicted:
+        print(f"xtalnet: error: none of the {rows} structure(s) could be predicted (see the "
+              "status column)", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

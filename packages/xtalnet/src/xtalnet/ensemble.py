@@ -15,6 +15,7 @@ maximum-likelihood values for normal errors). Ensembles scored before the distan
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -57,6 +58,25 @@ SHARED_FIELDS = ("targets", "r_cut", "tensor_frame", "dtype", "max_edges")
 def member_dirs(root: str | os.PathLike[str], k: int) -> list[Path]:
     """``root/member-1 … root/member-k``."""
     return [Path(root) / f"member-{m}" for m in range(1, k + 1)]
+
+
+def member_fingerprints(root: str | os.PathLike[str], k: int) -> dict[str, str]:
+    """SHA-256 of each member's ``best.pt``, by folder name: ``ensemble.json`` keeps those
+    its σ was fitted with, so that a member trained again afterwards is noticed."""
+    out = {}
+    for folder in member_dirs(root, k):
+        digest = hashlib.sha256()
+        with (folder / "best.pt").open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[folder.name] = digest.hexdigest()
+    return out
+
+
+def is_member_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``member-K`` of an ensemble folder (one with ``ensemble.json``)."""
+    p = Path(path).resolve()
+    return p.name.startswith("member-") and (p.parent / ENSEMBLE_FILE).is_file()
 
 
 def combine(

@@ -9,6 +9,7 @@ importable from here too.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from xtalnet.ensemble import (
     ENSEMBLE_FILE,
     Ensemble,
     member_dirs,
+    member_fingerprints,
     predict_graphs,
     read_ensemble,
 )
@@ -115,6 +117,17 @@ def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
             f"after the last member, and that has not happened (a member was interrupted?); "
             f"finish it with xtalnet train --resume {root}"
         )
+    fitted_with = info.get("members_fitted")  # absent in ensembles scored before 0.3
+    if fitted_with:
+        now = member_fingerprints(root, len(members))
+        changed = [name for name, digest in now.items() if fitted_with.get(name) != digest]
+        if changed:
+            warnings.warn(
+                f"ensemble {str(root)!r}: member(s) {changed} changed after its σ was fitted "
+                f"(trained again on their own?): σ and test_metrics.json describe the old "
+                f"members; refit them with xtalnet train --resume {root}",
+                stacklevel=3,
+            )
     nets = [load(d / "best.pt", weights=weights, device=device) for d in members]
     weight = info.get("sigma_distance_weight") or {}
     compositions = None

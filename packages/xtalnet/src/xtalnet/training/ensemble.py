@@ -38,6 +38,7 @@ from xtalnet.ensemble import (
     MAX_MEMBERS,
     Ensemble,
     member_dirs,
+    member_fingerprints,
     predict_graphs,
     read_ensemble,
 )
@@ -139,6 +140,10 @@ def train_ensemble(
     try:
         for m, folder in enumerate(member_dirs(root, k), start=1):
             status = _member_status(folder)
+            if status == "done" and resume and _longer(folder, opts):
+                status = "partial"  # a finished member goes on, as a finished run does
+                say(f"ensemble member {m}/{k}: finished; it goes on with the new training "
+                    "length")  # fmt: skip
             if status == "done" and resume:
                 say(f"ensemble member {m}/{k}: finished, kept ({folder})")
                 results.append(json.loads((folder / "test_metrics.json").read_text())
@@ -188,6 +193,18 @@ def _member_settings(
         member_opts = {**_saved(root, "options.json", vary), **member_opts}
         member_cfg = {**_saved(root, "config.json", vary), **member_cfg}
     return member_opts, member_cfg
+
+
+#: the options that set how long a run trains
+LENGTH_OPTIONS = ("epochs", "time_limit", "max_steps", "patience")
+
+
+def _longer(folder: Path, opts: Mapping[str, Any]) -> bool:
+    """Whether ``opts`` give a finished member a training length other than its own (on
+    ``--resume ENSEMBLE --time-limit 30`` every member goes on, as a single run does; a
+    length that would stop it at once is refused by its resume)."""
+    saved = _checkpoint.read(folder / "last.pt").get("options", {})  # as last resumed
+    return any(key in opts and opts[key] != saved.get(key) for key in LENGTH_OPTIONS)
 
 
 def _member_status(folder: Path) -> str:
@@ -293,8 +310,10 @@ def score_ensemble(
                                         distance[ok])  # fmt: skip
     ensemble.sigma_scale, ensemble.sigma_distance_weight = scale, weight
     info = read_ensemble(root)
-    write_json(root / ENSEMBLE_FILE,
-               {**info, "sigma_scale": scale, "sigma_distance_weight": weight})  # fmt: skip
+    fitted_with = member_fingerprints(root, len(ensemble.networks))
+    write_json(root / ENSEMBLE_FILE, {**info, "sigma_scale": scale,
+                                      "sigma_distance_weight": weight,
+                                      "members_fitted": fitted_with})  # fmt: skip
     result: dict[str, Any] = {"out": str(root), "members": len(ensemble.networks),
                               "sigma_scale": scale, "sigma_distance_weight": weight}  # fmt: skip
     if not test:
