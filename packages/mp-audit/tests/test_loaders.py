@@ -218,6 +218,10 @@ def test_cif_folder_and_pymatgen_json(tmp_path):
     parsed = [mp_audit.parse_payload(e.payload) for e in ds if e.material_id in ("e", "f_POSCAR")]
     assert parsed[0] == shifted and parsed[1] == s
     assert len(mp_audit.load(folder / "e.CIF.gz")) == 1
+    # a name shared by two files (a.cif, a.vasp): each keeps its whole file name as its id
+    s.to(filename=str(folder / "a.vasp"), fmt="poscar")
+    ids = [e.material_id for e in mp_audit.load(folder)]
+    assert ids[:3] == ["a.cif", "a.vasp", "b"] and len(set(ids)) == len(ids)
     assert not mp_audit.is_structure_file(folder / "x.csv.gz")
     (tmp_path / "one.json").write_text(json.dumps(s.as_dict()))
     (tmp_path / "many.json").write_text(json.dumps({"x-1": s.as_dict(), "x-2": s.as_dict()}))
@@ -244,3 +248,27 @@ def test_bad_sources(tmp_path):
         mp_audit.load("builtin:dcdft").head(-1)
     with pytest.raises(ValueError, match="payload"):
         mp_audit.parse_payload("")
+
+
+def test_a_list_of_structures_with_a_bad_item_fails_that_item_alone(tmp_path):
+    """One null, molecule or typo in a JSON list of structures stopped the whole source
+    ("no structure column"); it is now that row's parse failure, named."""
+    from pymatgen.core import Molecule
+
+    s = _nacl()
+    mol = Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]])
+    (tmp_path / "l.json").write_text(json.dumps([s.as_dict(), {"foo": 1}, None, mol.as_dict()]))
+    ds = mp_audit.load(tmp_path / "l.json")
+    assert len(ds) == 4
+    failed = dict(ds.parse_failures())
+    assert sorted(failed) == ["l.json:1", "l.json:2", "l.json:3"]
+    assert "no pymatgen structure dict (keys: 'foo'" in failed["l.json:1"]
+    assert "no structure stored" in failed["l.json:2"]
+    assert "a Molecule has no lattice" in failed["l.json:3"]
+    (tmp_path / "d.json").write_text(json.dumps({"x-1": s.as_dict(), "x-2": None}))
+    assert [e.material_id for e in mp_audit.load(tmp_path / "d.json")] == ["x-1", "x-2"]
+    # records with a structure column stay a table
+    (tmp_path / "r.json").write_text(json.dumps([{"material_id": "m", "structure": s.as_dict(),
+                                                  "band_gap": 1.0}]))  # fmt: skip
+    (entry,) = mp_audit.load(tmp_path / "r.json", columns=["band_gap"])
+    assert entry.material_id == "m" and entry.props["band_gap"] == 1.0

@@ -252,6 +252,22 @@ def _rotate_tensor(t: np.ndarray, r: np.ndarray) -> np.ndarray:
     return out
 
 
+def test_a_molecule_or_slab_is_predicted_with_a_note(finished):
+    """A network of bulk crystals given a molecule or a slab answers, and says it
+    extrapolates (it said nothing)."""
+    from ase import Atoms
+
+    net = xtalnet.load(finished)
+    cu = bulk("Cu", "fcc", a=3.6)
+    slab = cu.repeat((1, 1, 3))
+    slab.pbc = (True, True, False)
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=np.eye(3) * 10, pbc=False)
+    pred, notes = net.predict_with_notes([cu, slab, dimer], catch=True)
+    assert notes[0] == "" and np.isfinite(pred["y"]).all()
+    assert "not periodic along every axis (pbc=(True, True, False))" in notes[1]
+    assert "pbc=(False, False, False)" in notes[2] and "extrapolated" in notes[2]
+
+
 def test_7_a_structure_with_an_isolated_atom_is_nan_with_a_reason(finished, tmp_path, capsys):
     net = xtalnet.load(finished)
     kbr = Structure(Lattice.cubic(9.0), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 7.8 Å apart

@@ -77,6 +77,12 @@ def parse_payload(payload: Any) -> Structure:
 
         return AseAtomsAdaptor.get_structure(payload)
     if isinstance(payload, dict):
+        if "lattice" not in payload or "sites" not in payload:
+            keys = ", ".join(map(repr, list(payload)[:6])) or "none"
+            raise ValueError(
+                f"a dict without 'lattice' and 'sites' is no pymatgen structure dict (keys: "
+                f"{keys}; a Molecule has no lattice)"
+            )
         return Structure.from_dict(payload)
     if not isinstance(payload, str):
         raise ValueError(

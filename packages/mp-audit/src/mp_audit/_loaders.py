@@ -140,13 +140,22 @@ def _read_json(path: Path) -> pd.DataFrame:
     if _is_structure_dict(data):
         return pd.DataFrame({"structure": [data]})
     if isinstance(data, list):
-        if data and all(_is_structure_dict(d) for d in data):
+        # a list of structures: one item that is not a structure (null, a molecule, a typo)
+        # fails alone, as its own row (records with a structure column are a table)
+        records = any(isinstance(d, dict) and set(d) & set(STRUCTURE_COLUMNS) for d in data)
+        if any(_is_structure_dict(d) for d in data) and not records:
             return pd.DataFrame({"structure": data})
         if not all(isinstance(d, dict) for d in data):
             raise ValueError("a JSON list must hold records (objects) or structure dicts")
         return pd.DataFrame.from_records(data)
     if isinstance(data, dict):
-        if data and all(_is_structure_dict(v) for v in data.values()):
+        columns = any(isinstance(v, dict) and set(v) & set(STRUCTURE_COLUMNS)
+                      for v in data.values())  # fmt: skip
+        if (
+            any(_is_structure_dict(v) for v in data.values())
+            and not columns
+            and ("structure" not in data)
+        ):
             return pd.DataFrame({"material_id": list(data), "structure": list(data.values())})
         if not all(isinstance(v, (dict, list)) for v in data.values()):
             raise ValueError(
@@ -293,9 +302,13 @@ def _load_structure_files(source: Path, files: list[Path]) -> Dataset:
     """The structure ``files`` as a dataset named after ``source`` (their folder, or the
     one file given)."""
 
+    stems = [_structure_id(f) for f in files]
+    # X.cif beside X.vasp: both keep their whole file name, one id each
+    ids = [f.name if stems.count(stem) > 1 else stem for f, stem in zip(files, stems)]
+
     def factory() -> Iterator[Entry]:
-        for f in files:
-            yield Entry(_structure_id(f), _structure_text(f))
+        for f, ident in zip(files, ids):
+            yield Entry(ident, _structure_text(f))
 
     return Dataset(str(source), factory, len(files), {"files": {f.name: 1 for f in files}})
 

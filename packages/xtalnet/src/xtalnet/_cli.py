@@ -256,13 +256,16 @@ def _predict_parser(r: argparse.ArgumentParser) -> None:
 
 def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--out", help="folder for every file the demo writes (default: a temp dir)")
-    d.add_argument("--time-limit", dest="time_limit", type=float, default=2.0, metavar="MIN")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--time-limit", dest="time_limit", type=float, default=2.0, metavar="MIN",
+                   help="training budget, minutes, all members together (default 2)")  # fmt: skip
+    d.add_argument("--seed", type=int, default=0, help="seed of the split and the members "
+                   "(default 0)")  # fmt: skip
     # 1-4 atoms per cell: too little work per op to share between threads (measured on the
     # 2-core VM under load: 372 epochs in 2 minutes with 1 thread, 32 with 2)
     d.add_argument("--threads", type=_count, default=1)
     d.add_argument("--quiet", action="store_true")
-    d.add_argument("--overwrite", action="store_true", help="replace the run DIR/run holds")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace the run an earlier demo left in --out")  # fmt: skip
 
 
 def _common(p: argparse.ArgumentParser, progress: bool = True) -> None:

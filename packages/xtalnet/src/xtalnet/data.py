@@ -103,8 +103,13 @@ _POSITION = re.compile(r"structures\[\d+\](?: \(entry '[^']*'\))?:? ?")
 
 def without_position(message: str) -> str:
     """A message about one structure as its own row (or id) says it: without its position in
-    a batch (``structures[5] (entry 'x'): …`` of :func:`to_structure` and the predictors)."""
-    return _POSITION.sub("", message, count=1)
+    a batch (``structures[5] (entry 'x'): …`` of :func:`to_structure` and the predictors;
+    ``structures[5] is disordered`` becomes ``the structure is disordered``)."""
+
+    def drop(match: re.Match[str]) -> str:  # "…[5]: why" -> "why"; "…[5] is" -> "the … is"
+        return "" if match.group(0).rstrip().endswith(":") else "the structure "
+
+    return _POSITION.sub(drop, message, count=1)
 
 
 def to_structure(obj: Any, index: int = 0) -> Any:

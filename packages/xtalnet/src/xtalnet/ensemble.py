@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,12 +201,10 @@ class Ensemble(nn.Module):
 
     def predict(self, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Mean prediction of the members in physical units, and ``"<target>.std"``."""
+        from xtalnet.prediction import warn_flagged
+
         pred, notes = self.predict_with_notes(structures, batch_size)
-        flagged = [(k, n) for k, n in enumerate(notes) if n]
-        if flagged:
-            shown = "; ".join(f"structures[{k}]: {n}" for k, n in flagged[:5])
-            warnings.warn(f"{len(flagged)} of {len(notes)} predictions flagged: {shown}",
-                          stacklevel=2)  # fmt: skip
+        warn_flagged(notes, stacklevel=2)
         return pred
 
     def forward(self, batch: Any) -> list[dict[str, torch.Tensor]]:

@@ -69,8 +69,11 @@ def load(checkpoint: str | os.PathLike[str], *, weights: str = "ema", device: st
 
     Returns
     -------
-    Network
-        In eval mode; ``net.predict(structures)`` gives physical units.
+    Network or Ensemble
+        In eval mode; ``net.predict(structures)`` gives physical units (an ensemble: the
+        members' mean, and the spread as ``"<target>.std"``). Tensor targets trained in the
+        IEEE frame (the default) are predicted in the IEEE standard frame of each structure
+        (:func:`xtalnet.frame_rotation` gives its rotation), not the structure's own axes.
 
     Examples
     --------

@@ -83,7 +83,9 @@ def predict(
     dict column -> numpy array
         Scalars [n]; ``elastic_tensor`` [n, 6, 6] GPa (Voigt xx, yy, zz, yz, xz, xy);
         extra outputs of a head (e.g. the band gap's probability of a metal) under
-        ``"<column>.<name>"``.
+        ``"<column>.<name>"``. Tensors are in the frame the network was trained in
+        (``net.config.tensor_frame``): for "ieee" (the default) the IEEE standard frame of
+        each structure (:func:`xtalnet.frame_rotation`), not its own Cartesian axes.
 
     Warns
     -----
@@ -93,13 +95,19 @@ def predict(
         data did not hold); :func:`predict_with_notes` gives those notes per structure.
     """
     pred, notes = predict_with_notes(net, structures, batch_size)
+    warn_flagged(notes, stacklevel)
+    return pred
+
+
+def warn_flagged(notes: Sequence[str], stacklevel: int = 2) -> None:
+    """One UserWarning naming the structures with a note (the first five, and how many
+    more), nothing when none has one."""
     flagged = [(k, note) for k, note in enumerate(notes) if note]
     if flagged:
         shown = "; ".join(f"structures[{k}]: {note}" for k, note in flagged[:5])
         more = f" (and {len(flagged) - 5} more)" if len(flagged) > 5 else ""
         warnings.warn(f"{len(flagged)} of {len(notes)} predictions flagged: {shown}{more}",
-                      stacklevel=stacklevel)  # fmt: skip
-    return pred
+                      stacklevel=stacklevel + 1)  # fmt: skip
 
 
 def predict_with_notes(
@@ -185,6 +193,7 @@ def structure_note(net: Network, graph: Any) -> str:
             f"not predicted: atom(s) {lonely[:10]} have no neighbour within r_cut="
             f"{net.config.r_cut} Å, so the network has nothing to say about them"
         )
+    notes = []
     seen = getattr(net, "train_species", None)
     if seen:
         unseen = sorted({int(z) for z in graph.numbers} - set(seen))
@@ -192,5 +201,9 @@ def structure_note(net: Network, graph: Any) -> str:
             from pymatgen.core.periodic_table import Element
 
             names = ", ".join(Element.from_Z(z).symbol for z in unseen)
-            return f"element(s) {names} absent from the training data: extrapolated"
-    return ""
+            notes.append(f"element(s) {names} absent from the training data: extrapolated")
+    pbc = tuple(bool(p) for p in getattr(graph, "pbc", (True, True, True)))
+    if not all(pbc):  # a molecule or a slab given to a network of bulk crystals
+        notes.append(f"not periodic along every axis (pbc={pbc}): the network was trained on "
+                     "bulk crystals; extrapolated")  # fmt: skip
+    return "; ".join(notes)
