@@ -151,3 +151,17 @@ def test_sigma_fit_leaves_out_entries_whose_members_agree_exactly():
     agree = (np.r_[error, np.zeros(20), np.ones(5)], np.r_[spread, np.zeros(25)],
              np.r_[distance, np.full(25, 1.5)])  # fmt: skip
     assert sigma_fit(*agree) == fitted and fitted[1] > 0
+
+
+def test_sigma_scale_is_not_set_by_a_few_members_agreeing_on_a_wrong_answer():
+    """Two members agreeing on diamond's C11 to 0.04 GPa, 351 GPa off: one such entry in a
+    thousand made the likelihood's k ~ 200 (σ 40x the typical error). The coverage fit
+    keeps k where 95.4 % of the errors lie within 2σ."""
+    g = np.random.default_rng(5)
+    spread = g.uniform(1.0, 10.0, 2000)
+    error = g.normal(size=2000) * 1.5 * spread
+    spread[:2], error[:2] = 0.035, 351.0  # agreed, and wrong
+    k, w = sigma_fit(error, spread, np.zeros(2000))
+    assert w == 0.0 and k == pytest.approx(1.5, rel=0.1)
+    assert np.sqrt(np.mean((error / spread) ** 2)) > 100  # what the likelihood's k was
+    assert np.mean(np.abs(error) <= 2 * k * spread) == pytest.approx(0.954, abs=0.002)

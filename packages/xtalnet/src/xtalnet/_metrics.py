@@ -153,13 +153,29 @@ def stated(error: Any, sigma: Any) -> tuple[np.ndarray, np.ndarray]:
     return e[ok], s[ok]
 
 
+#: the fraction of normal errors within two standard deviations, P(|Z| <= 2)
+WITHIN_2SIGMA = math.erf(2 / math.sqrt(2))
+
+
 def sigma_scale(error: Any, sigma: Any) -> float:
-    """The factor k that makes ``k sigma`` the maximum-likelihood scale of normal errors:
-    ``k = sqrt(mean((error / sigma)^2))`` over the entries with ``sigma > 0`` (1 if none)."""
+    """The factor k that puts :data:`WITHIN_2SIGMA` (95.4 %) of the errors within ``2 k
+    sigma``, as for normal errors of standard deviation ``k sigma``: ``k`` = that quantile
+    of ``|error| / sigma`` over the entries with ``sigma > 0``, halved (1 if none, or if
+    every such error is zero).
+
+    A quantile, not the normal likelihood's ``sqrt(mean((error / sigma)^2))``: a spread
+    of few members is now and then tiny where every member is wrong (two members of a
+    de Jong ensemble agreed on diamond's C11 to 0.04 GPa, 351 GPa off), and one such
+    entry set the mean's scale for all (k = 199: a median σ of 447 GPa for a median error
+    of 12). On MP-20 formation energies (5 members) both give k = 2.0 and the same
+    coverage."""
     e = np.asarray(error, dtype=np.float64).ravel()
     s = np.asarray(sigma, dtype=np.float64).ravel()
     ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
-    return float(np.sqrt(np.mean((e[ok] / s[ok]) ** 2))) if ok.any() else 1.0
+    if not ok.any():
+        return 1.0
+    k = float(np.quantile(np.abs(e[ok]) / s[ok], WITHIN_2SIGMA)) / 2
+    return k if k > 0 else 1.0
 
 
 def _per_entry(distance: Any, ndim: int) -> np.ndarray:
@@ -181,8 +197,9 @@ def widened_sigma(spread: Any, scale: float, weight: float, distance: Any) -> np
 
 
 def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
-    """The scale k and distance weight w of ``sigma = k sqrt(spread^2 + w distance^2)`` that
-    maximise the likelihood of normal errors.
+    """The scale k and distance weight w of ``sigma = k sqrt(spread^2 + w distance^2)``: w
+    maximises the likelihood of normal errors, k then puts 95.4 % of the errors within 2σ
+    (:func:`sigma_scale`).
 
     ``distance`` (one per structure, the leading axis of ``error`` and ``spread``) is
     broadcast over the entries of tensor targets; the entries with ``spread > 0`` count
@@ -190,8 +207,9 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
     is mostly exactly 0 too: no normal error). For each w of a log grid around
     ``mean(spread^2) / mean(distance^2 | distance > 0)`` (and w = 0) the best k is
     ``sqrt(mean(error^2 / (spread^2 + w distance^2)))``; the pair with the smallest negative
-    log-likelihood wins, its w refined between the grid's neighbours. w stays 0 where fewer
-    than 3 entries have ``distance > 0``; (1, 0) if no entry counts or every error is zero.
+    log-likelihood wins, its w refined between the grid's neighbours; k is fitted last, at
+    that w. w stays 0 where fewer than 3 entries have ``distance > 0``; (1, 0) if no entry
+    counts or every error is zero.
     """
     e = np.asarray(error, dtype=np.float64)
     s = np.asarray(spread, dtype=np.float64)
@@ -212,7 +230,7 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
             return math.inf, 1.0
         return 0.5 * float(np.sum(np.log(k2 * v))) + 0.5 * e2.size, math.sqrt(k2)
 
-    nll, k, w = min((*fit(w), w) for w in weights)
+    nll, _, w = min((*fit(w), w) for w in weights)
     if w > 0:  # refine log w between the grid's neighbours (golden section)
         lo, hi = math.log(w) - 0.1 * math.log(10), math.log(w) + 0.1 * math.log(10)
         for _ in range(40):
@@ -223,8 +241,9 @@ def sigma_fit(error: Any, spread: Any, distance: Any) -> tuple[float, float]:
                 lo = a
         w_fine = math.exp(0.5 * (lo + hi))
         if fit(w_fine)[0] < nll:
-            nll, k, w = *fit(w_fine), w_fine
-    return k, float(w)
+            w = w_fine
+    # the weight by likelihood (the shape of σ), the scale by coverage (see sigma_scale)
+    return sigma_scale(e[ok], np.sqrt(s2 + w * d2)), float(w)
 
 
 def scalar_metrics(pred: Any, true: Any) -> dict[str, float]:

@@ -8,9 +8,9 @@ and the spread under ``"<target>.std"`` (scalars ``[n]``, tensors per entry with
 shape). σ = k sqrt(spread² + w d²) adds to the spread the distance d of the crystal's
 composition to the nearest training crystal's (:mod:`xtalnet.composition_distance`, the
 ensemble's ``train_compositions.npz``); k and w are fitted on the validation split when the
-ensemble is trained (``ensemble.json``: ``sigma_scale`` and ``sigma_distance_weight``, the
-maximum-likelihood values for normal errors). Ensembles scored before the distance term
-(no ``sigma_distance_weight``): σ = k x spread, as then.
+ensemble is trained (``ensemble.json``: ``sigma_scale`` and ``sigma_distance_weight``; w by
+the likelihood of normal errors, k so that 95.4 % of the errors lie within 2σ). Ensembles
+scored before the distance term (no ``sigma_distance_weight``): σ = k x spread, as then.
 """
 
 from __future__ import annotations

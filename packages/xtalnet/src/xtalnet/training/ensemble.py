@@ -55,7 +55,8 @@ __all__ = ["check_members", "member_seeds", "split_samples", "train_ensemble"]
 SIGMA_RULE = (
     "sigma_scale x sqrt(spread^2 + sigma_distance_weight x d^2); spread: the members' standard "
     "deviation; d: L1 distance of the fractional composition to the nearest training crystal's "
-    "(0-2); both factors fitted on the validation split (maximum likelihood, normal errors)"
+    "(0-2); both fitted on the validation split: the weight by the likelihood of normal "
+    "errors, the scale so that 95.4 % of the errors lie within 2 sigma"
 )
 
 
