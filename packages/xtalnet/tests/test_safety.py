@@ -472,8 +472,16 @@ def test_19_22_disordered_structures_and_dummy_species_are_named(finished, tmp_p
     assert main(["predict", "--checkpoint", str(finished), str(tmp_path / "mixed.cif")]) == 1
     out = capsys.readouterr()
     assert "disordered" in out.out and "mixed.cif" in out.err
-    with pytest.raises(ValueError, match=r"structures\[0\] is disordered"):
+    with pytest.raises(
+        ValueError,
+        match=r"structures\[0\] is disordered.*predict_with_notes"
+        r"\(structures, catch=True\) predicts the others",
+    ):
         xtalnet.load(finished).predict([mixed])
+    pred, notes = xtalnet.load(finished).predict_with_notes([mixed, bulk("Cu", "fcc", a=3.6)],
+                                                            catch=True)  # fmt: skip
+    assert np.isnan(pred["y"][0]) and np.isfinite(pred["y"][1])
+    assert notes[0].startswith("not predicted: structures[0] is disordered")
     dummy = Structure(Lattice.cubic(4.0), [DummySpecies("X"), "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(ValueError, match=r"species X \(Z=0\) not supported"):
         xtalnet.collate([dummy], xtalnet.NetworkConfig())

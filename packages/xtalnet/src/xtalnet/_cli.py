@@ -320,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a folder or file that cannot be written or read
         return _fail(f"{exc.strerror or exc}: {exc.filename!r}" if exc.filename else str(exc))
     except KeyboardInterrupt:
-        print("xtalnet: interrupted" + _resume_hint(args), file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: said once, not per rank
+            print("xtalnet: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
 
 

@@ -201,9 +201,10 @@ class Ensemble(nn.Module):
 
     def predict(self, structures: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Mean prediction of the members in physical units, and ``"<target>.std"``."""
-        from xtalnet.prediction import warn_flagged
+        from xtalnet.prediction import catch_hint, warn_flagged
 
-        pred, notes = self.predict_with_notes(structures, batch_size)
+        with catch_hint():
+            pred, notes = self.predict_with_notes(structures, batch_size)
         warn_flagged(notes, stacklevel=2)
         return pred
 

@@ -7,6 +7,7 @@ tables) and :class:`xtalnet.Network`'s ``predict`` delegates to :func:`predict`.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -94,9 +95,23 @@ def predict(
         r_cut: the network has nothing to say about it) or doubtful (elements the training
         data did not hold); :func:`predict_with_notes` gives those notes per structure.
     """
-    pred, notes = predict_with_notes(net, structures, batch_size)
+    with catch_hint():
+        pred, notes = predict_with_notes(net, structures, batch_size)
     warn_flagged(notes, stacklevel)
     return pred
+
+
+@contextlib.contextmanager
+def catch_hint() -> Iterator[None]:
+    """A ValueError about one structure (``structures[k] ...``) says how to predict the
+    others: ``predict_with_notes(structures, catch=True)``."""
+    try:
+        yield
+    except ValueError as exc:
+        if not str(exc).startswith("structures["):  # not about one structure: no hint
+            raise
+        raise ValueError(f"{exc} (predict_with_notes(structures, catch=True) predicts the "
+                         "others, with NaN and this reason for this one)") from exc  # fmt: skip
 
 
 def warn_flagged(notes: Sequence[str], stacklevel: int = 2) -> None:
