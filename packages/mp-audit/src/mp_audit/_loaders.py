@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -303,8 +304,9 @@ def _load_structure_files(source: Path, files: list[Path]) -> Dataset:
     one file given)."""
 
     stems = [_structure_id(f) for f in files]
+    shared = {stem for stem, n in Counter(stems).items() if n > 1}
     # X.cif beside X.vasp: both keep their whole file name, one id each
-    ids = [f.name if stems.count(stem) > 1 else stem for f, stem in zip(files, stems)]
+    ids = [f.name if stem in shared else stem for f, stem in zip(files, stems)]
 
     def factory() -> Iterator[Entry]:
         for f, ident in zip(files, ids):

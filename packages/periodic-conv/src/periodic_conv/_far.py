@@ -65,7 +65,10 @@ def search_positions(
     out, wrapped = pos, None
     if not all(pbc):  # first: narrowing along an oblique cell moves atoms along a and b too
         out = _narrow_gaps(out, r_cut, _free_directions(cell, pbc))
-    if any(pbc) and len(pos) and abs(np.linalg.det(cell)) > 0:
+    # |fractional coordinate i| <= |r| / h_i: most crystals are settled without solving
+    reach = float(np.sqrt(np.einsum("ij,ij->i", out, out).max())) if len(out) else 0.0
+    spacing = min((h for h, p in zip(heights, pbc) if p), default=0.0)
+    if any(pbc) and reach > WRAP_LIMIT * spacing and abs(np.linalg.det(cell)) > 0:
         frac = np.linalg.solve(cell.T, out.T).T
         periodic = np.array(pbc)
         if np.abs(frac[:, periodic]).max() > WRAP_LIMIT:

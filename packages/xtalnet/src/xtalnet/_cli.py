@@ -417,13 +417,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-STRUCTURE_SUFFIXES = (
-    ".cif",
-    ".vasp",
-    ".poscar",
-    ".json",
-    ".cssr",
-)  # what Structure.from_file reads
+# the suffixes pymatgen's Structure.from_file reads (.xyz it reads as a molecule only)
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".cssr")
 
 
 def _is_structure_file(path: Path) -> bool:

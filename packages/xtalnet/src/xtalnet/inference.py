@@ -120,7 +120,7 @@ def _load_ensemble(root: Path, weights: str, device: str) -> Ensemble:
             f"after the last member, and that has not happened (a member was interrupted?); "
             f"finish it with xtalnet train --resume {root}"
         )
-    fitted_with = info.get("members_fitted")  # absent in ensembles scored before 0.3
+    fitted_with = info.get("members_fitted")  # absent in ensembles scored before 8 Dec 2026
     if fitted_with:
         now = member_fingerprints(root, len(members))
         changed = [name for name, digest in now.items() if fitted_with.get(name) != digest]

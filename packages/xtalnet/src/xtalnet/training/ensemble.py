@@ -140,9 +140,9 @@ def train_ensemble(
     results = []
     try:
         for m, folder in enumerate(member_dirs(root, k), start=1):
-            status = _member_status(folder)
-            if status == "done" and resume and _longer(folder, opts):
-                status = "partial"  # a finished member goes on, as a finished run does
+            status = _member_status(folder, opts if resume else {})
+            if status == "longer":  # a finished member goes on, as a finished run does
+                status = "partial"
                 say(f"ensemble member {m}/{k}: finished; it goes on with the new training "
                     "length")  # fmt: skip
             if status == "done" and resume:
@@ -200,20 +200,19 @@ def _member_settings(
 LENGTH_OPTIONS = ("epochs", "time_limit", "max_steps", "patience")
 
 
-def _longer(folder: Path, opts: Mapping[str, Any]) -> bool:
-    """Whether ``opts`` give a finished member a training length other than its own (on
-    ``--resume ENSEMBLE --time-limit 30`` every member goes on, as a single run does; a
-    length that would stop it at once is refused by its resume)."""
-    saved = _checkpoint.read(folder / "last.pt").get("options", {})  # as last resumed
-    return any(key in opts and opts[key] != saved.get(key) for key in LENGTH_OPTIONS)
-
-
-def _member_status(folder: Path) -> str:
-    """``"new"``, ``"partial"`` (a checkpoint, not finished) or ``"done"``."""
+def _member_status(folder: Path, opts: Mapping[str, Any]) -> str:
+    """``"new"``, ``"partial"`` (a checkpoint, not finished), ``"done"``, or ``"longer"``: done,
+    but ``opts`` give it a training length other than its own (on ``--resume ENSEMBLE
+    --time-limit 30`` every member goes on, as a single run does; a length that would stop it
+    at once is refused by its resume)."""
     if not (folder / "last.pt").is_file():
         return "new"
-    state = _checkpoint.read(folder / "last.pt").get("state", {})
-    return "done" if state.get("done") and (folder / "best.pt").is_file() else "partial"
+    ckpt = _checkpoint.read(folder / "last.pt")
+    if not (ckpt.get("state", {}).get("done") and (folder / "best.pt").is_file()):
+        return "partial"
+    saved = ckpt.get("options", {})  # as last resumed
+    changed = any(key in opts and opts[key] != saved.get(key) for key in LENGTH_OPTIONS)
+    return "longer" if changed else "done"
 
 
 def _saved(root: Path, name: str, vary: bool) -> dict[str, Any]:
